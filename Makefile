@@ -1,0 +1,104 @@
+# tfm — the only build entry point. Everything is built out of tree, under build/.
+#
+#   make tour            install what is missing, build, check every chapter against the goldens,
+#                        print the oracle table, render the figures into build/figures/
+#   make test            install what is missing, build, run every Check suite (non-zero on failure)
+#   make test-chNN       one chapter's suite (test-ch00, test-ch01, ...); make test-oracle: the reader
+#   make oracle          regenerate oracle/golden/ with PyTorch (Debian's python3-torch)
+#   make oracle-verify   regenerate into a temporary folder and compare with the committed goldens
+#   make notebooks       execute every notebook headless; fails on any error
+#   make deps            install the Debian packages tfm needs (as root or through sudo)
+#   make clean
+
+BUILD    ?= build
+CC       ?= gcc
+# -std=c11 (not gnu11) also means -ffp-contract=off: the naive files compute exactly the
+# operations they spell out. The fast files add contraction into FMA (FAST_CFLAGS); neither
+# ever uses -ffast-math, which would let the compiler reorder sums and drop NaN/inf semantics.
+CSTD     := -std=c11 -D_POSIX_C_SOURCE=200809L
+WARN     := -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wno-sign-conversion
+OPT      ?= -O2 -march=native
+CFLAGS   ?=
+FAST_CFLAGS := -O3 -march=native -ffp-contract=fast
+CHAPTERS := $(sort $(wildcard chapters/*))
+INCLUDES := $(addprefix -I,$(CHAPTERS)) -Ioracle
+ALL_CFLAGS = $(CSTD) $(WARN) $(OPT) -fopenmp $(INCLUDES) $(CFLAGS)
+LDLIBS   := -lcjson -lz -lm -fopenmp
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -lpthread)
+
+LIB_SRC  := $(wildcard chapters/*/*.c) $(wildcard oracle/*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB      := $(BUILD)/libtfm.a
+TFM      := $(BUILD)/bin/tfm
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+PYTHON    = $(shell tools/find-torch-python)
+
+.PHONY: all deps tour test test-oracle oracle oracle-verify notebooks figures clean
+all: $(TFM) $(TEST_BIN)
+
+deps:
+	@tools/install-deps
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(if $(findstring _fast.c,$<),$(FAST_CFLAGS)) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+$(TFM): $(BUILD)/obj/src/tfm.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/testutil.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $^ -o $@ $(CHECK_LIBS) $(LDLIBS)
+
+# Every suite runs even if an earlier one fails; the target fails if any did.
+test: deps
+	@$(MAKE) --no-print-directory all
+	@fail=0; for t in $(TEST_BIN); do echo "== $$t"; TFM_ROOT=$(CURDIR) $$t || fail=1; done; \
+	 if [ $$fail -ne 0 ]; then echo "make test: a suite FAILED"; exit 1; fi
+
+test-ch%: $(BUILD)/tests/test_%_* | deps
+	@for t in $^; do TFM_ROOT=$(CURDIR) $$t || exit 1; done
+test-oracle: $(BUILD)/tests/test_oracle
+	@TFM_ROOT=$(CURDIR) $<
+
+tour: deps
+	@$(MAKE) --no-print-directory all
+	TFM_ROOT=$(CURDIR) $(TFM) check
+	@$(MAKE) --no-print-directory figures
+
+# Figures are drawn by gnuplot from data that tfm itself computed (never from PyTorch's).
+FIG := $(BUILD)/figures
+figures: $(TFM)
+	@mkdir -p $(FIG)
+	@TFM_ROOT=$(CURDIR) $(TFM) run attention --variant naive --case causal \
+	   oracle/golden/01-attention.safetensors.gz $(FIG)/attention_causal.safetensors
+	@$(TFM) slice $(FIG)/attention_causal.safetensors probs --at 0,0 $(FIG)/attention_causal.dat
+	@gnuplot -e "datafile='$(FIG)/attention_causal.dat'; outfile='$(FIG)/attention_heatmap.png'; \
+	   title='Chapter 01: causal attention, 13 tokens, head 0'" plots/attention_heatmap.gp
+	@echo "figures written to $(FIG)/"
+
+oracle: deps
+	$(PYTHON) oracle/export.py --out oracle/golden
+
+oracle-verify: deps
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	 $(PYTHON) oracle/export.py --out "$$tmp" && \
+	 $(PYTHON) oracle/verify.py "$$tmp" oracle/golden
+
+notebooks: all
+	@mkdir -p $(BUILD)/notebooks
+	@for nb in notebooks/*.ipynb; do \
+	   echo "== $$nb"; \
+	   TFM_ROOT=$(CURDIR) jupyter nbconvert --to notebook --execute --output-dir $(BUILD)/notebooks \
+	     --ExecutePreprocessor.timeout=600 "$$nb" || exit 1; done
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

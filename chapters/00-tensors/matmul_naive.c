@@ -1,0 +1,49 @@
+/* matmul_naive.c — the two products of the Transformer, as the formulas write them.
+ *
+ * Dimension legend (matmul.h):
+ *   M  rows of the output: one per token (B*T in the model)
+ *   K  the reduced dimension: the input width
+ *   N  columns of the output: the output width
+ *
+ *   matmul:  C[i][j] = sum_{k<K} A[i][k] * B[k][j]            A [M,K], B [K,N], C [M,N]
+ *   linear:  Y[i][j] = bias[j] + sum_{k<K} X[i][k] * W[j][k]  X [M,K], W [N,K], Y [M,N]
+ *
+ * Row-major: element [r][c] of an R x Cols matrix sits at offset r*Cols + c. Offsets are size_t,
+ * computed from size_t dimensions, so that M*K never overflows an int.
+ *
+ * The sum accumulates in float, one term at a time in increasing k: PyTorch's float32 matmul also
+ * accumulates in float32 (in its own blocked order), so a double accumulator here would be *more*
+ * accurate than the reference we are checked against and would hide how large float32's
+ * reordering error really is. The float64 truth in the goldens measures both against the exact sum.
+ */
+#include "matmul.h"
+
+void matmul_naive(float *c, const float *a, const float *b, size_t M, size_t K, size_t N)
+{
+    for (size_t i = 0; i < M; ++i) {
+        for (size_t j = 0; j < N; ++j) {
+            float sum = 0.0f;
+            for (size_t k = 0; k < K; ++k)
+                sum += a[i * K + k] * b[k * N + j];          /* A[i][k] * B[k][j] */
+            c[i * N + j] = sum;
+        }
+    }
+}
+
+/* W is stored [N, K] (nn.Linear's [out_features, in_features]), so X·W^T pairs row i of X with
+ * row j of W: both are read with unit stride.
+ *
+ * The bias is the sum's starting value rather than a final addition: that is how PyTorch computes
+ * linear (addmm copies bias into the output, then the BLAS gemm accumulates X·W^T onto it). */
+void linear_naive(float *y, const float *x, const float *w, const float *bias,
+                  size_t M, size_t K, size_t N)
+{
+    for (size_t i = 0; i < M; ++i) {
+        for (size_t j = 0; j < N; ++j) {
+            float sum = bias ? bias[j] : 0.0f;
+            for (size_t k = 0; k < K; ++k)
+                sum += x[i * K + k] * w[j * K + k];          /* X[i][k] * W[j][k] */
+            y[i * N + j] = sum;
+        }
+    }
+}

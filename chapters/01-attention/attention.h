@@ -1,0 +1,56 @@
+/* attention.h — chapter 01: scaled dot-product attention.
+ *
+ *   out = softmax(Q K^T * scale + M) V,      scale = 1/sqrt(Dk) unless given
+ *
+ * Dimensions: B batch, H heads, Tq query tokens, Tk key/value tokens, Dk query/key width,
+ *             Dv value width. Q is [B,H,Tq,Dk], K is [B,H,Tk,Dk], V is [B,H,Tk,Dv], out is
+ *             [B,H,Tq,Dv], probs (the softmax, optional) is [B,H,Tq,Tk].
+ *
+ * The mask M is the sum of up to three parts, as PyTorch builds it:
+ *   - attn_mask: an additive float mask (0 keeps, -inf removes, any other value biases). A boolean
+ *     mask where true means "may attend" (F.scaled_dot_product_attention's convention) becomes
+ *     0 / -inf with attn_mask_from_bool(). Its strides let one [Tq,Tk] mask serve every batch and
+ *     head (stride 0) or give each its own ([B,H,Tq,Tk] or the [B*H,Tq,Tk] of nn.MultiheadAttention).
+ *   - key_padding_mask: [B,Tk] bytes, 1 means "this key is padding, ignore it"
+ *     (nn.MultiheadAttention's convention).
+ *   - causal: query i may attend to key j only when j <= i (top-left aligned, as PyTorch's
+ *     is_causal does, also when Tq != Tk).
+ *
+ * A query row whose keys are all masked has softmax 0/0: PyTorch's math yields NaN for that row,
+ * in out and probs, and so do both tfm variants (book.md, chapter 01, "fully masked rows").
+ */
+#ifndef TFM_ATTENTION_H
+#define TFM_ATTENTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const float *attn_mask;         /* additive, element (b,h,i,j) at
+                                       b*stride_b + h*stride_h + i*Tk + j; NULL for none */
+    size_t stride_b, stride_h;      /* attn_mask strides over batch and head (0 broadcasts) */
+    const uint8_t *key_padding_mask; /* [B, Tk], 1 = ignore this key; NULL for none */
+    int causal;                     /* 1: mask keys j > i */
+} AttnMask;
+
+/* Naive: materializes the [Tq,Tk] scores of each (b,h), exactly as the formula reads.
+ * probs may be NULL. mask may be NULL (no mask). scale <= 0 means 1/sqrt(Dk). */
+void attention_forward_naive(float *out,           /* [B, H, Tq, Dv] */
+                             float *probs,         /* [B, H, Tq, Tk] or NULL */
+                             const float *q,       /* [B, H, Tq, Dk] */
+                             const float *k,       /* [B, H, Tk, Dk] */
+                             const float *v,       /* [B, H, Tk, Dv] */
+                             const AttnMask *mask, /* or NULL */
+                             float scale,
+                             size_t B, size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv);
+
+/* Fast: same contract. With probs == NULL it never holds more than one tile of scores per
+ * thread (online softmax over key tiles); with probs != NULL it writes them as naive does. */
+void attention_forward_fast(float *out, float *probs, const float *q, const float *k,
+                            const float *v, const AttnMask *mask, float scale,
+                            size_t B, size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv);
+
+/* Converts a boolean "may attend" mask (1 keep, 0 remove) of n elements to 0 / -inf. */
+void attn_mask_from_bool(float *dst, const uint8_t *keep, size_t n);
+
+#endif

@@ -1,0 +1,115 @@
+/* attention_naive.c — scaled dot-product attention, written the way the formula reads.
+ *
+ *   S = scale * Q K^T + M            scores,        [Tq, Tk] per (b, h)
+ *   P = softmax(S) along keys        probabilities, [Tq, Tk]
+ *   out = P V                        [Tq, Dv]
+ *
+ * Dimension legend (same letters as attention.h):
+ *   b < B   batch element          h < H   head
+ *   i < Tq  query token (a row)    j < Tk  key/value token (a column of S)
+ *   d < Dk  query/key feature      e < Dv  value feature
+ *
+ * Memory layout, row-major:  q[b][h][i][d], k[b][h][j][d], v[b][h][j][e], out[b][h][i][e],
+ * probs[b][h][i][j]. All offsets are size_t (see tensor.h).
+ *
+ * The softmax subtracts the row maximum before exponentiating: softmax is invariant under
+ * shifting a row by a constant, and with the shift the largest exponent is exp(0) = 1, so no
+ * exp() overflows however large the logits are (PyTorch does the same).
+ */
+#include "attention.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+void attn_mask_from_bool(float *dst, const uint8_t *keep, size_t n)
+{
+    /* exp(-inf) = 0: a removed key gets probability exactly 0, whatever the other scores. */
+    for (size_t t = 0; t < n; t++)
+        dst[t] = keep[t] ? 0.0f : -INFINITY;
+}
+
+void attention_forward_naive(float *out, float *probs, const float *q, const float *k,
+                             const float *v, const AttnMask *mask, float scale,
+                             size_t B, size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv)
+{
+    if (scale <= 0.0f)
+        scale = 1.0f / sqrtf((float)Dk);
+
+    /* One [Tq, Tk] scratch for the scores, reused by every (b, h). When the caller asks for
+     * probs we compute in place there instead and need no scratch at all. */
+    float *scratch = NULL;
+    if (probs == NULL && Tq > 0 && Tk > 0) {
+        scratch = malloc(Tq * Tk * sizeof *scratch);
+        if (scratch == NULL) {
+            fprintf(stderr, "attention_forward_naive: out of memory for [%zu, %zu] scores\n",
+                    Tq, Tk);
+            abort();
+        }
+    }
+
+    for (size_t b = 0; b < B; b++) {
+        for (size_t h = 0; h < H; h++) {
+            const size_t bh = b * H + h;
+            const float *Q = q + bh * Tq * Dk;   /* Q[i][d] = Q[i*Dk + d] */
+            const float *K = k + bh * Tk * Dk;   /* K[j][d] = K[j*Dk + d] */
+            const float *V = v + bh * Tk * Dv;   /* V[j][e] = V[j*Dv + e] */
+            float *O = out + bh * Tq * Dv;       /* O[i][e] = O[i*Dv + e] */
+            float *P = probs ? probs + bh * Tq * Tk : scratch;   /* P[i][j] = P[i*Tk + j] */
+            const float *am = NULL;              /* this (b, h)'s [Tq, Tk] additive mask */
+            if (mask && mask->attn_mask)
+                am = mask->attn_mask + b * mask->stride_b + h * mask->stride_h;
+            const uint8_t *pad = (mask && mask->key_padding_mask)
+                                     ? mask->key_padding_mask + b * Tk : NULL;
+            const int causal = mask ? mask->causal : 0;
+
+            for (size_t i = 0; i < Tq; i++) {
+                float *s = P + i * Tk;   /* row i of S, overwritten by row i of P below */
+
+                /* s_j = scale * (q_i . k_j) + M_ij */
+                for (size_t j = 0; j < Tk; j++) {
+                    float dot = 0.0f;
+                    for (size_t d = 0; d < Dk; d++)
+                        dot += Q[i * Dk + d] * K[j * Dk + d];
+                    float sij = scale * dot;
+                    if (am)
+                        sij += am[i * Tk + j];
+                    if (pad && pad[j])
+                        sij = -INFINITY;            /* padding key: never attended */
+                    if (causal && j > i)
+                        sij = -INFINITY;            /* the future: never attended */
+                    s[j] = sij;
+                }
+
+                /* p_j = exp(s_j - max_j s_j) / sum_j' exp(s_j' - max s).
+                 *
+                 * Fully masked row: every s_j is -inf, so the max is -inf and s_j - max is
+                 * (-inf) - (-inf) = NaN; exp(NaN) = NaN, the sum is NaN, every p_j is NaN, and
+                 * so is every out element below (NaN * v_j). That is exactly PyTorch's math
+                 * softmax (it subtracts the max the same way), so no special case is needed:
+                 * IEEE arithmetic produces the NaN by itself, and the row says "no valid key"
+                 * instead of silently averaging nothing into zeros. */
+                float mx = -INFINITY;
+                for (size_t j = 0; j < Tk; j++)
+                    if (s[j] > mx)
+                        mx = s[j];
+                float sum = 0.0f;
+                for (size_t j = 0; j < Tk; j++) {
+                    s[j] = expf(s[j] - mx);
+                    sum += s[j];
+                }
+                for (size_t j = 0; j < Tk; j++)
+                    s[j] = s[j] / sum;
+
+                /* out_i = sum_j p_j v_j */
+                for (size_t e = 0; e < Dv; e++) {
+                    float acc = 0.0f;
+                    for (size_t j = 0; j < Tk; j++)
+                        acc += s[j] * V[j * Dv + e];
+                    O[i * Dv + e] = acc;
+                }
+            }
+        }
+    }
+    free(scratch);
+}
