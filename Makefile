@@ -62,8 +62,11 @@ test: deps
 	@fail=0; for t in $(TEST_BIN); do echo "== $$t"; TFM_ROOT=$(CURDIR) $$t || fail=1; done; \
 	 if [ $$fail -ne 0 ]; then echo "make test: a suite FAILED"; exit 1; fi
 
-test-ch%: $(BUILD)/tests/test_%_* | deps
-	@for t in $^; do TFM_ROOT=$(CURDIR) $$t || exit 1; done
+# test-ch01 -> build/tests/test_01_*: the chapter's suite, found from tests/test_01_*.c.
+.SECONDEXPANSION:
+test-ch%: deps $$(subst tests/,$(BUILD)/tests/,$$(basename $$(wildcard tests/test_$$*_*.c)))
+	@[ -n "$(filter-out deps,$^)" ] || { echo "no suite tests/test_$*_*.c"; exit 2; }
+	@for t in $(filter-out deps,$^); do TFM_ROOT=$(CURDIR) $$t || exit 1; done
 test-oracle: $(BUILD)/tests/test_oracle
 	@TFM_ROOT=$(CURDIR) $<
 

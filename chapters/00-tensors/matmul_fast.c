@@ -7,33 +7,37 @@
  * matmul, W[j][k] for linear. Packing (below) copies B~ into one layout, so everything after the
  * packing step is shared.
  *
- * The structure is the Goto/BLIS one. Each optimization, and what it saves:
+ * The main path is the Goto/BLIS structure. Each optimization, and what it saves:
  *
- *  1. Register blocking (the microkernel). An MR x NR tile of C lives in registers for the whole
- *     of a K block: per step k it loads NR values of B~ and MR values of A and performs MR*NR
- *     multiply-adds, so each load feeds MR (or NR) FMAs instead of one, and C is read and written
- *     once per K block rather than once per k. With AVX-512, MR x NR = 12 x 32 is 24 zmm
- *     accumulators out of 32: enough independent FMA chains to cover the FMA latency on both FMA
- *     pipes.
- *  2. Packing. The MR-row slivers of A and the NR-column slivers of B~ are copied into contiguous,
- *     64-byte aligned, k-major panels, so that the microkernel reads both with unit stride and
- *     aligned vector loads, whatever the original strides were (W is read transposed here, once,
- *     instead of in the inner loop). Panels are zero padded to full MR / NR, so the kernel never
- *     branches on edges.
- *  3. Cache blocking. K is cut into KC-long blocks so that one B~ panel (KC x NR) stays in L1
- *     while the kernel sweeps all the A panels of a block, an MC x KC block of A stays in L2
- *     while it is reused against every B~ panel, and the KC x NC block of B~ stays in L3 (or L2)
- *     while it is reused against all of M. Without blocking every FMA would wait on main memory.
- *  4. Threads. OpenMP threads split the grid of (MC row block, group of NR panels) tasks; every
- *     element of C is computed by exactly one thread, over k in the same fixed order (KC blocks in
- *     increasing k, the kernel's k loop inside each), so the result is bitwise the same for any
- *     number of threads and any schedule.
- *  5. Small problems skip all of this (see SMALL_WORK): below that size, allocating and packing
- *     cost more than they save, and a direct loop that vectorizes over j is faster.
+ *  1. Register blocking (the microkernel). An MR x NR = 12 x 32 tile of C lives in 24 of the 32
+ *     AVX-512 registers for a whole K block. Per step k it loads 2 vectors of B~ and broadcasts
+ *     12 values of A for 24 vector FMAs, so loads stay well below the FMA rate, and C is read and
+ *     written once per K block instead of once per k. 24 independent accumulators are enough to
+ *     hide the FMA latency on both FMA pipes.
+ *  2. Packing. The MR-row slivers of A and the NR-column slivers of B~ are copied into
+ *     contiguous, 64-byte aligned, k-major panels, so the microkernel reads both with unit stride
+ *     and aligned vector loads whatever the original layout (W is transposed here, once per
+ *     block, instead of being read with stride K in the inner loop). Panels are zero padded to
+ *     full MR / NR, so the microkernel never branches on edges.
+ *  3. Cache blocking. K is cut into KC-long blocks so that one B~ panel (KC x NR, 32 KiB) stays
+ *     in L1 while the microkernel sweeps the A panels of a row block, that MC x KC block of A
+ *     stays in L2 while it meets every B~ panel, and the KC x NC block of B~ stays in L3 while
+ *     it meets all of M. Without blocking the FMAs would wait on memory.
+ *  4. Threads. OpenMP threads split a grid of (MC row block, group of NR panels) tasks and share
+ *     the packing of B~. Every element of C is computed by one thread, over k in a fixed order
+ *     (KC blocks in increasing k, each summed by the microkernel in increasing k, then added to
+ *     C), so the result is bitwise the same for any number of threads.
+ *  5. Overheads. Each OpenMP region or barrier costs about a microsecond, so the thread count
+ *     grows with the work (WORK_PER_THREAD) and a single thread runs with no OpenMP at all.
+ *  6. Direct paths. Packing all of B~ costs O(K*N) memory traffic however few rows there are, and
+ *     setting up the blocks has a fixed cost; for small problems (M*K*N <= SMALL_WORK) and for few
+ *     rows (M < DIRECT_M, e.g. a single token) direct loops without packing are faster:
+ *     matmul as rows of C updated by rows of B (AXPY form, vectorized over j), linear as dot
+ *     products of rows of X with rows of W (both contiguous in k, vectorized over k).
  *
- * Accuracy: every output is a float sum in increasing k (with FMA contraction), within float32
- * reordering error of PyTorch. For linear the bias is the starting value of the sum, as in
- * matmul_naive.c and in PyTorch's addmm.
+ * Accuracy: every output is a float sum (with FMA contraction), within float32 reordering error of
+ * PyTorch, which also sums in blocks. matmul_naive.c is the plain formula; the tests hold the two
+ * to the classical error bound of float summation.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -45,27 +49,21 @@
 
 #include "matmul.h"
 
-/* Microkernel tile: MR rows x NR columns of C. NR is two 16-float vectors. */
-#ifndef MR
+/* Microkernel tile: MR rows x NR columns of C (NR = two 16-float vectors). */
 #define MR 12
-#endif
 #define NR 32
-/* Cache blocks (floats). KC*NR*4 = 32 KiB: one B~ panel in the 48 KiB L1 (with room for the A
- * panel being streamed). MC_MAX*KC*4 <= 384 KiB: the A block in a 1 MiB L2. KC*NC*4 = 4 MiB:
- * the B~ block in L3. */
-#ifndef KC
+/* Cache blocks, in floats. KC*NR*4 B = 32 KiB: a B~ panel in the 48 KiB L1. MC_MAX*KC*4 B =
+ * 192 KiB: the A block in the 1 MiB L2. KC*NC*4 B = 4 MiB: the B~ block in L3. (Measured on
+ * Zen 5; KC 128..384, MC 96..384 and NC 1024..4096 were all within a few percent.)
+ * tests/test_00_tensors.c straddles each of these sizes. */
 #define KC 256
-#endif
-#ifndef MC_MAX
 #define MC_MAX 192
-#endif
-#ifndef NC
 #define NC 4096
-#endif
-/* Below this many multiply-adds (M*K*N), the direct loops win over packing. */
-#ifndef SMALL_WORK
-#define SMALL_WORK (64u * 64u * 64u)
-#endif
+/* Direct loops below this many multiply-adds (M*K*N), or for fewer rows than DIRECT_M. */
+#define SMALL_WORK (64.0 * 64.0 * 64.0)
+#define DIRECT_M 8
+/* One more thread per this many multiply-adds (about 10 us of single-thread work). */
+#define WORK_PER_THREAD (2.0 * 1024 * 1024)
 
 #define ALIGN 64
 
@@ -75,14 +73,39 @@ static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 
 static float *alloc_floats(size_t n)
 {
-    /* aligned_alloc needs a size that is a multiple of the alignment. */
+    /* aligned_alloc wants a size that is a multiple of the alignment. */
     size_t bytes = round_up(n * sizeof(float), ALIGN);
-    return aligned_alloc(ALIGN, bytes ? bytes : ALIGN);
+    float *p = aligned_alloc(ALIGN, bytes ? bytes : ALIGN);
+    if (!p)
+        abort();   /* the API has no error path; a few MiB of scratch is not expected to fail */
+    return p;
 }
 
-/* How B~ is read: B~[k][j] = b[k*ldb + j] (matmul, B row-major [K,N]) or b[j*ldb + k]
- * (linear, W row-major [N,K], i.e. B~ = W^T). */
-typedef enum { B_ROWS_K, B_ROWS_N } BLayout;
+/* Threads for a problem of `work` multiply-adds: at least 1, at most OpenMP's limit. */
+static int threads_for(double work)
+{
+    const int max = omp_get_max_threads();
+    const double want = 1.0 + work / WORK_PER_THREAD;
+    return want < (double)max ? (int)want : (max > 0 ? max : 1);
+}
+
+/* Thread t's share [*lo, *hi) of n items split evenly among nt threads. */
+static void share(size_t n, int t, int nt, size_t *lo, size_t *hi)
+{
+    *lo = n * (size_t)t / (size_t)nt;
+    *hi = n * (size_t)(t + 1) / (size_t)nt;
+}
+
+static void team_barrier(int nt)
+{
+    if (nt > 1) {
+#pragma omp barrier
+    }
+}
+
+/* How B~ is read: B~[k][j] = b[k*N + j] (matmul, B row-major [K,N]) or b[j*K + k]
+ * (linear, W row-major [N,K], so B~ = W^T). */
+typedef enum { B_IS_KN, B_IS_NK } BLayout;
 
 typedef struct {
     float *c;
@@ -92,8 +115,8 @@ typedef struct {
 } Gemm;
 
 /* ------------------------------------------------------------------------------------------
- * Packing. A panel of A (rows i0..i0+mr, k0..k0+kc) becomes ap[k*MR + i]; a panel of B~
- * (k0..k0+kc, columns j0..j0+nr) becomes bp[k*NR + j]. Rows/columns past mr/nr are zero.
+ * Packing. Rows i0..i0+mr of A over k0..k0+kc become ap[k*MR + i]; columns j0..j0+nr of B~
+ * become bp[k*NR + j]. Rows/columns past mr/nr are zero.
  */
 static void pack_a(float *restrict ap, const float *restrict a, size_t lda, size_t i0, size_t mr,
                    size_t k0, size_t kc)
@@ -110,8 +133,8 @@ static void pack_a(float *restrict ap, const float *restrict a, size_t lda, size
 
 static void pack_b(float *restrict bp, const Gemm *g, size_t k0, size_t kc, size_t j0, size_t nr)
 {
-    if (g->layout == B_ROWS_K) {
-        /* B[k][j0..j0+nr) is contiguous: copy row by row. */
+    if (g->layout == B_IS_KN) {
+        /* B[k][j0..j0+nr) is contiguous: a row copy per k. */
         for (size_t k = 0; k < kc; ++k) {
             const float *src = g->b + (k0 + k) * g->N + j0;
             float *dst = bp + k * NR;
@@ -122,7 +145,7 @@ static void pack_b(float *restrict bp, const Gemm *g, size_t k0, size_t kc, size
                 dst[j] = 0.0f;
         }
     } else {
-        /* W[j][k0..k0+kc) is contiguous: a transposing copy, reading W with unit stride. */
+        /* W[j][k0..k0+kc) is contiguous: a transposing copy that reads W with unit stride. */
         for (size_t j = 0; j < nr; ++j) {
             const float *src = g->b + (j0 + j) * g->K + k0;
             for (size_t k = 0; k < kc; ++k)
@@ -135,28 +158,36 @@ static void pack_b(float *restrict bp, const Gemm *g, size_t k0, size_t kc, size
 }
 
 /* ------------------------------------------------------------------------------------------
- * The microkernel: the full MR x NR tile c[i*ldc + j] over one K block.
- *   start == START_ZERO:  tile  = sum_{k<kc} ap[k][i] * bp[k][j]
- *   start == START_BIAS:  tile  = bias[j] + sum ...           (first K block of a linear)
- *   start == START_C:     tile  = tile + sum ...              (later K blocks)
- * In every case the accumulator starts at the value and the terms are added in increasing k,
- * so across K blocks the sum is one running float sum in k order.
+ * The microkernel: the MR x NR tile c[i*ldc + j], i < mr, j < nr, over one K block,
+ *     acc[i][j] = start[j] + sum_{k<kc} ap[k][i] * bp[k][j]     (in increasing k)
+ * with start = bias on the first K block of a linear, 0 otherwise; then c = acc on the first
+ * K block, c = c + acc on later ones. An edge tile (mr < MR or nr < NR) computes the zero padding
+ * of its panels like any other row or column, and stores only the part of C that exists.
  */
-enum { START_ZERO, START_BIAS, START_C };
+enum { FIRST_ZERO, FIRST_BIAS, ACCUMULATE };
 
 #if defined(__AVX512F__)
 static void kernel(size_t kc, const float *restrict ap, const float *restrict bp,
-                   float *restrict c, size_t ldc, int start, const float *restrict bias)
+                   float *restrict c, size_t ldc, size_t mr, size_t nr, int mode,
+                   const float *restrict bias)
 {
+    /* Column edges by lane masks: masked-out lanes are neither loaded (no fault past the end of
+     * a row) nor stored. */
+    const __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
+    const __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF
+                         : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1u)
+                                   : (__mmask16)0;
     /* Prefetching the C tile now lets its cache misses (rows ldc apart, often in the same cache
-     * set when N is a power of two) overlap the k loop instead of stalling the final update. */
-    for (int i = 0; i < MR; ++i) {
-        _mm_prefetch((const char *)(c + (size_t)i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + (size_t)i * ldc + 16), _MM_HINT_T0);
+     * set when N is a power of two) overlap the k loop instead of stalling the update at the
+     * end. */
+    for (size_t i = 0; i < mr; ++i) {
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + nr - 1), _MM_HINT_T0);
     }
+    const __m512 init0 = mode == FIRST_BIAS ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+    const __m512 init1 =
+        mode == FIRST_BIAS ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
     __m512 acc[MR][2];
-    const __m512 init0 = start == START_BIAS ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
-    const __m512 init1 = start == START_BIAS ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
     for (int i = 0; i < MR; ++i) {
         acc[i][0] = init0;
         acc[i][1] = init1;
@@ -171,25 +202,27 @@ static void kernel(size_t kc, const float *restrict ap, const float *restrict bp
         }
     }
     for (int i = 0; i < MR; ++i) {
+        if ((size_t)i >= mr)
+            break;
         float *ci = c + (size_t)i * ldc;
-        if (start == START_C) {
-            acc[i][0] = _mm512_add_ps(_mm512_loadu_ps(ci), acc[i][0]);
-            acc[i][1] = _mm512_add_ps(_mm512_loadu_ps(ci + 16), acc[i][1]);
+        if (mode == ACCUMULATE) {
+            acc[i][0] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, ci), acc[i][0]);
+            acc[i][1] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, ci + 16), acc[i][1]);
         }
-        _mm512_storeu_ps(ci, acc[i][0]);
-        _mm512_storeu_ps(ci + 16, acc[i][1]);
+        _mm512_mask_storeu_ps(ci, m0, acc[i][0]);
+        _mm512_mask_storeu_ps(ci + 16, m1, acc[i][1]);
     }
 }
 #else
 /* Portable path: the same tile as a fixed-size array. With MR and NR compile-time constants the
  * compiler can keep it in vector registers and turn the j loop into vector FMAs. */
-static void kernel(size_t kc, const float *restrict ap, const float *restrict bp,
-                   float *restrict c, size_t ldc, int start, const float *restrict bias)
+static void kernel_full(size_t kc, const float *restrict ap, const float *restrict bp,
+                        float *restrict c, size_t ldc, int mode, const float *restrict bias)
 {
     float acc[MR][NR];
     for (int i = 0; i < MR; ++i)
         for (int j = 0; j < NR; ++j)
-            acc[i][j] = start == START_BIAS ? bias[j] : 0.0f;
+            acc[i][j] = mode == FIRST_BIAS ? bias[j] : 0.0f;
     for (size_t k = 0; k < kc; ++k) {
         const float *restrict bk = bp + k * NR;
         for (int i = 0; i < MR; ++i) {
@@ -199,161 +232,280 @@ static void kernel(size_t kc, const float *restrict ap, const float *restrict bp
                 acc[i][j] += ai * bk[j];
         }
     }
-    for (int i = 0; i < MR; ++i)
+    for (int i = 0; i < MR; ++i) {
+        float *ci = c + (size_t)i * ldc;
         for (int j = 0; j < NR; ++j)
-            c[(size_t)i * ldc + (size_t)j] =
-                start == START_C ? c[(size_t)i * ldc + (size_t)j] + acc[i][j] : acc[i][j];
+            ci[j] = mode == ACCUMULATE ? ci[j] + acc[i][j] : acc[i][j];
+    }
 }
-#endif
 
-/* An edge tile (mr < MR or nr < NR): run the full kernel on a padded copy, then write back only
- * the mr x nr part that exists. The padding rows/columns compute zeros and are discarded. */
-static void kernel_edge(size_t kc, const float *ap, const float *bp, float *c, size_t ldc,
-                        size_t mr, size_t nr, int start, const float *bias)
+/* Edge tiles run the full kernel on a padded copy; only the mr x nr part is written back. */
+static void kernel(size_t kc, const float *ap, const float *bp, float *c, size_t ldc, size_t mr,
+                   size_t nr, int mode, const float *bias)
 {
-    _Alignas(ALIGN) float tile[MR * NR];
+    if (mr == MR && nr == NR) {
+        kernel_full(kc, ap, bp, c, ldc, mode, bias);
+        return;
+    }
+    float tile[MR * NR];
     float bias_pad[NR] = {0};
-    if (start == START_C)
+    if (mode == ACCUMULATE)
         for (size_t i = 0; i < mr; ++i)
             memcpy(tile + i * NR, c + i * ldc, nr * sizeof(float));
-    if (start == START_BIAS)
+    if (mode == FIRST_BIAS)
         memcpy(bias_pad, bias, nr * sizeof(float));
-    kernel(kc, ap, bp, tile, NR, start, bias_pad);
+    kernel_full(kc, ap, bp, tile, NR, mode, bias_pad);
     for (size_t i = 0; i < mr; ++i)
         memcpy(c + i * ldc, tile + i * NR, nr * sizeof(float));
 }
+#endif
 
 /* ------------------------------------------------------------------------------------------
  * The blocked driver. Loops, outside in:
- *   jc  over N in NC-column blocks        B~ block KC x NC shared by all threads (L3)
- *   pc  over K in KC blocks               (sequential: fixes the order of each sum)
- *   task over (MC row block, NR-panel group): one thread each
- *     jr  over NR panels of its group      B~ panel KC x NR (L1)
- *       ir  over MR panels of its row block  A block MC x KC, packed per task (L2)
+ *   jc    over N in NC-column blocks       B~ block KC x NC, packed by all threads together
+ *   pc    over K in KC blocks              in increasing k: this fixes the order of every sum
+ *   task  over (row block, panel group)    statically split among threads
+ *     jr  over the NR panels of the group  one B~ panel KC x NR, reused from L1
+ *     ir  over the MR panels of the block  the A block MC x KC, packed per task, reused from L2
  */
+typedef struct {
+    size_t mc, mb;        /* rows per row block, number of row blocks */
+    size_t ns;            /* panel groups per row block (> 1 only when mb < threads) */
+    float *bpack;         /* KC x NC, shared */
+    float *apacks;        /* one MC x KC block per thread, a_len floats apart */
+    size_t a_len;
+} Plan;
+
+static void gemm_thread(const Gemm *g, const Plan *pl, int t, int nt)
+{
+    const size_t M = g->M, K = g->K, N = g->N;
+    float *apack = pl->apacks + (size_t)t * pl->a_len;
+    for (size_t jc = 0; jc < N; jc += NC) {
+        const size_t nc = min_sz(NC, N - jc);
+        const size_t np = ceil_div(nc, NR);
+        for (size_t pc = 0; pc < K; pc += KC) {
+            const size_t kc = min_sz(KC, K - pc);
+            const int mode = pc > 0 ? ACCUMULATE : g->bias ? FIRST_BIAS : FIRST_ZERO;
+            size_t lo, hi;
+
+            share(np, t, nt, &lo, &hi);
+            for (size_t p = lo; p < hi; ++p)
+                pack_b(pl->bpack + p * kc * NR, g, pc, kc, jc + p * NR, min_sz(NR, nc - p * NR));
+            team_barrier(nt);   /* B~ is complete before anyone reads it */
+
+            size_t packed_ib = SIZE_MAX;
+            share(pl->mb * pl->ns, t, nt, &lo, &hi);
+            for (size_t task = lo; task < hi; ++task) {
+                const size_t ib = task / pl->ns, js = task % pl->ns;
+                const size_t i0 = ib * pl->mc, mcur = min_sz(pl->mc, M - i0);
+                if (ib != packed_ib) {   /* consecutive tasks of one row block share its A */
+                    for (size_t ir = 0; ir < mcur; ir += MR)
+                        pack_a(apack + ir * kc, g->a, K, i0 + ir, min_sz(MR, mcur - ir), pc, kc);
+                    packed_ib = ib;
+                }
+                for (size_t p = js * np / pl->ns; p < (js + 1) * np / pl->ns; ++p) {
+                    const size_t j0 = jc + p * NR, nr = min_sz(NR, N - j0);
+                    const float *bp = pl->bpack + p * kc * NR;
+                    const float *bias = g->bias ? g->bias + j0 : NULL;
+                    for (size_t ir = 0; ir < mcur; ir += MR) {
+                        kernel(kc, apack + ir * kc, bp, g->c + (i0 + ir) * N + j0, N,
+                               min_sz(MR, mcur - ir), nr, mode, bias);
+                    }
+                }
+            }
+            team_barrier(nt);   /* nobody repacks B~ while it is still being read */
+        }
+    }
+}
+
 static void gemm_blocked(const Gemm *g)
 {
     const size_t M = g->M, K = g->K, N = g->N;
-    const int nt = omp_get_max_threads();
-    const size_t nthreads = nt > 0 ? (size_t)nt : 1;
+    const int nt = threads_for((double)M * (double)K * (double)N);
+    const size_t nthreads = (size_t)nt;
 
-    /* Row blocks: a multiple of the thread count when M allows, so no thread sits idle at the
-     * end; MC a multiple of MR so only the last block has an edge. */
-    size_t mb = round_up(ceil_div(M, MC_MAX), nthreads);
-    size_t mc = round_up(ceil_div(M, mb), MR);
-    mb = ceil_div(M, mc);
-    /* Fewer row blocks than threads (small M): split each NC block's panels among threads. */
-    const size_t ns = mb >= nthreads ? 1 : ceil_div(nthreads, mb);
-
-    const size_t nc_max = min_sz(NC, round_up(N, NR));
+    Plan pl;
+    /* Row blocks: a multiple of the thread count when M allows, so that no thread idles at the
+     * end; MC a multiple of MR, so only the last block has a ragged edge. */
+    pl.mb = round_up(ceil_div(M, MC_MAX), nthreads);
+    pl.mc = round_up(ceil_div(M, pl.mb), MR);
+    pl.mb = ceil_div(M, pl.mc);
+    /* Fewer row blocks than threads (small M): each row block's panels are split as well. */
+    pl.ns = pl.mb >= nthreads ? 1 : ceil_div(nthreads, pl.mb);
     const size_t kc_max = min_sz(KC, K);
-    const size_t a_len = round_up(mc * kc_max, ALIGN / sizeof(float)); /* keeps each aligned */
-    float *bpack = alloc_floats(kc_max * nc_max);
-    float *apacks = alloc_floats(a_len * nthreads);             /* one A block per thread */
-    if (!bpack || !apacks)
-        abort();
+    pl.a_len = round_up(pl.mc * kc_max, ALIGN / sizeof(float));   /* keeps each block aligned */
+    pl.bpack = alloc_floats(kc_max * min_sz(NC, round_up(N, NR)));
+    pl.apacks = alloc_floats(pl.a_len * nthreads);
 
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        float *apack = apacks + (size_t)omp_get_thread_num() * a_len;
-        for (size_t jc = 0; jc < N; jc += NC) {
-            const size_t nc = min_sz(NC, N - jc);
-            const size_t np = ceil_div(nc, NR);
-            for (size_t pc = 0; pc < K; pc += KC) {
-                const size_t kc = min_sz(KC, K - pc);
-                const int start = pc > 0 ? START_C : g->bias ? START_BIAS : START_ZERO;
-
-#pragma omp for schedule(static)
-                for (size_t p = 0; p < np; ++p)
-                    pack_b(bpack + p * kc * NR, g, pc, kc, jc + p * NR, min_sz(NR, nc - p * NR));
-                /* implicit barrier: B~ is complete before anyone reads it */
-
-                size_t packed_ib = SIZE_MAX;
-#pragma omp for schedule(static)
-                for (size_t t = 0; t < mb * ns; ++t) {
-                    const size_t ib = t / ns, js = t % ns;
-                    const size_t i0 = ib * mc, mcur = min_sz(mc, M - i0);
-                    if (ib != packed_ib) {
-                        for (size_t ir = 0; ir < mcur; ir += MR)
-                            pack_a(apack + ir * kc, g->a, K, i0 + ir, min_sz(MR, mcur - ir), pc,
-                                   kc);
-                        packed_ib = ib;
-                    }
-                    for (size_t p = js * np / ns; p < (js + 1) * np / ns; ++p) {
-                        const size_t j0 = jc + p * NR, nr = min_sz(NR, N - j0);
-                        const float *bp = bpack + p * kc * NR;
-                        const float *bias = g->bias ? g->bias + j0 : NULL;
-                        for (size_t ir = 0; ir < mcur; ir += MR) {
-                            const size_t mr = min_sz(MR, mcur - ir);
-                            float *c = g->c + (i0 + ir) * N + j0;
-                            if (mr == MR && nr == NR)
-                                kernel(kc, apack + ir * kc, bp, c, N, start, bias);
-                            else
-                                kernel_edge(kc, apack + ir * kc, bp, c, N, mr, nr, start, bias);
-                        }
-                    }
-                }
-                /* implicit barrier: nobody repacks B~ while it is still being read */
-            }
-        }
+    if (nt == 1) {
+        gemm_thread(g, &pl, 0, 1);
+    } else {
+#pragma omp parallel num_threads(nt)
+        gemm_thread(g, &pl, omp_get_thread_num(), omp_get_num_threads());
     }
-    free(apacks);
-    free(bpack);
+    free(pl.apacks);
+    free(pl.bpack);
 }
 
 /* ------------------------------------------------------------------------------------------
- * Small problems: direct loops, no allocation, no threads.
+ * Direct paths: no packing, no scratch memory. Threads split the output columns.
  */
-static void matmul_small(float *restrict c, const float *restrict a, const float *restrict b,
-                         size_t M, size_t K, size_t N)
+
+/* matmul, columns [j0, j1) of C: C[i][:] = sum_k A[i][k] B[k][:], four rows of C at a time so
+ * each row of B is loaded once per four rows. Each element is one float sum in increasing k. */
+static void matmul_direct_cols(float *restrict c, const float *restrict a,
+                               const float *restrict b, size_t M, size_t K, size_t N, size_t j0,
+                               size_t j1)
 {
-    /* Row i of C as a running vector: c_i = sum_k A[i][k] * B[k][:], vectorized over j,
-     * each element still summed in increasing k. */
-    for (size_t i = 0; i < M; ++i) {
-        float *restrict ci = c + i * N;
-        for (size_t j = 0; j < N; ++j)
-            ci[j] = 0.0f;
+    for (size_t i0 = 0; i0 < M; i0 += 4) {
+        const size_t mi = min_sz(4, M - i0);
+        for (size_t i = i0; i < i0 + mi; ++i)
+            for (size_t j = j0; j < j1; ++j)
+                c[i * N + j] = 0.0f;
         for (size_t k = 0; k < K; ++k) {
-            const float aik = a[i * K + k];
             const float *restrict bk = b + k * N;
+            for (size_t i = i0; i < i0 + mi; ++i) {
+                const float aik = a[i * K + k];
+                float *restrict ci = c + i * N;
 #pragma omp simd
-            for (size_t j = 0; j < N; ++j)
-                ci[j] += aik * bk[j];
+                for (size_t j = j0; j < j1; ++j)
+                    ci[j] += aik * bk[j];
+            }
         }
     }
 }
 
-static void linear_small(float *restrict y, const float *restrict x, const float *restrict w,
-                         const float *restrict bias, size_t M, size_t K, size_t N)
+/* linear by dot products: Y[i][j] = bias[j] + dot(X[i][:], W[j][:]), both rows contiguous in k.
+ * Each dot product is kept as LANES partial sums (lane l sums k = l, l + LANES, ...: one vector
+ * register's worth), reduced pairwise at the end. A block of RI rows of X times RJ rows of W
+ * keeps its RI*RJ accumulators in registers and loads each row chunk once for RJ (or RI) FMAs;
+ * rows past M or j_end repeat the last real row and their results are dropped, so the block
+ * sizes stay compile-time constants. */
+#define LANES 16
+
+static float reduce_lanes(float *v)
 {
-    /* Same shape of loop as matmul_small: y_i = bias + sum_k X[i][k] * W[:][k], reading W down a
-     * column (stride K); at these sizes all of W is in L1 anyway. */
-    for (size_t i = 0; i < M; ++i) {
-        float *restrict yi = y + i * N;
-        for (size_t j = 0; j < N; ++j)
-            yi[j] = bias ? bias[j] : 0.0f;
-        for (size_t k = 0; k < K; ++k) {
-            const float xik = x[i * K + k];
-#pragma omp simd
-            for (size_t j = 0; j < N; ++j)
-                yi[j] += xik * w[j * K + k];
-        }
+    for (size_t h = LANES / 2; h > 0; h /= 2)
+        for (size_t l = 0; l < h; ++l)
+            v[l] += v[l + h];
+    return v[0];
+}
+
+/* 4 rows of X x 4 rows of W: 16 accumulators, 8 loads per 16 FMAs. */
+static void dot_4x4(float *restrict y, const float *restrict x, const float *restrict w,
+                    const float *restrict bias, size_t M, size_t K, size_t N, size_t i0,
+                    size_t j0, size_t j_end)
+{
+    const float *xr[4], *wr[4];
+    for (size_t r = 0; r < 4; ++r) {
+        xr[r] = x + min_sz(i0 + r, M - 1) * K;
+        wr[r] = w + min_sz(j0 + r, j_end - 1) * K;
     }
+    float acc[4][4][LANES] = {{{0}}};
+    size_t k = 0;
+    for (; k + LANES <= K; k += LANES)
+        for (size_t r = 0; r < 4; ++r)
+            for (size_t s = 0; s < 4; ++s)
+#pragma omp simd
+                for (size_t l = 0; l < LANES; ++l)
+                    acc[r][s][l] += xr[r][k + l] * wr[s][k + l];
+    for (size_t l = 0; k + l < K; ++l)   /* the K % LANES tail */
+        for (size_t r = 0; r < 4; ++r)
+            for (size_t s = 0; s < 4; ++s)
+                acc[r][s][l] += xr[r][k + l] * wr[s][k + l];
+    for (size_t r = 0; r < 4 && i0 + r < M; ++r)
+        for (size_t s = 0; s < 4 && j0 + s < j_end; ++s) {
+            const float d = reduce_lanes(acc[r][s]);
+            y[(i0 + r) * N + j0 + s] = bias ? bias[j0 + s] + d : d;
+        }
+}
+
+/* 1 row of X x 8 rows of W, for the M % 4 leftover rows (and M = 1, one token): 8 independent
+ * accumulators still cover the FMA latency. */
+static void dot_1x8(float *restrict y, const float *restrict x, const float *restrict w,
+                    const float *restrict bias, size_t K, size_t N, size_t i, size_t j0,
+                    size_t j_end)
+{
+    const float *xi = x + i * K, *wr[8];
+    for (size_t s = 0; s < 8; ++s)
+        wr[s] = w + min_sz(j0 + s, j_end - 1) * K;
+    float acc[8][LANES] = {{0}};
+    size_t k = 0;
+    for (; k + LANES <= K; k += LANES)
+        for (size_t s = 0; s < 8; ++s)
+#pragma omp simd
+            for (size_t l = 0; l < LANES; ++l)
+                acc[s][l] += xi[k + l] * wr[s][k + l];
+    for (size_t l = 0; k + l < K; ++l)
+        for (size_t s = 0; s < 8; ++s)
+            acc[s][l] += xi[k + l] * wr[s][k + l];
+    for (size_t s = 0; s < 8 && j0 + s < j_end; ++s) {
+        const float d = reduce_lanes(acc[s]);
+        y[i * N + j0 + s] = bias ? bias[j0 + s] + d : d;
+    }
+}
+
+static void linear_direct_cols(float *y, const float *x, const float *w, const float *bias,
+                               size_t M, size_t K, size_t N, size_t j0, size_t j1)
+{
+    const size_t m4 = M - M % 4;
+    for (size_t j = j0; j < j1; j += 4)   /* four rows of W, reused from L1 across all of X */
+        for (size_t i = 0; i < m4; i += 4)
+            dot_4x4(y, x, w, bias, M, K, N, i, j, j1);
+    for (size_t i = m4; i < M; ++i)
+        for (size_t j = j0; j < j1; j += 8)
+            dot_1x8(y, x, w, bias, K, N, i, j, j1);
+}
+
+/* The direct paths' threads: thread t takes the columns [lo, hi), cut at multiples of 16 (one
+ * 64-byte line of a row of C for matmul, so no two threads write one cache line). */
+static void direct_cols(float *c, const float *a, const float *b, const float *bias, size_t M,
+                        size_t K, size_t N, int linear, int t, int nt)
+{
+    size_t lo, hi;
+    share(ceil_div(N, 16), t, nt, &lo, &hi);
+    lo = min_sz(lo * 16, N);
+    hi = min_sz(hi * 16, N);
+    if (lo >= hi)
+        return;
+    if (linear)
+        linear_direct_cols(c, a, b, bias, M, K, N, lo, hi);
+    else
+        matmul_direct_cols(c, a, b, M, K, N, lo, hi);
+}
+
+static void direct(float *c, const float *a, const float *b, const float *bias, size_t M,
+                   size_t K, size_t N, int linear)
+{
+    int nt = threads_for((double)M * (double)K * (double)N);
+    if ((size_t)nt > ceil_div(N, 16))
+        nt = (int)ceil_div(N, 16);
+    if (nt == 1) {
+        direct_cols(c, a, b, bias, M, K, N, linear, 0, 1);
+    } else {
+#pragma omp parallel num_threads(nt)
+        direct_cols(c, a, b, bias, M, K, N, linear, omp_get_thread_num(), omp_get_num_threads());
+    }
+}
+
+static int use_direct(size_t M, size_t K, size_t N)
+{
+    return M < DIRECT_M || (double)M * (double)K * (double)N <= SMALL_WORK;
 }
 
 void matmul_fast(float *c, const float *a, const float *b, size_t M, size_t K, size_t N)
 {
     if (M == 0 || N == 0)
         return;
-    if (K == 0) {
+    if (K == 0) {   /* an empty sum */
         memset(c, 0, M * N * sizeof(float));
         return;
     }
-    if ((double)M * (double)K * (double)N <= (double)SMALL_WORK) {
-        matmul_small(c, a, b, M, K, N);
+    if (use_direct(M, K, N)) {
+        direct(c, a, b, NULL, M, K, N, 0);
         return;
     }
-    const Gemm g = {c, a, b, NULL, B_ROWS_K, M, K, N};
+    const Gemm g = {c, a, b, NULL, B_IS_KN, M, K, N};
     gemm_blocked(&g);
 }
 
@@ -368,10 +520,10 @@ void linear_fast(float *y, const float *x, const float *w, const float *bias,
                 y[i * N + j] = bias ? bias[j] : 0.0f;
         return;
     }
-    if ((double)M * (double)K * (double)N <= (double)SMALL_WORK) {
-        linear_small(y, x, w, bias, M, K, N);
+    if (use_direct(M, K, N)) {
+        direct(y, x, w, bias, M, K, N, 1);
         return;
     }
-    const Gemm g = {y, x, w, bias, B_ROWS_N, M, K, N};
+    const Gemm g = {y, x, w, bias, B_IS_NK, M, K, N};
     gemm_blocked(&g);
 }

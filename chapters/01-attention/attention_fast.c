@@ -5,27 +5,32 @@
  * Work is split into independent tasks (b, h, query block of BQ rows); inside a task the keys are
  * visited in tiles of BK. The optimizations, each with what it saves:
  *
- *  O1 query blocking: BQ query rows share every K/V tile while it is in L1, so K and V are read
- *     from memory Tq/BQ times per (b, h) instead of Tq times.
- *  O2 register blocking of the scores: four query rows against one key per pass over Dk, so each
- *     k_j element loaded feeds four FMAs; and four keys per pass over Dv in P V, so each
- *     accumulator element is loaded and stored once per four keys instead of once per key.
- *  O3 unit-stride, restrict-qualified inner loops over Dk and Dv with `omp simd`: the compiler
- *     emits full-width vector FMAs (FAST_CFLAGS contracts a*b+c into one FMA).
+ *  O1 query blocking: the BQ rows of a block share every K/V tile while it is in cache, so K and
+ *     V are streamed from memory Tq/BQ times per (b, h) instead of Tq times.
+ *  O2 register blocking (score_tile, pv_tile): the score tile is computed as a small matrix
+ *     product from a transposed K tile, four query rows at a time, so each K load feeds four
+ *     FMAs and no dot product ends in a horizontal sum across vector lanes; P V keeps a 4-row x
+ *     16-column block of accumulators in registers over all keys of the tile, so each V load
+ *     feeds four FMAs and the accumulators are loaded and stored once per tile, not per key.
+ *  O3 unit-stride, restrict-qualified inner loops (over keys in Kt, over Dv in V) marked
+ *     `omp simd`: full-width vector FMAs (FAST_CFLAGS contracts a*b+c into one FMA).
  *  O4 online softmax (probs == NULL): a running max m and sum l per row and an accumulator that
  *     is rescaled by exp(m_old - m_new) when the max grows. Only one BQ x BK score tile exists per
- *     thread, never the Tq x Tk matrix: memory traffic O(Tq*Tk) -> 0, and the scores never leave
- *     L1.
+ *     thread, never the Tq x Tk matrix: no Tq*Tk memory traffic at all, and out is written once.
  *  O5 causal tile skipping: key tiles lying entirely above the diagonal (every j > every i of the
- *     block) are not computed at all, and inside the diagonal tile each row stops at j = i. That
- *     halves the work of causal attention (Tq*Tk/2 instead of Tq*Tk dot products and exps).
+ *     block) are neither computed nor exponentiated, and inside the diagonal tile each row's exps
+ *     stop at j = i. That halves causal attention (about Tq*Tk/2 scores and exps, not Tq*Tk).
  *  O6 one reciprocal per row: normalization multiplies by 1/l instead of dividing Tk (or Dv) times.
- *  O7 OpenMP over the (b, h, query block) tasks, schedule(static, 1): tasks are handed out
+ *  O7 exps as independent libm calls, summed afterwards by a vector reduction, instead of one
+ *     chain of dependent scalar additions interleaved with the calls.
+ *  O8 OpenMP over the (b, h, query block) tasks, schedule(static, 1): tasks are handed out
  *     round-robin, which also balances causal attention, whose later query blocks see more keys.
  *
  * Determinism: every output element is computed by exactly one thread, in an order fixed by the
  * code (no atomics, no cross-thread reduction), so results do not depend on scheduling, and not
- * even on the thread count. No -ffast-math: NaN/inf follow IEEE rules, exp is libm's expf.
+ * even on the thread count (tests/test_01_attention.c checks 1 vs 3 threads bit for bit).
+ * No -ffast-math: NaN/inf follow IEEE rules, exp is libm's expf (scalar: glibc's vector expf is
+ * only selected under -ffast-math). At D = 64 the expf calls are about a third of the time.
  */
 #include "attention.h"
 
@@ -34,8 +39,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Tile sizes. BQ x BK scores (8 KiB) plus a BK x Dk tile of K and a BK x Dv tile of V (16 KiB each
- * at D = 64) fit together in a 48 KiB L1; BQ is a multiple of the 4-row register block. */
+/* Tile sizes. At D = 64 a task's working set is the BQ x BK scores (8 KiB), the transposed K tile
+ * and the V tile (16 KiB each), BQ rows of Q and of the accumulator (8 KiB each): L1 plus a little
+ * L2. Measured on Zen 5 at B=1 H=8 T=2048 D=64, one thread, over BQ 16..64 x BK 32..128: this
+ * choice is within 15% of the best (BQ 64, BK 128), every BK = 32 is about 30% slower (more
+ * rescales and loop overhead per key). BQ is a multiple of the 4-row register block, and small
+ * enough to leave many tasks for the threads when sequences are short. */
 enum { BQ = 32, BK = 64 };
 
 static void *xmalloc(size_t bytes)
@@ -58,43 +67,63 @@ static size_t row_keys(size_t i, size_t Tk, int causal)
 
 /* Score tile: S[r*lds + c] = scale * (q_{i0+r} . k_{j0+c}) + M_{i0+r, j0+c}, r < nr, c < nc.
  * Q points at row i0 of this (b, h)'s queries, K at row j0 of its keys; am (or NULL) at the
- * (i0, j0) element of its [Tq, Tk] additive mask; pad (or NULL) at key j0's padding flag. */
+ * (i0, j0) element of its [Tq, Tk] additive mask; pad (or NULL) at key j0's padding flag.
+ * Kt is the thread's [Dk, BK] scratch.
+ *
+ * O2: the tile is a small matrix product S = Q K^T. Written as nc separate dot products it would
+ * end every one with a horizontal sum across vector lanes; instead K's tile is transposed once
+ * into Kt[d][c] (cost BK*Dk, shared by all nr rows) and each score row is built as
+ * s[0..BK) += q[d] * Kt[d][0..BK), a unit-stride vector FMA over keys. Four query rows run
+ * together, so their four BK-wide accumulators stay in registers and each Kt load feeds four
+ * FMAs. Each score is still summed over d in order 0, 1, ..., Dk-1, like the naive dot. */
 static void score_tile(float *restrict S, size_t lds, const float *restrict Q,
-                       const float *restrict K, size_t nr, size_t nc, size_t Dk, float scale,
-                       const float *restrict am, size_t Tk, const uint8_t *restrict pad,
-                       int causal, size_t i0, size_t j0)
+                       const float *restrict K, float *restrict Kt, size_t nr, size_t nc,
+                       size_t Dk, float scale, const float *restrict am, size_t Tk,
+                       const uint8_t *restrict pad, int causal, size_t i0, size_t j0)
 {
+    for (size_t d = 0; d < Dk; d++) {
+        float *restrict kt = Kt + d * BK;
+        for (size_t c = 0; c < nc; c++)
+            kt[c] = K[c * Dk + d];
+        for (size_t c = nc; c < BK; c++)
+            kt[c] = 0.0f;   /* a partial tile's unused columns: computed, never stored */
+    }
+
     size_t r = 0;
-    for (; r + 4 <= nr; r += 4) {   /* O2: rows r..r+3 share each load of k_j */
+    for (; r + 4 <= nr; r += 4) {
         const float *restrict q0 = Q + r * Dk, *restrict q1 = q0 + Dk;
         const float *restrict q2 = q1 + Dk, *restrict q3 = q2 + Dk;
-        for (size_t c = 0; c < nc; c++) {
-            const float *restrict kc = K + c * Dk;
-            float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-#pragma omp simd reduction(+ : s0, s1, s2, s3)
-            for (size_t d = 0; d < Dk; d++) {
-                const float kd = kc[d];
-                s0 += q0[d] * kd;
-                s1 += q1[d] * kd;
-                s2 += q2[d] * kd;
-                s3 += q3[d] * kd;
+        float s0[BK] = {0}, s1[BK] = {0}, s2[BK] = {0}, s3[BK] = {0};
+        for (size_t d = 0; d < Dk; d++) {
+            const float a0 = q0[d], a1 = q1[d], a2 = q2[d], a3 = q3[d];
+            const float *restrict kt = Kt + d * BK;
+#pragma omp simd
+            for (size_t c = 0; c < BK; c++) {
+                s0[c] += a0 * kt[c];
+                s1[c] += a1 * kt[c];
+                s2[c] += a2 * kt[c];
+                s3[c] += a3 * kt[c];
             }
-            S[r * lds + c] = scale * s0;
-            S[(r + 1) * lds + c] = scale * s1;
-            S[(r + 2) * lds + c] = scale * s2;
-            S[(r + 3) * lds + c] = scale * s3;
+        }
+        for (size_t c = 0; c < nc; c++) {
+            S[r * lds + c] = scale * s0[c];
+            S[(r + 1) * lds + c] = scale * s1[c];
+            S[(r + 2) * lds + c] = scale * s2[c];
+            S[(r + 3) * lds + c] = scale * s3[c];
         }
     }
-    for (; r < nr; r++) {
+    for (; r < nr; r++) {   /* the last nr % 4 rows, one at a time */
         const float *restrict qr = Q + r * Dk;
-        for (size_t c = 0; c < nc; c++) {
-            const float *restrict kc = K + c * Dk;
-            float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-            for (size_t d = 0; d < Dk; d++)
-                s += qr[d] * kc[d];
-            S[r * lds + c] = scale * s;
+        float s0[BK] = {0};
+        for (size_t d = 0; d < Dk; d++) {
+            const float a0 = qr[d];
+            const float *restrict kt = Kt + d * BK;
+#pragma omp simd
+            for (size_t c = 0; c < BK; c++)
+                s0[c] += a0 * kt[c];
         }
+        for (size_t c = 0; c < nc; c++)
+            S[r * lds + c] = scale * s0[c];
     }
 
     /* + M: the additive mask, then -inf for padding keys and for the future (j > i). */
@@ -128,36 +157,87 @@ static float row_max(const float *restrict x, size_t n)
     return m;
 }
 
-/* x[c] = exp(x[c] - shift) in place; returns the sum. */
+/* x[c] = exp(x[c] - shift) in place; returns the sum. O7: the exps are independent calls that
+ * overlap in the pipeline; the sum is a separate vector reduction (in a fixed lane order), so
+ * it is not one long chain of dependent scalar additions. */
 static float exp_shift_sum(float *restrict x, size_t n, float shift)
 {
-    float sum = 0.0f;
-    for (size_t c = 0; c < n; c++) {
+    for (size_t c = 0; c < n; c++)
         x[c] = expf(x[c] - shift);
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (size_t c = 0; c < n; c++)
         sum += x[c];
-    }
     return sum;
 }
 
-/* acc[e] += sum_c p[c] * V[c][e] over c < n (V row stride Dv); O2: four keys per pass. */
-static void accumulate_pv(float *restrict acc, const float *restrict p, const float *restrict V,
-                          size_t n, size_t Dv)
+/* P V tile: A[r*lda + e] += sum_{c < nc} P[r*ldp + c] * V[c*Dv + e], r < nr, e < Dv.
+ *
+ * O2: four rows and PV_E value columns at a time: 4 x PV_E accumulators live in registers for
+ * the whole key loop, and each V load feeds four FMAs, so the loop runs at FMA speed instead of
+ * reloading and storing A for every key. Each A element still sums its keys in order c = 0, 1,
+ * ... like the naive loop. */
+enum { PV_E = 16 };
+
+static void pv_rows4(float *restrict A, size_t lda, const float *restrict P, size_t ldp,
+                     const float *restrict V, size_t nc, size_t e0, size_t ne, size_t Dv)
 {
-    size_t c = 0;
-    for (; c + 4 <= n; c += 4) {
-        const float p0 = p[c], p1 = p[c + 1], p2 = p[c + 2], p3 = p[c + 3];
-        const float *restrict v0 = V + c * Dv, *restrict v1 = v0 + Dv;
-        const float *restrict v2 = v1 + Dv, *restrict v3 = v2 + Dv;
-#pragma omp simd
-        for (size_t e = 0; e < Dv; e++)
-            acc[e] = acc[e] + p0 * v0[e] + p1 * v1[e] + p2 * v2[e] + p3 * v3[e];
+    float a0[PV_E], a1[PV_E], a2[PV_E], a3[PV_E];
+    for (size_t x = 0; x < ne; x++) {
+        a0[x] = A[e0 + x];
+        a1[x] = A[lda + e0 + x];
+        a2[x] = A[2 * lda + e0 + x];
+        a3[x] = A[3 * lda + e0 + x];
     }
-    for (; c < n; c++) {
-        const float pc = p[c];
-        const float *restrict vc = V + c * Dv;
+    if (ne == PV_E) {
+        for (size_t c = 0; c < nc; c++) {
+            const float p0 = P[c], p1 = P[ldp + c], p2 = P[2 * ldp + c], p3 = P[3 * ldp + c];
+            const float *restrict vc = V + c * Dv + e0;
 #pragma omp simd
-        for (size_t e = 0; e < Dv; e++)
-            acc[e] += pc * vc[e];
+            for (size_t x = 0; x < PV_E; x++) {
+                a0[x] += p0 * vc[x];
+                a1[x] += p1 * vc[x];
+                a2[x] += p2 * vc[x];
+                a3[x] += p3 * vc[x];
+            }
+        }
+    } else {   /* the last Dv % PV_E columns */
+        for (size_t c = 0; c < nc; c++) {
+            const float p0 = P[c], p1 = P[ldp + c], p2 = P[2 * ldp + c], p3 = P[3 * ldp + c];
+            const float *restrict vc = V + c * Dv + e0;
+            for (size_t x = 0; x < ne; x++) {
+                a0[x] += p0 * vc[x];
+                a1[x] += p1 * vc[x];
+                a2[x] += p2 * vc[x];
+                a3[x] += p3 * vc[x];
+            }
+        }
+    }
+    for (size_t x = 0; x < ne; x++) {
+        A[e0 + x] = a0[x];
+        A[lda + e0 + x] = a1[x];
+        A[2 * lda + e0 + x] = a2[x];
+        A[3 * lda + e0 + x] = a3[x];
+    }
+}
+
+static void pv_tile(float *restrict A, size_t lda, const float *restrict P, size_t ldp,
+                    const float *restrict V, size_t nr, size_t nc, size_t Dv)
+{
+    size_t r = 0;
+    for (; r + 4 <= nr; r += 4)
+        for (size_t e0 = 0; e0 < Dv; e0 += PV_E)
+            pv_rows4(A + r * lda, lda, P + r * ldp, ldp, V, nc, e0, min_sz(PV_E, Dv - e0), Dv);
+    for (; r < nr; r++) {   /* the last nr % 4 rows, one at a time */
+        float *restrict a = A + r * lda;
+        const float *restrict p = P + r * ldp;
+        for (size_t c = 0; c < nc; c++) {
+            const float pc = p[c];
+            const float *restrict vc = V + c * Dv;
+#pragma omp simd
+            for (size_t e = 0; e < Dv; e++)
+                a[e] += pc * vc[e];
+        }
     }
 }
 
@@ -180,8 +260,9 @@ static void forward_streaming(float *out, const float *q, const float *k, const 
         _Alignas(64) float S[BQ * BK];   /* the only scores that ever exist */
         float m[BQ], l[BQ];              /* running max and running sum per row */
         float *acc = xmalloc((size_t)BQ * Dv * sizeof *acc);   /* unnormalized sum p_j v_j */
+        float *Kt = xmalloc((size_t)BK * Dk * sizeof *Kt);
 
-#pragma omp for collapse(3) schedule(static, 1)
+#pragma omp for collapse(3) schedule(static, 1)   /* O8 */
         for (size_t b = 0; b < B; b++) {
             for (size_t h = 0; h < H; h++) {
                 for (size_t qb = 0; qb < nqb; qb++) {
@@ -206,30 +287,34 @@ static void forward_streaming(float *out, const float *q, const float *k, const 
 
                     for (size_t j0 = 0; j0 < jend; j0 += BK) {
                         const size_t nc = min_sz(BK, jend - j0);
-                        score_tile(S, BK, Q, K + j0 * Dk, nr, nc, Dk, scale,
+                        score_tile(S, BK, Q, K + j0 * Dk, Kt, nr, nc, Dk, scale,
                                    am ? am + j0 : NULL, Tk, pad ? pad + j0 : NULL, causal, i0, j0);
 
+                        /* Turn each score row into unnormalized probabilities p_c =
+                         * exp(s_c - m_new), rescaling what the row accumulated so far. */
                         for (size_t r = 0; r < nr; r++) {
-                            const size_t kr = row_keys(i0 + r, Tk, causal);
-                            if (kr <= j0)
-                                continue;   /* O5: this row's keys ended before the tile */
-                            const size_t ncr = min_sz(nc, kr - j0);
                             float *restrict srow = S + r * BK;
-
+                            const size_t kr = row_keys(i0 + r, Tk, causal);
+                            /* O5 inside the diagonal tile: the row's keys end at kr; the rest
+                             * of the tile is its future, probability 0. */
+                            const size_t ncr = kr > j0 ? min_sz(nc, kr - j0) : 0;
                             /* m_new = max(m_old, max_c s_c). If it is still -inf, every score
-                             * so far is -inf: the tile adds nothing, and skipping it avoids
-                             * exp(-inf - (-inf)) = NaN, which would poison a row that a later
-                             * tile may still fill. */
+                             * so far is -inf: the tile adds nothing (p = 0), and skipping the
+                             * exps avoids exp(-inf - (-inf)) = NaN, which would poison a row
+                             * that a later tile may still fill. */
                             const float m_new = fmaxf(m[r], row_max(srow, ncr));
-                            if (m_new == -INFINITY)
+                            if (m_new == -INFINITY) {
+                                fill(srow, nc, 0.0f);
                                 continue;
+                            }
                             const float psum = exp_shift_sum(srow, ncr, m_new);
-                            float *restrict a = acc + r * Dv;
+                            fill(srow + ncr, nc - ncr, 0.0f);
                             if (m_new != m[r]) {
                                 /* Rescale: earlier terms were exp(s - m_old); now they must be
                                  * exp(s - m_new) = exp(s - m_old) * exp(m_old - m_new). When
                                  * m_old = -inf, alpha = exp(-inf) = 0 and l, acc are 0 anyway. */
                                 const float alpha = expf(m[r] - m_new);
+                                float *restrict a = acc + r * Dv;
                                 l[r] *= alpha;
 #pragma omp simd
                                 for (size_t e = 0; e < Dv; e++)
@@ -237,8 +322,8 @@ static void forward_streaming(float *out, const float *q, const float *k, const 
                                 m[r] = m_new;
                             }
                             l[r] += psum;
-                            accumulate_pv(a, srow, V + j0 * Dv, ncr, Dv);
                         }
+                        pv_tile(acc, Dv, S, BK, V + j0 * Dv, nr, nc, Dv);   /* acc += P V */
                     }
 
                     /* out_i = acc_i / l_i. l = 0 only if no key had a finite score (a tile with
@@ -259,6 +344,7 @@ static void forward_streaming(float *out, const float *q, const float *k, const 
                 }
             }
         }
+        free(Kt);
         free(acc);
     }
 }
@@ -272,62 +358,63 @@ static void forward_with_probs(float *out, float *probs, const float *q, const f
     const size_t nqb = (Tq + BQ - 1) / BQ;
     const int causal = mask ? mask->causal : 0;
 
-#pragma omp parallel for collapse(3) schedule(static, 1)
-    for (size_t b = 0; b < B; b++) {
-        for (size_t h = 0; h < H; h++) {
-            for (size_t qb = 0; qb < nqb; qb++) {
-                const size_t bh = b * H + h;
-                const size_t i0 = qb * BQ, nr = min_sz(BQ, Tq - i0);
-                const float *Q = q + (bh * Tq + i0) * Dk;
-                const float *K = k + bh * Tk * Dk;
-                const float *V = v + bh * Tk * Dv;
-                float *P = probs + (bh * Tq + i0) * Tk;   /* rows i0.. of this (b, h) */
-                float *O = out + (bh * Tq + i0) * Dv;
-                const float *am = (mask && mask->attn_mask)
-                    ? mask->attn_mask + b * mask->stride_b + h * mask->stride_h + i0 * Tk
-                    : NULL;
-                const uint8_t *pad = (mask && mask->key_padding_mask)
-                    ? mask->key_padding_mask + b * Tk : NULL;
-                const size_t jend = causal ? min_sz(Tk, i0 + nr) : Tk;   /* O5 */
-                int dead[BQ];   /* 1: fully masked row */
+#pragma omp parallel
+    {
+        float *Kt = xmalloc((size_t)BK * Dk * sizeof *Kt);
 
-                for (size_t j0 = 0; j0 < jend; j0 += BK)   /* O1, O2 */
-                    score_tile(P + j0, Tk, Q, K + j0 * Dk, nr, min_sz(BK, jend - j0), Dk, scale,
-                               am ? am + j0 : NULL, Tk, pad ? pad + j0 : NULL, causal, i0, j0);
+#pragma omp for collapse(3) schedule(static, 1)   /* O8 */
+        for (size_t b = 0; b < B; b++) {
+            for (size_t h = 0; h < H; h++) {
+                for (size_t qb = 0; qb < nqb; qb++) {
+                    const size_t bh = b * H + h;
+                    const size_t i0 = qb * BQ, nr = min_sz(BQ, Tq - i0);
+                    const float *Q = q + (bh * Tq + i0) * Dk;
+                    const float *K = k + bh * Tk * Dk;
+                    const float *V = v + bh * Tk * Dv;
+                    float *P = probs + (bh * Tq + i0) * Tk;   /* rows i0.. of this (b, h) */
+                    float *O = out + (bh * Tq + i0) * Dv;
+                    const float *am = (mask && mask->attn_mask)
+                        ? mask->attn_mask + b * mask->stride_b + h * mask->stride_h + i0 * Tk
+                        : NULL;
+                    const uint8_t *pad = (mask && mask->key_padding_mask)
+                        ? mask->key_padding_mask + b * Tk : NULL;
+                    const size_t jend = causal ? min_sz(Tk, i0 + nr) : Tk;   /* O5 */
+                    int dead[BQ];   /* 1: fully masked row */
 
-                for (size_t r = 0; r < nr; r++) {
-                    float *restrict prow = P + r * Tk;
-                    const size_t kr = row_keys(i0 + r, Tk, causal);
-                    const float mx = row_max(prow, kr);
-                    dead[r] = (mx == -INFINITY);
-                    if (dead[r]) {
-                        /* All scores -inf: PyTorch's softmax gives NaN for the whole row. */
-                        fill(prow, Tk, NAN);
-                        continue;
-                    }
-                    const float inv = 1.0f / exp_shift_sum(prow, kr, mx);   /* O6 */
-#pragma omp simd
-                    for (size_t c = 0; c < kr; c++)
-                        prow[c] *= inv;
-                    fill(prow + kr, Tk - kr, 0.0f);   /* the future: exp(-inf) = 0 */
-                }
+                    for (size_t j0 = 0; j0 < jend; j0 += BK)   /* O1, O2 */
+                        score_tile(P + j0, Tk, Q, K + j0 * Dk, Kt, nr, min_sz(BK, jend - j0),
+                                   Dk, scale, am ? am + j0 : NULL, Tk, pad ? pad + j0 : NULL,
+                                   causal, i0, j0);
 
-                memset(O, 0, nr * Dv * sizeof *O);
-                for (size_t j0 = 0; j0 < jend; j0 += BK) {   /* O1: the V tile serves nr rows */
-                    const size_t nc = min_sz(BK, jend - j0);
                     for (size_t r = 0; r < nr; r++) {
+                        float *restrict prow = P + r * Tk;
                         const size_t kr = row_keys(i0 + r, Tk, causal);
-                        if (dead[r] || kr <= j0)
+                        const float mx = row_max(prow, kr);
+                        dead[r] = (mx == -INFINITY);
+                        if (dead[r]) {
+                            /* All scores -inf: PyTorch's softmax gives NaN for the whole row. */
+                            fill(prow, Tk, NAN);
                             continue;
-                        accumulate_pv(O + r * Dv, P + r * Tk + j0, V + j0 * Dv,
-                                      min_sz(nc, kr - j0), Dv);
+                        }
+                        const float inv = 1.0f / exp_shift_sum(prow, kr, mx);   /* O6 */
+#pragma omp simd
+                        for (size_t c = 0; c < kr; c++)
+                            prow[c] *= inv;
+                        fill(prow + kr, Tk - kr, 0.0f);   /* the future: exp(-inf) = 0 */
                     }
+
+                    /* out = P V over the same key range; a dead row's NaN probabilities make
+                     * its output NaN by themselves, the fill below only states it. */
+                    memset(O, 0, nr * Dv * sizeof *O);
+                    for (size_t j0 = 0; j0 < jend; j0 += BK)   /* O1: the V tile serves nr rows */
+                        pv_tile(O, Dv, P + j0, Tk, V + j0 * Dv, nr, min_sz(BK, jend - j0), Dv);
+                    for (size_t r = 0; r < nr; r++)
+                        if (dead[r])
+                            fill(O + r * Dv, Dv, NAN);
                 }
-                for (size_t r = 0; r < nr; r++)
-                    if (dead[r])
-                        fill(O + r * Dv, Dv, NAN);   /* NaN probabilities give a NaN output */
             }
         }
+        free(Kt);
     }
 }
 

@@ -1,0 +1,378 @@
+/* test_00_tensors.c — chapter 00: the tensor type, and both matmul variants against PyTorch's
+ * goldens and against each other. */
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "matmul.h"
+#include "testutil.h"
+
+/* ---------------------------------------------------------------- the tensor type */
+
+START_TEST(test_alloc_and_free) {
+    Tensor t;
+    char err[TFM_ERR_LEN] = "";
+    const size_t shape[3] = {2, 3, 4};
+    ck_assert_int_eq(tensor_alloc(&t, TFM_F32, 3, shape, err, sizeof err), 0);
+    ck_assert_int_eq(t.ndim, 3);
+    ck_assert_uint_eq(t.numel, 24);
+    ck_assert_uint_eq(t.shape[0], 2);
+    ck_assert_uint_eq(t.shape[2], 4);
+    ck_assert_uint_eq(t.shape[3], 1);              /* unused dimensions are 1 */
+    ck_assert_int_eq(t.owns, 1);
+    for (size_t i = 0; i < t.numel; i++)
+        if (tensor_f32(&t)[i] != 0.0f)
+            ck_abort_msg("element %zu not zero-filled", i);
+    tensor_f32(&t)[23] = 5.0f;                     /* the whole block is writable */
+    tensor_free(&t);
+    ck_assert_ptr_null(t.data);
+    ck_assert_uint_eq(t.numel, 0);
+
+    /* A scalar holds one element. */
+    ck_assert_int_eq(tensor_alloc(&t, TFM_I64, 0, NULL, err, sizeof err), 0);
+    ck_assert_uint_eq(t.numel, 1);
+    ck_assert_int_eq((int)tensor_i64(&t)[0], 0);
+    tensor_free(&t);
+
+    /* Element sizes follow the dtype. */
+    ck_assert_uint_eq(tfm_dtype_size(TFM_F32), 4);
+    ck_assert_uint_eq(tfm_dtype_size(TFM_F64), 8);
+    ck_assert_uint_eq(tfm_dtype_size(TFM_I64), 8);
+    ck_assert_uint_eq(tfm_dtype_size(TFM_BOOL), 1);
+}
+END_TEST
+
+START_TEST(test_alloc_refuses_bad_shapes) {
+    Tensor t;
+    char err[TFM_ERR_LEN] = "";
+    const size_t huge[2] = {SIZE_MAX / 2, 3};
+    ck_assert_int_eq(tensor_alloc(&t, TFM_F32, 2, huge, err, sizeof err), -1);
+    ck_assert_msg(err[0] != '\0', "no message for an overflowing shape");
+    ck_assert_ptr_null(t.data);
+    /* numel fits, bytes do not: SIZE_MAX/4 + 1 floats. */
+    const size_t big[1] = {SIZE_MAX / 4 + 1};
+    err[0] = '\0';
+    ck_assert_int_eq(tensor_alloc(&t, TFM_F32, 1, big, err, sizeof err), -1);
+    ck_assert_msg(err[0] != '\0', "no message for a shape too large in bytes");
+    const size_t five[5] = {1, 1, 1, 1, 1};
+    err[0] = '\0';
+    ck_assert_int_eq(tensor_alloc(&t, TFM_F32, TFM_MAX_DIMS + 1, five, err, sizeof err), -1);
+    ck_assert_msg(err[0] != '\0', "no message for a rank above TFM_MAX_DIMS");
+}
+END_TEST
+
+START_TEST(test_shape_numel_overflow) {
+    int overflow = -1;
+    const size_t ok[4] = {12, 2048, 2048, 1};
+    ck_assert_uint_eq(tfm_shape_numel(4, ok, &overflow), (size_t)12 * 2048 * 2048);
+    ck_assert_int_eq(overflow, 0);
+
+    /* 2^32 * 2^32 = 2^64 does not fit in a 64-bit size_t. */
+    const size_t two32 = (size_t)1 << (sizeof(size_t) * 4);
+    const size_t wraps[2] = {two32, two32};
+    ck_assert_uint_eq(tfm_shape_numel(2, wraps, &overflow), 0);
+    ck_assert_int_eq(overflow, 1);
+
+    /* Overflow found across several dimensions, none of which is huge alone. */
+    const size_t many[4] = {1u << 16, 1u << 16, 1u << 16, 1u << 16};
+    ck_assert_uint_eq(tfm_shape_numel(4, many, &overflow), 0);
+    ck_assert_int_eq(overflow, 1);
+
+    /* A zero anywhere makes the product 0, which is not an overflow. */
+    const size_t zero[3] = {SIZE_MAX, 0, SIZE_MAX};
+    ck_assert_uint_eq(tfm_shape_numel(3, zero, &overflow), 0);
+    ck_assert_int_eq(overflow, 0);
+
+    ck_assert_uint_eq(tfm_shape_numel(0, NULL, &overflow), 1);   /* scalar */
+    ck_assert_int_eq(overflow, 0);
+}
+END_TEST
+
+START_TEST(test_index_and_shape_strings) {
+    char buf[64];
+    const size_t shape[3] = {2, 3, 4};
+    tfm_index_str(buf, sizeof buf, 3, shape, 0);
+    ck_assert_str_eq(buf, "[0, 0, 0]");
+    tfm_index_str(buf, sizeof buf, 3, shape, 23);
+    ck_assert_str_eq(buf, "[1, 2, 3]");
+    tfm_index_str(buf, sizeof buf, 3, shape, 1 * 12 + 0 * 4 + 2);   /* row-major offset */
+    ck_assert_str_eq(buf, "[1, 0, 2]");
+    tfm_shape_str(buf, sizeof buf, 3, shape);
+    ck_assert_str_eq(buf, "[2, 3, 4]");
+    tfm_shape_str(buf, sizeof buf, 0, NULL);
+    ck_assert_str_eq(buf, "[]");
+    /* A short buffer is truncated, never overrun. */
+    char tiny[5];
+    memset(tiny, 'x', sizeof tiny);
+    tfm_shape_str(tiny, sizeof tiny, 3, shape);
+    ck_assert_msg(memchr(tiny, '\0', sizeof tiny) != NULL, "shape string not terminated");
+}
+END_TEST
+
+START_TEST(test_dtype_names) {
+    const TfmDType all[4] = {TFM_F32, TFM_F64, TFM_I64, TFM_BOOL};
+    for (int i = 0; i < 4; i++) {
+        TfmDType back;
+        ck_assert_int_eq(tfm_dtype_parse(tfm_dtype_name(all[i]), &back), 0);
+        ck_assert_int_eq(back, all[i]);
+    }
+    ck_assert_str_eq(tfm_dtype_name(TFM_F32), "F32");
+    ck_assert_str_eq(tfm_dtype_name(TFM_BOOL), "BOOL");
+    TfmDType dt = TFM_F64;
+    ck_assert_int_eq(tfm_dtype_parse("F16", &dt), -1);     /* a real safetensors dtype we lack */
+    ck_assert_int_eq(tfm_dtype_parse("f32", &dt), -1);     /* names are case-sensitive */
+    ck_assert_int_eq(tfm_dtype_parse("", &dt), -1);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- against PyTorch */
+
+START_TEST(test_naive_vs_goldens) { tu_check_all_cases("00-tensors", TFM_NAIVE); }
+END_TEST
+
+START_TEST(test_fast_vs_goldens) { tu_check_all_cases("00-tensors", TFM_FAST); }
+END_TEST
+
+/* ---------------------------------------------------------------- fast against naive
+ *
+ * The two variants sum in different orders, so they agree only up to float32 rounding. The
+ * tolerance is the classical bound for a float sum of K+1 terms (Higham, "Accuracy and
+ * Stability of Numerical Algorithms", 3.1): each result is within gamma_{K+1} * S of the exact
+ * value, S = |bias_j| + sum_k |A[i][k] B~[k][j]|, gamma_n = n u / (1 - n u), u = 2^-24; hence
+ * |fast - naive| <= 2 gamma_{K+1} S. It holds for any summation order and with or without FMA,
+ * so it cannot fail by bad luck; a lost, doubled or misplaced term exceeds it by orders of
+ * magnitude.
+ *
+ * The shapes come from matmul_fast.c's blocking: MR = 12, NR = 32 (microkernel tile), KC = 256,
+ * MC <= 192, NC = 1024 (cache blocks), and the small-problem path up to M*K*N = 64^3.
+ * Each is straddled (block - 1, block, block + 1) in its own dimension. */
+
+typedef struct {
+    size_t M, K, N;
+} Shape;
+
+static const Shape SHAPES[] = {
+    {1, 1, 1},      {1, 1, 7},      {7, 1, 1},      {1, 300, 1},    /* degenerate */
+    {2, 3, 5},      {37, 61, 29},   {61, 37, 127},  {257, 131, 67}, /* primes */
+    {64, 64, 64},   {64, 64, 65},   {65, 64, 64},                   /* small path threshold */
+    {11, 100, 70},  {12, 100, 70},  {13, 100, 70},                  /* MR */
+    {50, 80, 31},   {50, 80, 32},   {50, 80, 33},                   /* NR */
+    {30, 255, 40},  {30, 256, 40},  {30, 257, 40},  {30, 513, 40},  /* KC, 2 KC */
+    {191, 40, 50},  {192, 40, 50},  {193, 40, 50},  {385, 40, 50},  /* MC */
+    {20, 30, 1023}, {20, 30, 1024}, {20, 30, 1025}, {13, 7, 2049},  /* NC, 2 NC */
+    {2000, 70, 3},  {1500, 3, 90},                                  /* tall-skinny */
+    {3, 70, 2000},  {2, 1100, 300},                                 /* short-fat, long K */
+    {197, 263, 1031},                                               /* everything at once */
+};
+#define N_SHAPES (sizeof SHAPES / sizeof SHAPES[0])
+
+typedef struct {
+    float *a;      /* [M,K] (matmul's A, linear's X) */
+    float *b;      /* [K,N] for matmul, [N,K] for linear */
+    float *bias;   /* [N] */
+} Inputs;
+
+static Inputs make_inputs(Shape s, uint64_t seed) {
+    TuRng rng = {seed};
+    Inputs in;
+    in.a = tu_malloc(s.M * s.K * sizeof(float));
+    in.b = tu_malloc(s.K * s.N * sizeof(float));
+    in.bias = tu_malloc(s.N * sizeof(float));
+    tu_fill_normal(in.a, s.M * s.K, &rng);
+    tu_fill_normal(in.b, s.K * s.N, &rng);
+    tu_fill_normal(in.bias, s.N, &rng);
+    return in;
+}
+
+static void free_inputs(Inputs *in) {
+    free(in->a);
+    free(in->b);
+    free(in->bias);
+}
+
+/* Asserts |got - want| <= 2 gamma_{K+1} S elementwise (see above); `linear` selects how b is
+ * indexed, bias may be NULL. */
+static void assert_within_bound(const char *label, const float *got, const float *want,
+                                const Inputs *in, const float *bias, int linear, Shape s) {
+    const double u = 0x1.0p-24, n = (double)(s.K + 1);
+    const double gamma = n * u / (1.0 - n * u);
+    for (size_t i = 0; i < s.M; i++) {
+        for (size_t j = 0; j < s.N; j++) {
+            double S = bias ? fabs((double)bias[j]) : 0.0;
+            for (size_t k = 0; k < s.K; k++) {
+                const double bkj = linear ? in->b[j * s.K + k] : in->b[k * s.N + j];
+                S += fabs((double)in->a[i * s.K + k] * bkj);
+            }
+            const double diff = fabs((double)got[i * s.N + j] - (double)want[i * s.N + j]);
+            if (!(diff <= 2.0 * gamma * S))   /* Check's asserts cost a pipe write each: test first */
+                ck_abort_msg("%s [%zu x %zu x %zu]: element [%zu, %zu]: fast %.9g naive %.9g, "
+                             "|diff| %.3g > bound %.3g",
+                             label, s.M, s.K, s.N, i, j, (double)got[i * s.N + j],
+                             (double)want[i * s.N + j], diff, 2.0 * gamma * S);
+        }
+    }
+}
+
+typedef enum { OP_MATMUL, OP_LINEAR_BIAS, OP_LINEAR_NOBIAS } Op;
+static const char *const OP_NAMES[] = {"matmul", "linear+bias", "linear"};
+
+static void run_fast(Op op, float *out, const Inputs *in, Shape s) {
+    if (op == OP_MATMUL)
+        matmul_fast(out, in->a, in->b, s.M, s.K, s.N);
+    else
+        linear_fast(out, in->a, in->b, op == OP_LINEAR_BIAS ? in->bias : NULL, s.M, s.K, s.N);
+}
+
+static void run_naive(Op op, float *out, const Inputs *in, Shape s) {
+    if (op == OP_MATMUL)
+        matmul_naive(out, in->a, in->b, s.M, s.K, s.N);
+    else
+        linear_naive(out, in->a, in->b, op == OP_LINEAR_BIAS ? in->bias : NULL, s.M, s.K, s.N);
+}
+
+/* Output buffers are pre-filled with NaN: "outputs are overwritten, never accumulated into",
+ * and an element the kernel forgets stays NaN and fails the bound. */
+static float *nan_buffer(size_t n) {
+    float *p = tu_malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        p[i] = NAN;
+    return p;
+}
+
+static void fast_vs_naive(int threads) {
+    const int saved = omp_get_max_threads();
+    if (threads > 0)
+        omp_set_num_threads(threads);
+    for (size_t t = 0; t < N_SHAPES; t++) {
+        const Shape s = SHAPES[t];
+        Inputs in = make_inputs(s, 1000 + t);
+        for (int op = OP_MATMUL; op <= OP_LINEAR_NOBIAS; op++) {
+            float *fast = nan_buffer(s.M * s.N), *naive = nan_buffer(s.M * s.N);
+            run_fast((Op)op, fast, &in, s);
+            run_naive((Op)op, naive, &in, s);
+            char label[96];
+            snprintf(label, sizeof label, "%s, %d thread(s)", OP_NAMES[op], omp_get_max_threads());
+            assert_within_bound(label, fast, naive, &in, op == OP_LINEAR_BIAS ? in.bias : NULL,
+                                op != OP_MATMUL, s);
+            free(fast);
+            free(naive);
+        }
+        free_inputs(&in);
+    }
+    omp_set_num_threads(saved);
+}
+
+START_TEST(test_fast_vs_naive_one_thread) { fast_vs_naive(1); }
+END_TEST
+
+START_TEST(test_fast_vs_naive_default_threads) { fast_vs_naive(0); }
+END_TEST
+
+/* matmul_fast.c promises more than run-to-run determinism: each element is summed by one thread
+ * in a fixed order, so the bits do not depend on the number of threads either (3 threads on this
+ * 2-core machine also exercises an uneven split). */
+START_TEST(test_fast_is_bitwise_deterministic) {
+    const int saved = omp_get_max_threads();
+    const Shape shapes[] = {{197, 263, 1031}, {512, 768, 96}, {13, 7, 2049}, {65, 64, 64}};
+    const int threads[] = {1, 2, 3};
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        const Shape s = shapes[t];
+        Inputs in = make_inputs(s, 2000 + t);
+        for (int op = OP_MATMUL; op <= OP_LINEAR_NOBIAS; op++) {
+            const size_t bytes = s.M * s.N * sizeof(float);
+            omp_set_num_threads(saved);
+            float *first = nan_buffer(s.M * s.N), *again = nan_buffer(s.M * s.N);
+            run_fast((Op)op, first, &in, s);
+            run_fast((Op)op, again, &in, s);
+            ck_assert_msg(memcmp(first, again, bytes) == 0,
+                          "%s [%zu x %zu x %zu]: two runs with %d threads differ", OP_NAMES[op],
+                          s.M, s.K, s.N, saved);
+            for (size_t h = 0; h < sizeof threads / sizeof threads[0]; h++) {
+                omp_set_num_threads(threads[h]);
+                for (size_t i = 0; i < s.M * s.N; i++)
+                    again[i] = NAN;
+                run_fast((Op)op, again, &in, s);
+                ck_assert_msg(memcmp(first, again, bytes) == 0,
+                              "%s [%zu x %zu x %zu]: %d threads differ from %d", OP_NAMES[op],
+                              s.M, s.K, s.N, threads[h], saved);
+            }
+            free(first);
+            free(again);
+        }
+        free_inputs(&in);
+    }
+    omp_set_num_threads(saved);
+}
+END_TEST
+
+/* A known product, exactly representable: the kernels must get every element exactly right
+ * when no rounding happens at all (small integers), which pins down indexing independently of
+ * any tolerance. */
+START_TEST(test_exact_small_integers) {
+    const Shape s = {45, 300, 70};   /* blocked path, edge tiles in M and N, two K blocks */
+    float *a = tu_malloc(s.M * s.K * sizeof(float)), *b = tu_malloc(s.K * s.N * sizeof(float));
+    float *w = tu_malloc(s.N * s.K * sizeof(float)), *bias = tu_malloc(s.N * sizeof(float));
+    float *c = nan_buffer(s.M * s.N);
+    for (size_t i = 0; i < s.M; i++)
+        for (size_t k = 0; k < s.K; k++)
+            a[i * s.K + k] = (float)((int)((i * 7 + k * 3) % 5) - 2);
+    for (size_t k = 0; k < s.K; k++)
+        for (size_t j = 0; j < s.N; j++) {
+            b[k * s.N + j] = (float)((int)((k * 5 + j * 11) % 7) - 3);
+            w[j * s.K + k] = b[k * s.N + j];
+        }
+    for (size_t j = 0; j < s.N; j++)
+        bias[j] = (float)j;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0)
+            matmul_fast(c, a, b, s.M, s.K, s.N);
+        else
+            linear_fast(c, a, w, bias, s.M, s.K, s.N);
+        for (size_t i = 0; i < s.M; i++)
+            for (size_t j = 0; j < s.N; j++) {
+                long want = pass ? (long)j : 0;
+                for (size_t k = 0; k < s.K; k++)
+                    want += (long)a[i * s.K + k] * (long)b[k * s.N + j];
+                if (c[i * s.N + j] != (float)want)
+                    ck_abort_msg("%s [%zu, %zu]: got %g, want %ld", pass ? "linear" : "matmul", i,
+                                 j, (double)c[i * s.N + j], want);
+            }
+    }
+    free(a);
+    free(b);
+    free(w);
+    free(bias);
+    free(c);
+}
+END_TEST
+
+static Suite *suite(void) {
+    Suite *s = suite_create("00-tensors");
+    TCase *tensor = tcase_create("tensor");
+    tcase_add_test(tensor, test_alloc_and_free);
+    tcase_add_test(tensor, test_alloc_refuses_bad_shapes);
+    tcase_add_test(tensor, test_shape_numel_overflow);
+    tcase_add_test(tensor, test_index_and_shape_strings);
+    tcase_add_test(tensor, test_dtype_names);
+    suite_add_tcase(s, tensor);
+
+    TCase *golden = tcase_create("goldens");
+    tcase_set_timeout(golden, 60);
+    tcase_add_test(golden, test_naive_vs_goldens);
+    tcase_add_test(golden, test_fast_vs_goldens);
+    suite_add_tcase(s, golden);
+
+    TCase *fast = tcase_create("fast");
+    tcase_set_timeout(fast, 300);
+    tcase_add_test(fast, test_exact_small_integers);
+    tcase_add_test(fast, test_fast_vs_naive_one_thread);
+    tcase_add_test(fast, test_fast_vs_naive_default_threads);
+    tcase_add_test(fast, test_fast_is_bitwise_deterministic);
+    suite_add_tcase(s, fast);
+    return s;
+}
+
+int main(void) { return tu_run(suite()); }
