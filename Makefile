@@ -76,14 +76,11 @@ tour: deps
 	@$(MAKE) --no-print-directory figures
 
 # Figures are drawn by gnuplot from data that tfm itself computed (never from PyTorch's).
+# Each chapter adds its own to FIGURES, with the rules that make them, in plots/NN-name.mk.
 FIG := $(BUILD)/figures
-figures: $(TFM)
-	@mkdir -p $(FIG)
-	@TFM_ROOT=$(CURDIR) $(TFM) run attention --variant naive --case causal \
-	   oracle/golden/01-attention.safetensors.gz $(FIG)/attention_causal.safetensors
-	@$(TFM) slice $(FIG)/attention_causal.safetensors probs --at 0,0 $(FIG)/attention_causal.dat
-	@gnuplot -e "datafile='$(FIG)/attention_causal.dat'; outfile='$(FIG)/attention_heatmap.png'; \
-	   title='Chapter 01: causal attention, 13 tokens, head 0'" plots/attention_heatmap.gp
+FIGURES :=
+include $(wildcard plots/*.mk)
+figures: $(FIGURES)
 	@echo "figures written to $(FIG)/"
 
 oracle: deps
@@ -94,14 +91,20 @@ oracle-verify: deps
 	 $(PYTHON) oracle/export.py --out "$$tmp" && \
 	 $(PYTHON) oracle/verify.py "$$tmp" oracle/golden
 
+# Notebooks are committed without outputs (reviewable diffs); this checks that, then executes
+# each one headless into build/notebooks/, failing on the first error.
 notebooks: all
+	@$(PYTHON) -c 'import json,sys; bad=[p for p in sys.argv[1:] for c in json.load(open(p))["cells"] if c.get("outputs") or c.get("execution_count")]; sys.exit("notebooks committed with outputs: %s" % sorted(set(bad)) if bad else 0)' notebooks/*.ipynb
 	@mkdir -p $(BUILD)/notebooks
 	@for nb in notebooks/*.ipynb; do \
 	   echo "== $$nb"; \
-	   TFM_ROOT=$(CURDIR) jupyter nbconvert --to notebook --execute --output-dir $(BUILD)/notebooks \
-	     --ExecutePreprocessor.timeout=600 "$$nb" || exit 1; done
+	   TFM_ROOT=$(CURDIR) PYDEVD_DISABLE_FILE_VALIDATION=1 jupyter nbconvert --to notebook --execute \
+	     --output-dir $(BUILD)/notebooks --ExecutePreprocessor.timeout=600 "$$nb" || exit 1; done
 
 clean:
 	rm -rf $(BUILD)
+
+# Further targets (sanitizers, fuzzing, benchmarks) live in mk/*.mk.
+include $(wildcard mk/*.mk)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

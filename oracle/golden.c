@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -428,6 +429,10 @@ int golden_save(const char *path, size_t n, const char *const *names, const Tens
         free(json); free(tmp);
         return fail(err, errlen, path, "cannot create a file beside it: %s", strerror(errno));
     }
+    /* mkstemp creates the file 0600; give it the mode an ordinary create would have. */
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);
     int gz = ends_with(path, ".gz"), ok = 1;
     gzFile zf = NULL;
     FILE *pf = NULL;

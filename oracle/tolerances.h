@@ -9,20 +9,17 @@
 #ifndef TFM_TOLERANCES_H
 #define TFM_TOLERANCES_H
 
-typedef struct {
-    int chapter;
-    const char *name;  /* the golden file's stem: oracle/golden/<name>.safetensors.gz */
-    double atol;
-    double rtol;
-} ChapterTolerance;
+/* Chapter 00: a length-K float32 dot product carries an absolute rounding error that grows
+ * like eps * sqrt(K) * (typical |x_k w_k|) whatever the size of the result, so near-zero outputs
+ * need an absolute floor, not a relative one. Measured worst: 1.3e-4 absolute at K = 768
+ * (linear_bert, naive's sequential sum; its relative Frobenius error against the float64 truth
+ * is 5e-7, PyTorch's 3e-7). */
+#define TOL_00_ATOL 2e-4
+#define TOL_00_RTOL 1e-5
 
-/* chapter 00: dot products of length <= 2048 with inputs ~N(0,1): outputs ~30, float32
- *   reordering error measured below 4e-6 absolute; attention: probabilities in [0,1] and
- *   outputs ~1, measured error below 5e-7. */
-static const ChapterTolerance TFM_TOLERANCES[] = {
-    {0, "00-tensors", 2e-5, 1e-5},
-    {1, "01-attention", 2e-6, 1e-5},
-};
-#define TFM_N_CHAPTERS (sizeof TFM_TOLERANCES / sizeof TFM_TOLERANCES[0])
+/* Chapter 01: probabilities lie in [0, 1] and outputs are averages of N(0,1) values; measured
+ * worst 4.8e-7 absolute (3.8e-6 on the errata case, whose outputs reach 20: 1.6e-7 relative). */
+#define TOL_01_ATOL 1e-6
+#define TOL_01_RTOL 1e-5
 
 #endif

@@ -13,7 +13,9 @@ set xlabel "key position j"
 set ylabel "query position i"
 set cblabel "probability"
 set cbrange [0:*]
-set yrange [] reverse          # query 0 at the top, as the matrix is written
+stats datafile matrix nooutput
+set xrange [-0.5:STATS_size_x - 0.5]
+set yrange [STATS_size_y - 0.5:-0.5]   # query 0 at the top, as the matrix is written
 set size ratio -1
 set tics out
 set palette defined (0 "#ffffff", 0.25 "#fde0c5", 0.5 "#f59e72", 0.75 "#d44a3a", 1 "#5c0a1e")
