@@ -136,6 +136,146 @@ END_TEST
 START_TEST(test_fast_vs_goldens) { tu_check_all_cases("00-tensors", TFM_FAST); }
 END_TEST
 
+/* ---------------------------------------------------------------- the runner
+ *
+ * matmul_run reads its inputs from a GoldenFile; these tests build one in memory from views:
+ * a tiny case computed exactly, then every kind of bad input, each refused with a message. */
+
+typedef struct {
+    GoldenFile gf;
+    char path[16];
+    char names[8][32];
+    char *name_ptrs[8];
+    Tensor tensors[8];
+} MemGolden;
+
+static float POOL_F32[64];
+static double POOL_F64[64];
+
+static void mg_init(MemGolden *m) {
+    memset(m, 0, sizeof *m);
+    snprintf(m->path, sizeof m->path, "mem");
+    m->gf.path = m->path;
+    m->gf.names = m->name_ptrs;
+    m->gf.tensors = m->tensors;
+}
+
+/* Adds "name" of the given shape, viewing the float pool (or the double pool for F64). */
+static void mg_add(MemGolden *m, const char *name, TfmDType dt, int ndim, size_t d0, size_t d1) {
+    const size_t shape[2] = {d0, d1};
+    const size_t i = m->gf.n++;
+    snprintf(m->names[i], sizeof m->names[i], "%s", name);
+    m->name_ptrs[i] = m->names[i];
+    m->tensors[i] = tensor_view(dt, dt == TFM_F64 ? (void *)POOL_F64 : (void *)POOL_F32, ndim,
+                                shape);
+}
+
+/* Runs both variants; each must fail, with a message containing `needle`. */
+static void expect_run_error(MemGolden *m, const char *prefix, const char *needle) {
+    for (int v = TFM_NAIVE; v <= TFM_FAST; v++) {
+        OpOutputs out;
+        memset(&out, 0, sizeof out);
+        char err[TFM_ERR_LEN] = "";
+        const int rc = matmul_run(&out, &m->gf, prefix, (TfmVariant)v, err, sizeof err);
+        op_outputs_free(&out);
+        ck_assert_msg(rc == -1, "bad input accepted (expected an error about '%s')", needle);
+        ck_assert_msg(strstr(err, needle) != NULL, "error '%s' does not mention '%s'", err, needle);
+    }
+}
+
+START_TEST(test_runner_computes_both_ops) {
+    /* [[1,2,3],[4,5,6]] times [[1,2],[3,4],[5,6]] = [[22,28],[49,64]] (matmul), and with
+     * w = [[1,0,1],[0,1,0]], bias = [10,20]: x w^T + bias = [[14,22],[20,25]] (linear). */
+    static const float A[6] = {1, 2, 3, 4, 5, 6}, B[6] = {1, 2, 3, 4, 5, 6};
+    static const float W[6] = {1, 0, 1, 0, 1, 0}, BIAS[2] = {10, 20};
+    static const float MATMUL[4] = {22, 28, 49, 64}, LINEAR[4] = {14, 22, 20, 25};
+    const size_t s23[2] = {2, 3}, s32[2] = {3, 2}, s2[1] = {2};
+    for (int v = TFM_NAIVE; v <= TFM_FAST; v++) {
+        for (int op = 0; op < 2; op++) {
+            MemGolden m;
+            mg_init(&m);
+            /* no prefix: the tensors are called "a", "b" (or "x", "w", "bias") */
+            const char *n[3] = {op ? "x" : "a", op ? "w" : "b", "bias"};
+            m.tensors[0] = tensor_view(TFM_F32, (void *)(uintptr_t)A, 2, s23);
+            m.tensors[1] =
+                tensor_view(TFM_F32, (void *)(uintptr_t)(op ? W : B), 2, op ? s23 : s32);
+            m.tensors[2] = tensor_view(TFM_F32, (void *)(uintptr_t)BIAS, 1, s2);
+            m.gf.n = op ? 3 : 2;
+            for (size_t i = 0; i < m.gf.n; i++) {
+                snprintf(m.names[i], sizeof m.names[i], "%s", n[i]);
+                m.name_ptrs[i] = m.names[i];
+            }
+            OpOutputs out;
+            memset(&out, 0, sizeof out);
+            char err[TFM_ERR_LEN] = "";
+            ck_assert_msg(matmul_run(&out, &m.gf, "", (TfmVariant)v, err, sizeof err) == 0, "%s",
+                          err);
+            ck_assert_uint_eq(out.n, 1);
+            ck_assert_str_eq(out.names[0], "out");
+            ck_assert_int_eq(out.tensors[0].ndim, 2);
+            ck_assert_uint_eq(out.tensors[0].shape[0], 2);
+            ck_assert_uint_eq(out.tensors[0].shape[1], 2);
+            const float *want = op ? LINEAR : MATMUL, *got = tensor_f32(&out.tensors[0]);
+            for (size_t i = 0; i < 4; i++)
+                ck_assert_msg(got[i] == want[i], "%s %s: out[%zu] = %g, want %g",
+                              op ? "linear" : "matmul", tfm_variant_name((TfmVariant)v), i,
+                              (double)got[i], (double)want[i]);
+            op_outputs_free(&out);
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_runner_refuses_bad_input) {
+    MemGolden m;
+
+    mg_init(&m);                                    /* inner dimensions disagree */
+    mg_add(&m, "c/a", TFM_F32, 2, 2, 3);
+    mg_add(&m, "c/b", TFM_F32, 2, 4, 2);
+    expect_run_error(&m, "c", "b is [4, 2]");
+
+    mg_init(&m);                                    /* b missing */
+    mg_add(&m, "c/a", TFM_F32, 2, 2, 3);
+    expect_run_error(&m, "c", "c/b");
+
+    mg_init(&m);                                    /* a of the wrong dtype */
+    mg_add(&m, "c/a", TFM_F64, 2, 2, 3);
+    mg_add(&m, "c/b", TFM_F32, 2, 3, 2);
+    expect_run_error(&m, "c", "c/a");
+
+    mg_init(&m);                                    /* b of the wrong rank */
+    mg_add(&m, "c/a", TFM_F32, 2, 2, 3);
+    mg_add(&m, "c/b", TFM_F32, 1, 3, 1);
+    expect_run_error(&m, "c", "c/b");
+
+    mg_init(&m);                                    /* neither a nor x */
+    mg_add(&m, "c/w", TFM_F32, 2, 2, 3);
+    expect_run_error(&m, "c", "c/x");
+
+    mg_init(&m);                                    /* w is [N, K'] with K' != K */
+    mg_add(&m, "c/x", TFM_F32, 2, 2, 3);
+    mg_add(&m, "c/w", TFM_F32, 2, 5, 4);
+    expect_run_error(&m, "c", "w is [5, 4]");
+
+    mg_init(&m);                                    /* w given as [K, N] (transposed) */
+    mg_add(&m, "c/x", TFM_F32, 2, 2, 3);
+    mg_add(&m, "c/w", TFM_F32, 2, 3, 5);
+    expect_run_error(&m, "c", "w must be [out, in]");
+
+    mg_init(&m);                                    /* bias of the wrong length */
+    mg_add(&m, "c/x", TFM_F32, 2, 2, 3);
+    mg_add(&m, "c/w", TFM_F32, 2, 5, 3);
+    mg_add(&m, "c/bias", TFM_F32, 1, 4, 1);
+    expect_run_error(&m, "c", "bias is [4]");
+
+    mg_init(&m);                                    /* bias of the wrong rank */
+    mg_add(&m, "c/x", TFM_F32, 2, 2, 3);
+    mg_add(&m, "c/w", TFM_F32, 2, 5, 3);
+    mg_add(&m, "c/bias", TFM_F32, 2, 1, 5);
+    expect_run_error(&m, "c", "c/bias");
+}
+END_TEST
+
 /* ---------------------------------------------------------------- fast against naive
  *
  * The two variants sum in different orders, so they agree only up to float32 rounding. The
@@ -147,25 +287,28 @@ END_TEST
  * magnitude.
  *
  * The shapes come from matmul_fast.c's blocking: MR = 12, NR = 32 (microkernel tile), KC = 256,
- * MC <= 192, NC = 1024 (cache blocks), and the small-problem path up to M*K*N = 64^3.
- * Each is straddled (block - 1, block, block + 1) in its own dimension. */
+ * MC <= 192, NC = 4096 (cache blocks), direct loops for M < 5, a second thread from 4M
+ * multiply-adds on. Each is straddled (block - 1, block, block + 1) in its own dimension. */
 
 typedef struct {
     size_t M, K, N;
 } Shape;
 
 static const Shape SHAPES[] = {
-    {1, 1, 1},      {1, 1, 7},      {7, 1, 1},      {1, 300, 1},    /* degenerate */
-    {2, 3, 5},      {37, 61, 29},   {61, 37, 127},  {257, 131, 67}, /* primes */
-    {64, 64, 64},   {64, 64, 65},   {65, 64, 64},                   /* small path threshold */
-    {11, 100, 70},  {12, 100, 70},  {13, 100, 70},                  /* MR */
-    {50, 80, 31},   {50, 80, 32},   {50, 80, 33},                   /* NR */
-    {30, 255, 40},  {30, 256, 40},  {30, 257, 40},  {30, 513, 40},  /* KC, 2 KC */
-    {191, 40, 50},  {192, 40, 50},  {193, 40, 50},  {385, 40, 50},  /* MC */
-    {20, 30, 1023}, {20, 30, 1024}, {20, 30, 1025}, {13, 7, 2049},  /* NC, 2 NC */
-    {2000, 70, 3},  {1500, 3, 90},                                  /* tall-skinny */
-    {3, 70, 2000},  {2, 1100, 300},                                 /* short-fat, long K */
-    {197, 263, 1031},                                               /* everything at once */
+    {1, 1, 1},      {1, 1, 7},       {7, 1, 1},      {1, 300, 1},    /* degenerate */
+    {2, 3, 5},      {37, 61, 29},    {61, 37, 127},  {257, 131, 67}, /* primes */
+    {4, 50, 60},    {5, 50, 60},     {6, 50, 60},                    /* direct path: M < 5 */
+    {11, 100, 70},  {12, 100, 70},   {13, 100, 70},                  /* MR */
+    {50, 80, 31},   {50, 80, 32},    {50, 80, 33},                   /* NR */
+    {30, 255, 40},  {30, 256, 40},   {30, 257, 40},  {30, 513, 40},  /* KC, 2 KC */
+    {191, 40, 50},  {192, 40, 50},   {193, 40, 50},  {385, 40, 50},  /* MC */
+    {20, 30, 4095}, {20, 30, 4096},  {20, 30, 4097}, {13, 7, 8193},  /* NC, 2 NC */
+    {2000, 70, 3},  {1500, 3, 90},                                   /* tall-skinny */
+    {7, 70, 2000},  {2, 1100, 300},                                  /* short-fat, long K */
+    /* two threads (with the default thread count): blocked, blocked with fewer row blocks than
+     * threads, direct with 1..4 rows */
+    {197, 263, 1031}, {400, 300, 500}, {6, 700, 1100},
+    {1, 2048, 2100}, {3, 1000, 2000}, {4, 1024, 1100},
 };
 #define N_SHAPES (sizeof SHAPES / sizeof SHAPES[0])
 
@@ -207,7 +350,8 @@ static void assert_within_bound(const char *label, const float *got, const float
                 S += fabs((double)in->a[i * s.K + k] * bkj);
             }
             const double diff = fabs((double)got[i * s.N + j] - (double)want[i * s.N + j]);
-            if (!(diff <= 2.0 * gamma * S))   /* Check's asserts cost a pipe write each: test first */
+            /* Check's asserts cost a pipe write each: test first, assert only on failure. */
+            if (!(diff <= 2.0 * gamma * S))
                 ck_abort_msg("%s [%zu x %zu x %zu]: element [%zu, %zu]: fast %.9g naive %.9g, "
                              "|diff| %.3g > bound %.3g",
                              label, s.M, s.K, s.N, i, j, (double)got[i * s.N + j],
@@ -272,11 +416,12 @@ START_TEST(test_fast_vs_naive_default_threads) { fast_vs_naive(0); }
 END_TEST
 
 /* matmul_fast.c promises more than run-to-run determinism: each element is summed by one thread
- * in a fixed order, so the bits do not depend on the number of threads either (3 threads on this
- * 2-core machine also exercises an uneven split). */
+ * in a fixed order, so the bits do not depend on the number of threads either (3 threads also
+ * exercise an uneven split of the work). */
 START_TEST(test_fast_is_bitwise_deterministic) {
     const int saved = omp_get_max_threads();
-    const Shape shapes[] = {{197, 263, 1031}, {512, 768, 96}, {13, 7, 2049}, {65, 64, 64}};
+    const Shape shapes[] = {{197, 263, 1031}, {512, 768, 96}, {13, 7, 4097},
+                            {6, 700, 1100},   {3, 1000, 2000}, {4, 1024, 1100}};
     const int threads[] = {1, 2, 3};
     for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
         const Shape s = shapes[t];
@@ -312,40 +457,45 @@ END_TEST
  * when no rounding happens at all (small integers), which pins down indexing independently of
  * any tolerance. */
 START_TEST(test_exact_small_integers) {
-    const Shape s = {45, 300, 70};   /* blocked path, edge tiles in M and N, two K blocks */
-    float *a = tu_malloc(s.M * s.K * sizeof(float)), *b = tu_malloc(s.K * s.N * sizeof(float));
-    float *w = tu_malloc(s.N * s.K * sizeof(float)), *bias = tu_malloc(s.N * sizeof(float));
-    float *c = nan_buffer(s.M * s.N);
-    for (size_t i = 0; i < s.M; i++)
-        for (size_t k = 0; k < s.K; k++)
-            a[i * s.K + k] = (float)((int)((i * 7 + k * 3) % 5) - 2);
-    for (size_t k = 0; k < s.K; k++)
-        for (size_t j = 0; j < s.N; j++) {
-            b[k * s.N + j] = (float)((int)((k * 5 + j * 11) % 7) - 3);
-            w[j * s.K + k] = b[k * s.N + j];
-        }
-    for (size_t j = 0; j < s.N; j++)
-        bias[j] = (float)j;
-    for (int pass = 0; pass < 2; pass++) {
-        if (pass == 0)
-            matmul_fast(c, a, b, s.M, s.K, s.N);
-        else
-            linear_fast(c, a, w, bias, s.M, s.K, s.N);
+    /* blocked path with edge tiles in M and N and two K blocks; direct path with 3 rows */
+    const Shape shapes[2] = {{45, 300, 70}, {3, 300, 70}};
+    for (size_t t = 0; t < 2; t++) {
+        const Shape s = shapes[t];
+        float *a = tu_malloc(s.M * s.K * sizeof(float)), *b = tu_malloc(s.K * s.N * sizeof(float));
+        float *w = tu_malloc(s.N * s.K * sizeof(float)), *bias = tu_malloc(s.N * sizeof(float));
+        float *c = nan_buffer(s.M * s.N);
         for (size_t i = 0; i < s.M; i++)
+            for (size_t k = 0; k < s.K; k++)
+                a[i * s.K + k] = (float)((int)((i * 7 + k * 3) % 5) - 2);
+        for (size_t k = 0; k < s.K; k++)
             for (size_t j = 0; j < s.N; j++) {
-                long want = pass ? (long)j : 0;
-                for (size_t k = 0; k < s.K; k++)
-                    want += (long)a[i * s.K + k] * (long)b[k * s.N + j];
-                if (c[i * s.N + j] != (float)want)
-                    ck_abort_msg("%s [%zu, %zu]: got %g, want %ld", pass ? "linear" : "matmul", i,
-                                 j, (double)c[i * s.N + j], want);
+                b[k * s.N + j] = (float)((int)((k * 5 + j * 11) % 7) - 3);
+                w[j * s.K + k] = b[k * s.N + j];
             }
+        for (size_t j = 0; j < s.N; j++)
+            bias[j] = (float)j;
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass == 0)
+                matmul_fast(c, a, b, s.M, s.K, s.N);
+            else
+                linear_fast(c, a, w, bias, s.M, s.K, s.N);
+            for (size_t i = 0; i < s.M; i++)
+                for (size_t j = 0; j < s.N; j++) {
+                    long want = pass ? (long)j : 0;
+                    for (size_t k = 0; k < s.K; k++)
+                        want += (long)a[i * s.K + k] * (long)b[k * s.N + j];
+                    if (c[i * s.N + j] != (float)want)
+                        ck_abort_msg("%s [%zu x %zu x %zu] [%zu, %zu]: got %g, want %ld",
+                                     pass ? "linear" : "matmul", s.M, s.K, s.N, i, j,
+                                     (double)c[i * s.N + j], want);
+                }
+        }
+        free(a);
+        free(b);
+        free(w);
+        free(bias);
+        free(c);
     }
-    free(a);
-    free(b);
-    free(w);
-    free(bias);
-    free(c);
 }
 END_TEST
 
@@ -358,6 +508,11 @@ static Suite *suite(void) {
     tcase_add_test(tensor, test_index_and_shape_strings);
     tcase_add_test(tensor, test_dtype_names);
     suite_add_tcase(s, tensor);
+
+    TCase *runner = tcase_create("runner");
+    tcase_add_test(runner, test_runner_computes_both_ops);
+    tcase_add_test(runner, test_runner_refuses_bad_input);
+    suite_add_tcase(s, runner);
 
     TCase *golden = tcase_create("goldens");
     tcase_set_timeout(golden, 60);

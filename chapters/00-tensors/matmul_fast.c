@@ -16,9 +16,11 @@
  *     hide the FMA latency on both FMA pipes.
  *  2. Packing. The MR-row slivers of A and the NR-column slivers of B~ are copied into
  *     contiguous, 64-byte aligned, k-major panels, so the microkernel reads both with unit stride
- *     and aligned vector loads whatever the original layout (W is transposed here, once per
- *     block, instead of being read with stride K in the inner loop). Panels are zero padded to
- *     full MR / NR, so the microkernel never branches on edges.
+ *     and aligned vector loads whatever the original layout. W is transposed here, once per
+ *     block, instead of being read with stride K in the inner loop; with AVX-512 the transpose is
+ *     done 16 x 16 in registers, which makes packing W as cheap as copying B (a scalar transpose
+ *     made linear 1.4x slower than matmul at M = 64, 2x at M = 12). Panels are zero padded to
+ *     full MR / NR, so edge tiles run the same kernel and only their stores are masked.
  *  3. Cache blocking. K is cut into KC-long blocks so that one B~ panel (KC x NR, 32 KiB) stays
  *     in L1 while the microkernel sweeps the A panels of a row block, that MC x KC block of A
  *     stays in L2 while it meets every B~ panel, and the KC x NC block of B~ stays in L3 while
@@ -26,15 +28,16 @@
  *  4. Threads. OpenMP threads split a grid of (MC row block, group of NR panels) tasks and share
  *     the packing of B~. Every element of C is computed by one thread, over k in a fixed order
  *     (KC blocks in increasing k, each summed by the microkernel in increasing k, then added to
- *     C), so the result is bitwise the same for any number of threads.
+ *     C), so the result is bitwise the same for any number of threads. (The direct paths below
+ *     split columns among threads, with the same property.)
  *  5. Overheads. Each OpenMP region or barrier costs about a microsecond, so the thread count
  *     grows with the work (WORK_PER_THREAD) and a single thread runs with no OpenMP at all.
  *  6. Direct paths for few rows (M < DIRECT_M, e.g. one token at a time). There the blocked path
  *     computes a mostly padded MR-row tile and packs all of B~ for a handful of rows; plain loops
- *     without packing are up to 4x faster: matmul as rows of C updated by rows of B (AXPY form,
- *     vectorized over j), linear as dot products of rows of X with rows of W (both contiguous in
- *     k, vectorized over k). For small problems with more rows the blocked path is the faster one
- *     down to 4 x 4 x 4: its fixed cost is about 0.05 us (no allocation: see scratch below).
+ *     without packing are 3-6x faster at M = 1: matmul as rows of C updated by rows of B (AXPY
+ *     form, vectorized over j), linear as dot products of rows of X with rows of W (both
+ *     contiguous in k, vectorized over k). With 5 or more rows the blocked path is faster even
+ *     for tiny problems: its fixed cost is about 0.05 us (no allocation: see scratch below).
  *
  * Accuracy: every output is a float sum (with FMA contraction), within float32 reordering error of
  * PyTorch, which also sums in blocks. matmul_naive.c is the plain formula; the tests hold the two
@@ -77,7 +80,7 @@ static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 /* Scratch for the packed panels, kept per calling thread and only ever grown. Allocating and
  * freeing it per call costs more than small products do: glibc hands blocks of this size out
  * from the heap top and trims them back on free, so every call would page-fault its buffers in
- * again. At most KC*NC + threads*MC*KC floats (about 5 MiB); never returned to the system. */
+ * again. At most KC*NC + threads*MC*KC floats (4 MiB + 192 KiB per thread); never returned. */
 static _Thread_local struct {
     float *p;
     size_t cap;   /* floats */
@@ -123,8 +126,10 @@ static void team_barrier(int nt)
 typedef enum { B_IS_KN, B_IS_NK } BLayout;
 
 typedef struct {
-    float *c;
-    const float *a, *b, *bias;
+    float *c;             /* [M, N] */
+    const float *a;       /* [M, K] */
+    const float *b;       /* [K, N] (B_IS_KN) or [N, K] (B_IS_NK) */
+    const float *bias;    /* [N] or NULL */
     BLayout layout;
     size_t M, K, N;
 } Gemm;
@@ -133,8 +138,9 @@ typedef struct {
  * Packing. Rows i0..i0+mr of A over k0..k0+kc become ap[k*MR + i]; columns j0..j0+nr of B~
  * become bp[k*NR + j]. Rows/columns past mr/nr are zero.
  */
-static void pack_a(float *restrict ap, const float *restrict a, size_t lda, size_t i0, size_t mr,
-                   size_t k0, size_t kc)
+static void pack_a(float *restrict ap,          /* [kc, MR] */
+                   const float *restrict a,      /* [M, lda] */
+                   size_t lda, size_t i0, size_t mr, size_t k0, size_t kc)
 {
     for (size_t i = 0; i < mr; ++i) {
         const float *src = a + (i0 + i) * lda + k0;
@@ -148,11 +154,11 @@ static void pack_a(float *restrict ap, const float *restrict a, size_t lda, size
 
 #if defined(__AVX512F__)
 /* The transpose of a 16 x 16 block in registers: r[j] holds W[j][k..k+16) on entry and
- * B~[k + j][0..16) = W[0..16)[k + j] on return. 64 shuffles for 256 elements, against one
- * scalar load and store per element for the plain loop (measured: 4-5x faster packing of W).
+ * B~[k + j][0..16) = W[0..16)[k + j] on return: 64 shuffles for 256 elements, against a scalar
+ * load and store per element.
  *   stages 1-2 transpose the 4 x 4 blocks inside each 128-bit lane (unpack, shuffle_ps);
  *   stages 3-4 move the 128-bit lanes into place (shuffle_f32x4). */
-static void transpose16(__m512 r[16])
+static void transpose16(__m512 r[16])           /* [16, 16] */
 {
     __m512 u[16];
     for (int g = 0; g < 4; ++g) {              /* rows 4g..4g+3 */
@@ -180,8 +186,9 @@ static void transpose16(__m512 r[16])
 
 /* bp[k*NR + j] = W[j0 + j][k0 + k], 16 x 16 blocks at a time; rows past nr are zero, the k tail
  * is loaded with a lane mask (no read past the end of a row). */
-static void pack_b_nk(float *restrict bp, const float *restrict w, size_t K, size_t k0,
-                      size_t kc, size_t j0, size_t nr)
+static void pack_b_nk(float *restrict bp,        /* [kc, NR] */
+                      const float *restrict w,    /* [N, K] */
+                      size_t K, size_t k0, size_t kc, size_t j0, size_t nr)
 {
     for (size_t k = 0; k < kc; k += 16) {
         const size_t kn = min_sz(16, kc - k);
@@ -198,8 +205,9 @@ static void pack_b_nk(float *restrict bp, const float *restrict w, size_t K, siz
     }
 }
 #else
-static void pack_b_nk(float *restrict bp, const float *restrict w, size_t K, size_t k0,
-                      size_t kc, size_t j0, size_t nr)
+static void pack_b_nk(float *restrict bp,        /* [kc, NR] */
+                      const float *restrict w,    /* [N, K] */
+                      size_t K, size_t k0, size_t kc, size_t j0, size_t nr)
 {
     for (size_t j = 0; j < nr; ++j) {   /* reads W with unit stride, writes with stride NR */
         const float *src = w + (j0 + j) * K + k0;
@@ -212,7 +220,8 @@ static void pack_b_nk(float *restrict bp, const float *restrict w, size_t K, siz
 }
 #endif
 
-static void pack_b(float *restrict bp, const Gemm *g, size_t k0, size_t kc, size_t j0, size_t nr)
+static void pack_b(float *restrict bp,           /* [kc, NR] */
+                   const Gemm *g, size_t k0, size_t kc, size_t j0, size_t nr)
 {
     if (g->layout == B_IS_NK) {
         pack_b_nk(bp, g->b, g->K, k0, kc, j0, nr);
@@ -243,9 +252,12 @@ static void pack_b(float *restrict bp, const Gemm *g, size_t k0, size_t kc, size
 enum { FIRST_ZERO, FIRST_BIAS, ACCUMULATE };
 
 #if defined(__AVX512F__)
-static void kernel(size_t kc, const float *restrict ap, const float *restrict bp,
-                   float *restrict c, size_t ldc, size_t mr, size_t nr, int mode,
-                   const float *restrict bias)
+static void kernel(size_t kc,
+                   const float *restrict ap,     /* [kc, MR] */
+                   const float *restrict bp,     /* [kc, NR] */
+                   float *restrict c,            /* [mr, ldc], nr columns used */
+                   size_t ldc, size_t mr, size_t nr, int mode,
+                   const float *restrict bias)   /* [nr] (FIRST_BIAS only) */
 {
     /* Column edges by lane masks: masked-out lanes are neither loaded (no fault past the end of
      * a row) nor stored. */
@@ -292,8 +304,12 @@ static void kernel(size_t kc, const float *restrict ap, const float *restrict bp
 #else
 /* Portable path: the same tile as a fixed-size array. With MR and NR compile-time constants the
  * compiler can keep it in vector registers and turn the j loop into vector FMAs. */
-static void kernel_full(size_t kc, const float *restrict ap, const float *restrict bp,
-                        float *restrict c, size_t ldc, int mode, const float *restrict bias)
+static void kernel_full(size_t kc,
+                        const float *restrict ap,     /* [kc, MR] */
+                        const float *restrict bp,     /* [kc, NR] */
+                        float *restrict c,            /* [MR, ldc] */
+                        size_t ldc, int mode,
+                        const float *restrict bias)   /* [NR] (FIRST_BIAS only) */
 {
     float acc[MR][NR];
     for (int i = 0; i < MR; ++i)
@@ -316,8 +332,12 @@ static void kernel_full(size_t kc, const float *restrict ap, const float *restri
 }
 
 /* Edge tiles run the full kernel on a padded copy; only the mr x nr part is written back. */
-static void kernel(size_t kc, const float *ap, const float *bp, float *c, size_t ldc, size_t mr,
-                   size_t nr, int mode, const float *bias)
+static void kernel(size_t kc,
+                   const float *ap,              /* [kc, MR] */
+                   const float *bp,              /* [kc, NR] */
+                   float *c,                     /* [mr, ldc], nr columns used */
+                   size_t ldc, size_t mr, size_t nr, int mode,
+                   const float *bias)            /* [nr] (FIRST_BIAS only) */
 {
     if (mr == MR && nr == NR) {
         kernel_full(kc, ap, bp, c, ldc, mode, bias);
@@ -347,8 +367,8 @@ static void kernel(size_t kc, const float *ap, const float *bp, float *c, size_t
 typedef struct {
     size_t mc, mb;        /* rows per row block, number of row blocks */
     size_t ns;            /* panel groups per row block (> 1 only when mb < threads) */
-    float *bpack;         /* KC x NC, shared */
-    float *apacks;        /* one MC x KC block per thread, a_len floats apart */
+    float *bpack;         /* [NC / NR][kc, NR]: the B~ block, shared */
+    float *apacks;        /* [threads][a_len]: each [mc / MR][kc, MR], one A block per thread */
     size_t a_len;
 } Plan;
 
@@ -428,9 +448,10 @@ static void gemm_blocked(const Gemm *g)
 
 /* matmul, columns [j0, j1) of C: C[i][:] = sum_k A[i][k] B[k][:], four rows of C at a time so
  * each row of B is loaded once per four rows. Each element is one float sum in increasing k. */
-static void matmul_direct_cols(float *restrict c, const float *restrict a,
-                               const float *restrict b, size_t M, size_t K, size_t N, size_t j0,
-                               size_t j1)
+static void matmul_direct_cols(float *restrict c,         /* [M, N], columns [j0, j1) */
+                               const float *restrict a,   /* [M, K] */
+                               const float *restrict b,   /* [K, N] */
+                               size_t M, size_t K, size_t N, size_t j0, size_t j1)
 {
     for (size_t i0 = 0; i0 < M; i0 += 4) {
         const size_t mi = min_sz(4, M - i0);
@@ -458,7 +479,7 @@ static void matmul_direct_cols(float *restrict c, const float *restrict a,
  * sizes stay compile-time constants. */
 #define LANES 16
 
-static float reduce_lanes(float *v)
+static float reduce_lanes(float *v)             /* [LANES] */
 {
     for (size_t h = LANES / 2; h > 0; h /= 2)
         for (size_t l = 0; l < h; ++l)
@@ -467,9 +488,11 @@ static float reduce_lanes(float *v)
 }
 
 /* 4 rows of X x 4 rows of W: 16 accumulators, 8 loads per 16 FMAs. */
-static void dot_4x4(float *restrict y, const float *restrict x, const float *restrict w,
-                    const float *restrict bias, size_t M, size_t K, size_t N, size_t i0,
-                    size_t j0, size_t j_end)
+static void dot_4x4(float *restrict y,            /* [M, N] */
+                    const float *restrict x,      /* [M, K] */
+                    const float *restrict w,      /* [N, K] */
+                    const float *restrict bias,   /* [N] or NULL */
+                    size_t M, size_t K, size_t N, size_t i0, size_t j0, size_t j_end)
 {
     const float *xr[4], *wr[4];
     for (size_t r = 0; r < 4; ++r) {
@@ -497,9 +520,11 @@ static void dot_4x4(float *restrict y, const float *restrict x, const float *res
 
 /* 1 row of X x 8 rows of W, for the M % 4 leftover rows (and M = 1, one token): 8 independent
  * accumulators still cover the FMA latency. */
-static void dot_1x8(float *restrict y, const float *restrict x, const float *restrict w,
-                    const float *restrict bias, size_t K, size_t N, size_t i, size_t j0,
-                    size_t j_end)
+static void dot_1x8(float *restrict y,            /* [M, N] */
+                    const float *restrict x,      /* [M, K] */
+                    const float *restrict w,      /* [N, K] */
+                    const float *restrict bias,   /* [N] or NULL */
+                    size_t K, size_t N, size_t i, size_t j0, size_t j_end)
 {
     const float *xi = x + i * K, *wr[8];
     for (size_t s = 0; s < 8; ++s)
@@ -520,7 +545,10 @@ static void dot_1x8(float *restrict y, const float *restrict x, const float *res
     }
 }
 
-static void linear_direct_cols(float *y, const float *x, const float *w, const float *bias,
+static void linear_direct_cols(float *y,                  /* [M, N], columns [j0, j1) */
+                               const float *x,            /* [M, K] */
+                               const float *w,            /* [N, K] */
+                               const float *bias,         /* [N] or NULL */
                                size_t M, size_t K, size_t N, size_t j0, size_t j1)
 {
     const size_t m4 = M - M % 4;
@@ -534,8 +562,11 @@ static void linear_direct_cols(float *y, const float *x, const float *w, const f
 
 /* The direct paths' threads: thread t takes the columns [lo, hi), cut at multiples of 16 (one
  * 64-byte line of a row of C for matmul, so no two threads write one cache line). */
-static void direct_cols(float *c, const float *a, const float *b, const float *bias, size_t M,
-                        size_t K, size_t N, int linear, int t, int nt)
+static void direct_cols(float *c,                 /* [M, N] */
+                        const float *a,           /* [M, K] */
+                        const float *b,           /* [K, N] (matmul) or [N, K] (linear) */
+                        const float *bias,        /* [N] or NULL */
+                        size_t M, size_t K, size_t N, int linear, int t, int nt)
 {
     size_t lo, hi;
     share(ceil_div(N, 16), t, nt, &lo, &hi);
@@ -549,8 +580,11 @@ static void direct_cols(float *c, const float *a, const float *b, const float *b
         matmul_direct_cols(c, a, b, M, K, N, lo, hi);
 }
 
-static void direct(float *c, const float *a, const float *b, const float *bias, size_t M,
-                   size_t K, size_t N, int linear)
+static void direct(float *c,                      /* [M, N] */
+                   const float *a,                /* [M, K] */
+                   const float *b,                /* [K, N] (matmul) or [N, K] (linear) */
+                   const float *bias,             /* [N] or NULL */
+                   size_t M, size_t K, size_t N, int linear)
 {
     int nt = threads_for((double)M * (double)K * (double)N);
     if ((size_t)nt > ceil_div(N, 16))
@@ -563,7 +597,10 @@ static void direct(float *c, const float *a, const float *b, const float *bias, 
     }
 }
 
-void matmul_fast(float *c, const float *a, const float *b, size_t M, size_t K, size_t N)
+void matmul_fast(float *c,                         /* [M, N] */
+                 const float *a,                   /* [M, K] */
+                 const float *b,                   /* [K, N] */
+                 size_t M, size_t K, size_t N)
 {
     if (M == 0 || N == 0)
         return;
@@ -579,7 +616,10 @@ void matmul_fast(float *c, const float *a, const float *b, size_t M, size_t K, s
     gemm_blocked(&g);
 }
 
-void linear_fast(float *y, const float *x, const float *w, const float *bias,
+void linear_fast(float *y,                         /* [M, N] */
+                 const float *x,                   /* [M, K] */
+                 const float *w,                   /* [N, K] */
+                 const float *bias,                /* [N] or NULL */
                  size_t M, size_t K, size_t N)
 {
     if (M == 0 || N == 0)

@@ -18,7 +18,10 @@
  */
 #include "matmul.h"
 
-void matmul_naive(float *c, const float *a, const float *b, size_t M, size_t K, size_t N)
+void matmul_naive(float *c,                        /* [M, N] */
+                  const float *a,                  /* [M, K] */
+                  const float *b,                  /* [K, N] */
+                  size_t M, size_t K, size_t N)
 {
     for (size_t i = 0; i < M; ++i) {
         for (size_t j = 0; j < N; ++j) {
@@ -35,7 +38,10 @@ void matmul_naive(float *c, const float *a, const float *b, size_t M, size_t K, 
  *
  * The bias is the sum's starting value rather than a final addition: that is how PyTorch computes
  * linear (addmm copies bias into the output, then the BLAS gemm accumulates X·W^T onto it). */
-void linear_naive(float *y, const float *x, const float *w, const float *bias,
+void linear_naive(float *y,                        /* [M, N] */
+                  const float *x,                  /* [M, K] */
+                  const float *w,                  /* [N, K] */
+                  const float *bias,               /* [N] or NULL */
                   size_t M, size_t K, size_t N)
 {
     for (size_t i = 0; i < M; ++i) {
