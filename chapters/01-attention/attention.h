@@ -50,6 +50,26 @@ void attention_forward_fast(float *out, float *probs, const float *q, const floa
                             const float *v, const AttnMask *mask, float scale,
                             size_t B, size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv);
 
+/* Where the rows of an operand live, for callers whose Q, K, V or out are views into a larger
+ * buffer (chapter 02 reads the heads of Q, K and V in place from one packed [B, T, 3E]
+ * projection and writes out straight into [B, T, E]). Element (b, h, t, d) of the operand is at
+ * b*batch + h*head + t*token + d: the feature dimension d is always contiguous. */
+typedef struct {
+    size_t batch, head, token;   /* element strides; contiguous [B,H,T,D] is {H*T*D, T*D, D} */
+} AttnStride;
+
+typedef struct {
+    AttnStride q, k, v, out;
+} AttnLayout;
+
+/* Fast, with q, k, v and out laid out as `layout` says (probs, when given, stays a contiguous
+ * [B, H, Tq, Tk]). attention_forward_fast is this with every operand contiguous. out must not
+ * overlap q, k or v. */
+void attention_forward_fast_strided(float *out, float *probs, const float *q, const float *k,
+                                    const float *v, const AttnMask *mask, float scale,
+                                    const AttnLayout *layout, size_t B, size_t H, size_t Tq,
+                                    size_t Tk, size_t Dk, size_t Dv);
+
 /* Converts a boolean "may attend" mask (1 keep, 0 remove) of n elements to 0 / -inf. */
 void attn_mask_from_bool(float *dst, const uint8_t *keep, size_t n);
 

@@ -25,6 +25,11 @@
  *     chain of dependent scalar additions interleaved with the calls.
  *  O8 OpenMP over the (b, h, query block) tasks, schedule(static, 1): tasks are handed out
  *     round-robin, which also balances causal attention, whose later query blocks see more keys.
+ *  O9 strided operands (attention_forward_fast_strided): every row of Q, K, V and out is found
+ *     through its own (batch, head, token) strides, so a caller whose heads are interleaved in
+ *     one [B, T, H*D] buffer (chapter 02) needs no transpose into [B, H, T, D] and back: that
+ *     saves a copy of each of Q, K and V, and one of out, per call. Inner loops still run over the
+ *     contiguous feature dimension.
  *
  * Determinism: every output element is computed by exactly one thread, in an order fixed by the
  * code (no atomics, no cross-thread reduction), so results do not depend on scheduling, and not
@@ -66,8 +71,9 @@ static size_t row_keys(size_t i, size_t Tk, int causal)
 }
 
 /* Score tile: S[r*lds + c] = scale * (q_{i0+r} . k_{j0+c}) + M_{i0+r, j0+c}, r < nr, c < nc.
- * Q points at row i0 of this (b, h)'s queries, K at row j0 of its keys; am (or NULL) at the
- * (i0, j0) element of its [Tq, Tk] additive mask; pad (or NULL) at key j0's padding flag.
+ * Q points at row i0 of this (b, h)'s queries, K at row j0 of its keys, ldq and ldk their row
+ * strides (O9); am (or NULL) at the (i0, j0) element of its [Tq, Tk] additive mask; pad (or
+ * NULL) at key j0's padding flag.
  * Kt is the thread's [Dk, BK] scratch.
  *
  * O2: the tile is a small matrix product S = Q K^T. Written as nc separate dot products it would
@@ -76,23 +82,23 @@ static size_t row_keys(size_t i, size_t Tk, int causal)
  * s[0..BK) += q[d] * Kt[d][0..BK), a unit-stride vector FMA over keys. Four query rows run
  * together, so their four BK-wide accumulators stay in registers and each Kt load feeds four
  * FMAs. Each score is still summed over d in order 0, 1, ..., Dk-1, like the naive dot. */
-static void score_tile(float *restrict S, size_t lds, const float *restrict Q,
-                       const float *restrict K, float *restrict Kt, size_t nr, size_t nc,
-                       size_t Dk, float scale, const float *restrict am, size_t Tk,
+static void score_tile(float *restrict S, size_t lds, const float *restrict Q, size_t ldq,
+                       const float *restrict K, size_t ldk, float *restrict Kt, size_t nr,
+                       size_t nc, size_t Dk, float scale, const float *restrict am, size_t Tk,
                        const uint8_t *restrict pad, int causal, size_t i0, size_t j0)
 {
     for (size_t d = 0; d < Dk; d++) {
         float *restrict kt = Kt + d * BK;
         for (size_t c = 0; c < nc; c++)
-            kt[c] = K[c * Dk + d];
+            kt[c] = K[c * ldk + d];
         for (size_t c = nc; c < BK; c++)
             kt[c] = 0.0f;   /* a partial tile's unused columns: computed, never stored */
     }
 
     size_t r = 0;
     for (; r + 4 <= nr; r += 4) {
-        const float *restrict q0 = Q + r * Dk, *restrict q1 = q0 + Dk;
-        const float *restrict q2 = q1 + Dk, *restrict q3 = q2 + Dk;
+        const float *restrict q0 = Q + r * ldq, *restrict q1 = q0 + ldq;
+        const float *restrict q2 = q1 + ldq, *restrict q3 = q2 + ldq;
         float s0[BK] = {0}, s1[BK] = {0}, s2[BK] = {0}, s3[BK] = {0};
         for (size_t d = 0; d < Dk; d++) {
             const float a0 = q0[d], a1 = q1[d], a2 = q2[d], a3 = q3[d];
@@ -113,7 +119,7 @@ static void score_tile(float *restrict S, size_t lds, const float *restrict Q,
         }
     }
     for (; r < nr; r++) {   /* the last nr % 4 rows, one at a time */
-        const float *restrict qr = Q + r * Dk;
+        const float *restrict qr = Q + r * ldq;
         float s0[BK] = {0};
         for (size_t d = 0; d < Dk; d++) {
             const float a0 = qr[d];
@@ -171,7 +177,7 @@ static float exp_shift_sum(float *restrict x, size_t n, float shift)
     return sum;
 }
 
-/* P V tile: A[r*lda + e] += sum_{c < nc} P[r*ldp + c] * V[c*Dv + e], r < nr, e < Dv.
+/* P V tile: A[r*lda + e] += sum_{c < nc} P[r*ldp + c] * V[c*ldv + e], r < nr, e < Dv.
  *
  * O2: four rows and PV_E value columns at a time: 4 x PV_E accumulators live in registers for
  * the whole key loop, and each V load feeds four FMAs, so the loop runs at FMA speed instead of
@@ -180,7 +186,7 @@ static float exp_shift_sum(float *restrict x, size_t n, float shift)
 enum { PV_E = 16 };
 
 static void pv_rows4(float *restrict A, size_t lda, const float *restrict P, size_t ldp,
-                     const float *restrict V, size_t nc, size_t e0, size_t ne, size_t Dv)
+                     const float *restrict V, size_t ldv, size_t nc, size_t e0, size_t ne)
 {
     float a0[PV_E], a1[PV_E], a2[PV_E], a3[PV_E];
     for (size_t x = 0; x < ne; x++) {
@@ -192,7 +198,7 @@ static void pv_rows4(float *restrict A, size_t lda, const float *restrict P, siz
     if (ne == PV_E) {
         for (size_t c = 0; c < nc; c++) {
             const float p0 = P[c], p1 = P[ldp + c], p2 = P[2 * ldp + c], p3 = P[3 * ldp + c];
-            const float *restrict vc = V + c * Dv + e0;
+            const float *restrict vc = V + c * ldv + e0;
 #pragma omp simd
             for (size_t x = 0; x < PV_E; x++) {
                 a0[x] += p0 * vc[x];
@@ -204,7 +210,7 @@ static void pv_rows4(float *restrict A, size_t lda, const float *restrict P, siz
     } else {   /* the last Dv % PV_E columns */
         for (size_t c = 0; c < nc; c++) {
             const float p0 = P[c], p1 = P[ldp + c], p2 = P[2 * ldp + c], p3 = P[3 * ldp + c];
-            const float *restrict vc = V + c * Dv + e0;
+            const float *restrict vc = V + c * ldv + e0;
             for (size_t x = 0; x < ne; x++) {
                 a0[x] += p0 * vc[x];
                 a1[x] += p1 * vc[x];
@@ -222,18 +228,18 @@ static void pv_rows4(float *restrict A, size_t lda, const float *restrict P, siz
 }
 
 static void pv_tile(float *restrict A, size_t lda, const float *restrict P, size_t ldp,
-                    const float *restrict V, size_t nr, size_t nc, size_t Dv)
+                    const float *restrict V, size_t ldv, size_t nr, size_t nc, size_t Dv)
 {
     size_t r = 0;
     for (; r + 4 <= nr; r += 4)
         for (size_t e0 = 0; e0 < Dv; e0 += PV_E)
-            pv_rows4(A + r * lda, lda, P + r * ldp, ldp, V, nc, e0, min_sz(PV_E, Dv - e0), Dv);
+            pv_rows4(A + r * lda, lda, P + r * ldp, ldp, V, ldv, nc, e0, min_sz(PV_E, Dv - e0));
     for (; r < nr; r++) {   /* the last nr % 4 rows, one at a time */
         float *restrict a = A + r * lda;
         const float *restrict p = P + r * ldp;
         for (size_t c = 0; c < nc; c++) {
             const float pc = p[c];
-            const float *restrict vc = V + c * Dv;
+            const float *restrict vc = V + c * ldv;
 #pragma omp simd
             for (size_t e = 0; e < Dv; e++)
                 a[e] += pc * vc[e];
@@ -247,11 +253,18 @@ static void fill(float *x, size_t n, float value)
         x[t] = value;
 }
 
+/* Offset of row t of head (b, h) in an operand laid out with strides s (O9). */
+static size_t row_at(AttnStride s, size_t b, size_t h, size_t t)
+{
+    return b * s.batch + h * s.head + t * s.token;
+}
+
 /* probs == NULL: online softmax (O4) over key tiles, one BQ x BK score tile per thread. */
 static void forward_streaming(float *out, const float *q, const float *k, const float *v,
-                              const AttnMask *mask, float scale, size_t B, size_t H, size_t Tq,
-                              size_t Tk, size_t Dk, size_t Dv)
+                              const AttnMask *mask, float scale, const AttnLayout *lay, size_t B,
+                              size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv)
 {
+    const size_t ldq = lay->q.token, ldk = lay->k.token, ldv = lay->v.token;
     const size_t nqb = (Tq + BQ - 1) / BQ;
     const int causal = mask ? mask->causal : 0;
 
@@ -266,11 +279,10 @@ static void forward_streaming(float *out, const float *q, const float *k, const 
         for (size_t b = 0; b < B; b++) {
             for (size_t h = 0; h < H; h++) {
                 for (size_t qb = 0; qb < nqb; qb++) {
-                    const size_t bh = b * H + h;
                     const size_t i0 = qb * BQ, nr = min_sz(BQ, Tq - i0);
-                    const float *Q = q + (bh * Tq + i0) * Dk;
-                    const float *K = k + bh * Tk * Dk;
-                    const float *V = v + bh * Tk * Dv;
+                    const float *Q = q + row_at(lay->q, b, h, i0);
+                    const float *K = k + row_at(lay->k, b, h, 0);
+                    const float *V = v + row_at(lay->v, b, h, 0);
                     const float *am = (mask && mask->attn_mask)
                         ? mask->attn_mask + b * mask->stride_b + h * mask->stride_h + i0 * Tk
                         : NULL;
@@ -287,7 +299,7 @@ static void forward_streaming(float *out, const float *q, const float *k, const 
 
                     for (size_t j0 = 0; j0 < jend; j0 += BK) {
                         const size_t nc = min_sz(BK, jend - j0);
-                        score_tile(S, BK, Q, K + j0 * Dk, Kt, nr, nc, Dk, scale,
+                        score_tile(S, BK, Q, ldq, K + j0 * ldk, ldk, Kt, nr, nc, Dk, scale,
                                    am ? am + j0 : NULL, Tk, pad ? pad + j0 : NULL, causal, i0, j0);
 
                         /* Turn each score row into unnormalized probabilities p_c =
@@ -323,14 +335,14 @@ static void forward_streaming(float *out, const float *q, const float *k, const 
                             }
                             l[r] += psum;
                         }
-                        pv_tile(acc, Dv, S, BK, V + j0 * Dv, nr, nc, Dv);   /* acc += P V */
+                        pv_tile(acc, Dv, S, BK, V + j0 * ldv, ldv, nr, nc, Dv);   /* acc += P V */
                     }
 
                     /* out_i = acc_i / l_i. l = 0 only if no key had a finite score (a tile with
                      * a finite max contributes exp(0) = 1): the fully masked row, which PyTorch
                      * returns as NaN (softmax of all -inf), and so do we. */
                     for (size_t r = 0; r < nr; r++) {
-                        float *restrict o = out + (bh * Tq + i0 + r) * Dv;
+                        float *restrict o = out + row_at(lay->out, b, h, i0 + r);
                         const float *restrict a = acc + r * Dv;
                         if (l[r] == 0.0f) {
                             fill(o, Dv, NAN);
@@ -352,9 +364,11 @@ static void forward_streaming(float *out, const float *q, const float *k, const 
 /* probs != NULL: the caller wants the [Tq, Tk] probabilities, so they are materialized (in
  * probs itself, no scratch): scores by tiles, a vectorized softmax per row, then P V by tiles. */
 static void forward_with_probs(float *out, float *probs, const float *q, const float *k,
-                               const float *v, const AttnMask *mask, float scale, size_t B,
-                               size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv)
+                               const float *v, const AttnMask *mask, float scale,
+                               const AttnLayout *lay, size_t B, size_t H, size_t Tq, size_t Tk,
+                               size_t Dk, size_t Dv)
 {
+    const size_t ldq = lay->q.token, ldk = lay->k.token, ldv = lay->v.token, ldo = lay->out.token;
     const size_t nqb = (Tq + BQ - 1) / BQ;
     const int causal = mask ? mask->causal : 0;
 
@@ -368,11 +382,11 @@ static void forward_with_probs(float *out, float *probs, const float *q, const f
                 for (size_t qb = 0; qb < nqb; qb++) {
                     const size_t bh = b * H + h;
                     const size_t i0 = qb * BQ, nr = min_sz(BQ, Tq - i0);
-                    const float *Q = q + (bh * Tq + i0) * Dk;
-                    const float *K = k + bh * Tk * Dk;
-                    const float *V = v + bh * Tk * Dv;
+                    const float *Q = q + row_at(lay->q, b, h, i0);
+                    const float *K = k + row_at(lay->k, b, h, 0);
+                    const float *V = v + row_at(lay->v, b, h, 0);
                     float *P = probs + (bh * Tq + i0) * Tk;   /* rows i0.. of this (b, h) */
-                    float *O = out + (bh * Tq + i0) * Dv;
+                    float *O = out + row_at(lay->out, b, h, i0);   /* row r at O + r*ldo */
                     const float *am = (mask && mask->attn_mask)
                         ? mask->attn_mask + b * mask->stride_b + h * mask->stride_h + i0 * Tk
                         : NULL;
@@ -382,9 +396,9 @@ static void forward_with_probs(float *out, float *probs, const float *q, const f
                     int dead[BQ];   /* 1: fully masked row */
 
                     for (size_t j0 = 0; j0 < jend; j0 += BK)   /* O1, O2 */
-                        score_tile(P + j0, Tk, Q, K + j0 * Dk, Kt, nr, min_sz(BK, jend - j0),
-                                   Dk, scale, am ? am + j0 : NULL, Tk, pad ? pad + j0 : NULL,
-                                   causal, i0, j0);
+                        score_tile(P + j0, Tk, Q, ldq, K + j0 * ldk, ldk, Kt, nr,
+                                   min_sz(BK, jend - j0), Dk, scale, am ? am + j0 : NULL, Tk,
+                                   pad ? pad + j0 : NULL, causal, i0, j0);
 
                     for (size_t r = 0; r < nr; r++) {
                         float *restrict prow = P + r * Tk;
@@ -405,12 +419,14 @@ static void forward_with_probs(float *out, float *probs, const float *q, const f
 
                     /* out = P V over the same key range; a dead row's NaN probabilities make
                      * its output NaN by themselves, the fill below only states it. */
-                    memset(O, 0, nr * Dv * sizeof *O);
+                    for (size_t r = 0; r < nr; r++)
+                        fill(O + r * ldo, Dv, 0.0f);
                     for (size_t j0 = 0; j0 < jend; j0 += BK)   /* O1: the V tile serves nr rows */
-                        pv_tile(O, Dv, P + j0, Tk, V + j0 * Dv, nr, min_sz(BK, jend - j0), Dv);
+                        pv_tile(O, ldo, P + j0, Tk, V + j0 * ldv, ldv, nr, min_sz(BK, jend - j0),
+                                Dv);
                     for (size_t r = 0; r < nr; r++)
                         if (dead[r])
-                            fill(O + r * Dv, Dv, NAN);
+                            fill(O + r * ldo, Dv, NAN);
                 }
             }
         }
@@ -418,20 +434,39 @@ static void forward_with_probs(float *out, float *probs, const float *q, const f
     }
 }
 
-void attention_forward_fast(float *out, float *probs, const float *q, const float *k,
-                            const float *v, const AttnMask *mask, float scale,
-                            size_t B, size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv)
+void attention_forward_fast_strided(float *out, float *probs, const float *q, const float *k,
+                                    const float *v, const AttnMask *mask, float scale,
+                                    const AttnLayout *layout, size_t B, size_t H, size_t Tq,
+                                    size_t Tk, size_t Dk, size_t Dv)
 {
     if (scale <= 0.0f)
         scale = 1.0f / sqrtf((float)Dk);
     if (Tk == 0) {
         /* No keys at all: softmax over an empty row is empty and P V an empty sum, i.e. zeros
          * (as in naive and PyTorch); this is not the all-masked NaN case. */
-        memset(out, 0, B * H * Tq * Dv * sizeof *out);
+        for (size_t b = 0; b < B; b++)
+            for (size_t h = 0; h < H; h++)
+                for (size_t i = 0; i < Tq; i++)
+                    fill(out + row_at(layout->out, b, h, i), Dv, 0.0f);
         return;
     }
     if (probs)
-        forward_with_probs(out, probs, q, k, v, mask, scale, B, H, Tq, Tk, Dk, Dv);
+        forward_with_probs(out, probs, q, k, v, mask, scale, layout, B, H, Tq, Tk, Dk, Dv);
     else
-        forward_streaming(out, q, k, v, mask, scale, B, H, Tq, Tk, Dk, Dv);
+        forward_streaming(out, q, k, v, mask, scale, layout, B, H, Tq, Tk, Dk, Dv);
+}
+
+/* The contiguous [B, H, T, D] layout of attention.h. */
+void attention_forward_fast(float *out, float *probs, const float *q, const float *k,
+                            const float *v, const AttnMask *mask, float scale,
+                            size_t B, size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv)
+{
+    const AttnLayout layout = {
+        .q = {H * Tq * Dk, Tq * Dk, Dk},
+        .k = {H * Tk * Dk, Tk * Dk, Dk},
+        .v = {H * Tk * Dv, Tk * Dv, Dv},
+        .out = {H * Tq * Dv, Tq * Dv, Dv},
+    };
+    attention_forward_fast_strided(out, probs, q, k, v, mask, scale, &layout, B, H, Tq, Tk, Dk,
+                                   Dv);
 }

@@ -1,0 +1,127 @@
+/* multihead_naive.c — multi-head attention, one step of the formula per block.
+ *
+ *   1. project    Q = query W_q^T + b_q, K = key W_k^T + b_k, V = value W_v^T + b_v   [B, T, E]
+ *   2. split      Q[b][t][h*D + d] -> q[b][h][t][d]                                   [B, H, T, D]
+ *   3. attend     ctx_h = softmax(q_h k_h^T / sqrt(D) + M) v_h   (chapter 01)        [B, H, Tq, D]
+ *   4. concat     ctx[b][t][h*D + d] = ctx_h[b][h][t][d]                               [B, Tq, E]
+ *   5. out-proj   out = ctx W_o^T + b_o                                                [B, Tq, E]
+ *   6. weights    the probabilities of step 3, per head or averaged over heads
+ *
+ * Dimension legend (multihead.h):
+ *   b < B   batch element        h < H   head         D = E / H  width of one head
+ *   t < T   token (Tq queries, Tk keys/values)        d < D   feature within a head
+ *   e < E   model feature, e = h*D + d: head h owns the D consecutive columns h*D .. h*D+D-1
+ *
+ * Row-major throughout; offsets are size_t products of size_t dimensions.
+ *
+ * Step 2 is the whole difference between one head and H heads: the same three E x E projections
+ * are computed either way, but with H heads each query row is cut into H pieces of width D and
+ * every piece gets its own softmax over the keys, scaled by 1/sqrt(D) instead of 1/sqrt(E).
+ */
+#include "multihead.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "attention.h"
+#include "matmul.h"
+
+static float *alloc_floats(size_t n)
+{
+    float *p = malloc(n * sizeof *p + 1);   /* + 1: never malloc(0) */
+    if (p == NULL) {
+        fprintf(stderr, "multihead_forward_naive: out of memory for %zu floats\n", n);
+        abort();
+    }
+    return p;
+}
+
+/* x [B, T, E] -> xh [B, H, T, D]: head h of token t is x[b][t][h*D .. h*D+D). */
+static void split_heads(float *xh, const float *x, size_t B, size_t H, size_t T, size_t D)
+{
+    const size_t E = H * D;
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < H; h++)
+            for (size_t t = 0; t < T; t++)
+                for (size_t d = 0; d < D; d++)
+                    xh[((b * H + h) * T + t) * D + d] = x[(b * T + t) * E + h * D + d];
+}
+
+/* xh [B, H, T, D] -> x [B, T, E]: the inverse of split_heads, i.e. the concatenation of heads. */
+static void merge_heads(float *x, const float *xh, size_t B, size_t H, size_t T, size_t D)
+{
+    const size_t E = H * D;
+    for (size_t b = 0; b < B; b++)
+        for (size_t t = 0; t < T; t++)
+            for (size_t h = 0; h < H; h++)
+                for (size_t d = 0; d < D; d++)
+                    x[(b * T + t) * E + h * D + d] = xh[((b * H + h) * T + t) * D + d];
+}
+
+void multihead_forward_naive(float *out, float *weights, const float *query, const float *key,
+                             const float *value, const MhaParams *p, const AttnMask *mask,
+                             int average_weights, size_t B, size_t H, size_t Tq, size_t Tk,
+                             size_t E)
+{
+    const size_t D = E / H;
+    const float *w_q = p->in_proj_weight;            /* rows 0 .. E-1 of in_proj_weight */
+    const float *w_k = p->in_proj_weight + E * E;    /* rows E .. 2E-1 */
+    const float *w_v = p->in_proj_weight + 2 * E * E;
+    const float *b_q = p->in_proj_bias;              /* entries 0 .. E-1 of in_proj_bias */
+    const float *b_k = p->in_proj_bias ? p->in_proj_bias + E : NULL;
+    const float *b_v = p->in_proj_bias ? p->in_proj_bias + 2 * E : NULL;
+
+    float *Q = alloc_floats(B * Tq * E), *K = alloc_floats(B * Tk * E);   /* [B, T, E] */
+    float *V = alloc_floats(B * Tk * E);
+    float *qh = alloc_floats(B * Tq * E), *kh = alloc_floats(B * Tk * E);  /* [B, H, T, D] */
+    float *vh = alloc_floats(B * Tk * E), *ctxh = alloc_floats(B * Tq * E);
+    float *ctx = alloc_floats(B * Tq * E);                                   /* [B, Tq, E] */
+    /* [B, H, Tq, Tk]: the per-head probabilities. Written straight into weights when the caller
+     * wants them per head, into scratch when they are to be averaged. */
+    float *probs = NULL;
+    if (weights)
+        probs = average_weights ? alloc_floats(B * H * Tq * Tk) : weights;
+
+    /* 1. Project: [B*T, E] x [E, E]^T + bias, three times (chapter 00's linear). */
+    linear_naive(Q, query, w_q, b_q, B * Tq, E, E);
+    linear_naive(K, key, w_k, b_k, B * Tk, E, E);
+    linear_naive(V, value, w_v, b_v, B * Tk, E, E);
+
+    /* 2. Split: each head gets its own D columns, as a contiguous [B, H, T, D] block. */
+    split_heads(qh, Q, B, H, Tq, D);
+    split_heads(kh, K, B, H, Tk, D);
+    split_heads(vh, V, B, H, Tk, D);
+
+    /* 3. Attend: chapter 01, every (b, h) on its own; scale 0 means 1/sqrt(D). */
+    attention_forward_naive(ctxh, probs, qh, kh, vh, mask, 0.0f, B, H, Tq, Tk, D, D);
+
+    /* 4. Concatenate the heads back into [B, Tq, E]. */
+    merge_heads(ctx, ctxh, B, H, Tq, D);
+
+    /* 5. Output projection. */
+    linear_naive(out, ctx, p->out_proj_weight, p->out_proj_bias, B * Tq, E, E);
+
+    /* 6. Averaged weights: w[b][i][j] = (sum_h p[b][h][i][j]) / H, summed over h in order and
+     *    divided at the end, as PyTorch's attn_output_weights.sum(dim=1) / num_heads. A fully
+     *    masked row is NaN in every head, so its average is NaN too. */
+    if (weights && average_weights) {
+        for (size_t b = 0; b < B; b++)
+            for (size_t i = 0; i < Tq; i++)
+                for (size_t j = 0; j < Tk; j++) {
+                    float sum = 0.0f;
+                    for (size_t h = 0; h < H; h++)
+                        sum += probs[((b * H + h) * Tq + i) * Tk + j];
+                    weights[(b * Tq + i) * Tk + j] = sum / (float)H;
+                }
+        free(probs);
+    }
+
+    free(Q);
+    free(K);
+    free(V);
+    free(qh);
+    free(kh);
+    free(vh);
+    free(ctxh);
+    free(ctx);
+}
