@@ -1,0 +1,131 @@
+/* pretraining.h — chapter 05: BERT's pretraining heads and losses (masked LM and next-sentence
+ * prediction), and the masking that makes the MLM labels.
+ *
+ * Dimensions: B batch, T tokens per sequence, N = B*T token rows, E model width, V vocabulary,
+ *             S selected (labelled) rows, those whose label is not -100. Labels are int64.
+ *
+ * Cross-entropy with ignore_index = -100 (torch.nn.functional.cross_entropy's defaults):
+ *
+ *   l_n  = logsumexp_v z[n,v] - z[n, y_n]              for every row with y_n != -100
+ *   loss = (1/S) sum_{n: y_n != -100} l_n              S = 0: 0/0 = NaN, as PyTorch returns
+ *
+ * The MLM head (transformers' BertLMPredictionHead), per token row h [E]:
+ *
+ *   t = LayerNorm(GELU(W_t h + b_t); gamma, beta, eps = 1e-12)      the "transform", [E]
+ *   z = W_emb t + b_dec                                              [V] prediction scores
+ *
+ * GELU is the exact, erf form: GELU(x) = x/2 (1 + erf(x/sqrt 2)). W_emb [V, E] is the
+ * word-embedding matrix itself (weight tying), b_dec [V] the head's own bias. mlm_loss is the
+ * cross-entropy of z over the rows labelled by the masking.
+ *
+ * The NSP head (BertPooler + cls.seq_relationship), per sequence b, from its first ([CLS]) token:
+ *
+ *   p = tanh(W_p h[b,0] + b_p)          pooled output [E]
+ *   s = W_s p + b_s                     [2] logits; label 0 = "B follows A", 1 = "B is random"
+ *
+ * nsp_loss = cross-entropy of s over the batch; BertForPreTraining's loss = mlm_loss + nsp_loss.
+ *
+ * Every function has a naive and a fast variant with one signature; outputs are overwritten.
+ * Labels must be -100 or lie in [0, V) (the runner checks; PyTorch raises an error otherwise).
+ */
+#ifndef TFM_PRETRAINING_H
+#define TFM_PRETRAINING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TFM_IGNORE_INDEX (-100)
+
+/* ---------------------------------------------------------------- cross-entropy */
+
+/* loss[0] = mean over rows with labels[n] != -100 of -log softmax(logits[n])[labels[n]]; NaN if
+ * there are none. token_loss (optional) gets each row's term, 0 at ignored rows (PyTorch's
+ * reduction='none'). */
+void cross_entropy_naive(float *loss,              /* [1] */
+                         float *token_loss,        /* [N] or NULL */
+                         const float *logits,      /* [N, V] */
+                         const int64_t *labels,    /* [N], -100 or in [0, V) */
+                         size_t N, size_t V);
+void cross_entropy_fast(float *loss, float *token_loss, const float *logits,
+                        const int64_t *labels, size_t N, size_t V);
+
+/* Number of rows with labels[n] != -100: S, the row count of mlm_forward's masked_logits. */
+size_t mlm_count_selected(const int64_t *labels, size_t N);
+
+/* ---------------------------------------------------------------- the heads */
+
+/* BERT's parameter names are given for each field (transformers' BertForPreTraining). */
+typedef struct {
+    const float *dense_w;    /* [E, E] cls.predictions.transform.dense.weight */
+    const float *dense_b;    /* [E]    cls.predictions.transform.dense.bias */
+    const float *ln_gamma;   /* [E]    cls.predictions.transform.LayerNorm.weight */
+    const float *ln_beta;    /* [E]    cls.predictions.transform.LayerNorm.bias */
+    const float *decoder_w;  /* [V, E] bert.embeddings.word_embeddings.weight (tied decoder) */
+    const float *decoder_b;  /* [V]    cls.predictions.bias */
+    float ln_eps;            /* 1e-12 in BERT */
+} MlmHead;
+
+typedef struct {
+    const float *pooler_w;   /* [E, E] bert.pooler.dense.weight */
+    const float *pooler_b;   /* [E]    bert.pooler.dense.bias */
+    const float *cls_w;      /* [2, E] cls.seq_relationship.weight */
+    const float *cls_b;      /* [2]    cls.seq_relationship.bias */
+} NspHead;
+
+/* The MLM head and its loss. masked_logits (optional) receives the prediction scores of the S
+ * labelled rows, in row order: PyTorch's prediction_scores[labels != -100]. Naive scores all N
+ * rows, as BertForPreTraining does, and picks; fast gathers the S rows first and scores only
+ * them. S = 0 gives loss NaN and writes no logits. */
+void mlm_forward_naive(float *loss,                /* [1] */
+                       float *masked_logits,       /* [S, V] or NULL */
+                       const float *hidden,        /* [N, E] the encoder's last hidden states */
+                       const int64_t *labels,      /* [N] */
+                       const MlmHead *head, size_t N, size_t E, size_t V);
+void mlm_forward_fast(float *loss, float *masked_logits, const float *hidden,
+                      const int64_t *labels, const MlmHead *head, size_t N, size_t E, size_t V);
+
+/* The NSP head and its loss, from token 0 of each sequence. pooled may be NULL. */
+void nsp_forward_naive(float *loss,                /* [1] */
+                       float *logits,              /* [B, 2] seq_relationship_logits */
+                       float *pooled,              /* [B, E] or NULL */
+                       const float *hidden,        /* [B, T, E] */
+                       const int64_t *labels,      /* [B], 0, 1 or -100 */
+                       const NspHead *head, size_t B, size_t T, size_t E);
+void nsp_forward_fast(float *loss, float *logits, float *pooled, const float *hidden,
+                      const int64_t *labels, const NspHead *head, size_t B, size_t T, size_t E);
+
+/* GELU, erf form (torch.nn.functional.gelu's default): x/2 (1 + erf(x / sqrt 2)). */
+float gelu_erf(float x);
+
+/* ---------------------------------------------------------------- masking (pretraining_mask.c) */
+
+/* tfm's one random-number generator: splitmix64 (Steele, Lea, Flood 2014). Its n-th output is a
+ * pure function of (seed, n), so any draw can be computed directly, in any order, by any thread. */
+uint64_t tfm_rng_at(uint64_t seed, uint64_t n);
+/* The n-th draw as a double uniform in [0, 1): its top 53 bits times 2^-53. */
+double tfm_rng_uniform_at(uint64_t seed, uint64_t n);
+
+typedef struct {
+    double mlm_probability;      /* 0.15: chance that a non-special token is selected */
+    double mask_replace_prob;    /* 0.8: chance that a selected token becomes [MASK] */
+    double random_replace_prob;  /* 0.1: chance that a selected token becomes a random id */
+    int64_t mask_token_id;       /* [MASK]: 103 in bert-base-uncased */
+    size_t vocab_size;           /* V: random ids are drawn uniformly from [0, V) */
+    const int64_t *special_ids;  /* [n_special] ids never selected: [CLS], [SEP], [PAD], ... */
+    size_t n_special;
+    uint64_t seed;
+} MlmMaskConfig;
+
+/* What DataCollatorForLanguageModeling does to a batch: each token whose id is not special is
+ * selected with probability mlm_probability; a selected token becomes mask_token_id with
+ * probability mask_replace_prob, else a uniformly random id with probability
+ * random_replace_prob / (1 - mask_replace_prob), else stays; labels hold the original id at the
+ * selected positions and -100 elsewhere. Deterministic in cfg->seed; token n uses draws
+ * 4n..4n+3 of the generator, so the result depends on neither the thread count nor on how the
+ * rows are batched. masked may equal ids (in place). */
+void mlm_mask(int64_t *masked,            /* [N] */
+              int64_t *labels,            /* [N] */
+              const int64_t *ids,         /* [N] */
+              const MlmMaskConfig *cfg, size_t N);
+
+#endif

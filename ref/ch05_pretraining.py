@@ -1,0 +1,193 @@
+"""Chapter 05 in PyTorch: BERT's pretraining heads and losses as
+chapters/05-pretraining/pretraining.h states them.
+
+BertPretrainingHeadsRef is assembled from torch.nn pieces under the parameter names of
+transformers' BertForPreTraining (cls.predictions.transform.dense.weight, ...,
+bert.pooler.dense.weight, cls.seq_relationship.weight), so its named_parameters() are the tensor
+names the goldens and `tfm run pretraining-heads` use. GELU and the cross-entropy are written out
+as formulas; crosscheck() ties them to F.gelu and F.cross_entropy, edge cases included.
+
+hf_mask_tokens() is DataCollatorForLanguageModeling's masking (transformers' torch_mask_tokens)
+written from its description, drawing from an explicit torch.Generator.
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+def gelu_erf(x):
+    """GELU, exact form: x/2 (1 + erf(x / sqrt 2))."""
+    return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+def cross_entropy(logits, labels):
+    """logits [..., V], labels [...] -> (loss [], token_loss [...]).
+
+    Log-softmax with the row max subtracted, then the label's entry picked. token_loss is 0 at
+    ignored rows (reduction='none'); loss is the mean over the others: 0/0 = NaN when there are
+    none, as F.cross_entropy returns. An ignored row's logits are never read, so a NaN or inf
+    there changes nothing."""
+    V = logits.shape[-1]
+    z, y = logits.reshape(-1, V), labels.reshape(-1)
+    keep = y != IGNORE_INDEX
+    token = torch.zeros(y.shape, dtype=logits.dtype)
+    zk = z[keep]
+    m = zk.max(dim=-1, keepdim=True).values if zk.shape[0] else zk[:, :1]
+    logp = (zk - m) - torch.log(torch.exp(zk - m).sum(dim=-1, keepdim=True))
+    token[keep] = -logp.gather(1, y[keep][:, None])[:, 0]
+    loss = token[keep].sum() / keep.sum()
+    return loss, token.reshape(labels.shape)
+
+
+class _Node(nn.Module):
+    """An empty container, so that submodules get BERT's dotted names."""
+
+
+class BertPretrainingHeadsRef(nn.Module):
+    """transformers' BertPreTrainingHeads, plus the two modules of BertModel it reads
+    (bert.embeddings.word_embeddings for the tied decoder, bert.pooler)."""
+
+    def __init__(self, vocab_size, hidden_size, layer_norm_eps=1e-12):
+        super().__init__()
+        V, E = vocab_size, hidden_size
+        self.bert = _Node()
+        self.bert.embeddings = _Node()
+        self.bert.embeddings.word_embeddings = nn.Embedding(V, E)
+        self.bert.pooler = _Node()
+        self.bert.pooler.dense = nn.Linear(E, E)
+        self.cls = _Node()
+        self.cls.predictions = _Node()
+        self.cls.predictions.transform = _Node()
+        self.cls.predictions.transform.dense = nn.Linear(E, E)
+        self.cls.predictions.transform.LayerNorm = nn.LayerNorm(E, eps=layer_norm_eps)
+        # The decoder's weight IS the word-embedding matrix (tied), [V, E]; its bias is
+        # cls.predictions.bias (transformers ties decoder.bias to that same parameter).
+        self.cls.predictions.decoder = nn.Linear(E, V, bias=False)
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+        self.cls.predictions.bias = nn.Parameter(torch.zeros(V))
+        self.cls.seq_relationship = nn.Linear(E, 2)
+
+    def forward(self, sequence_output, labels, next_sentence_label):
+        """sequence_output [B,T,E], labels [B,T], next_sentence_label [B] ->
+        dict of prediction_scores [B,T,V], seq_relationship_logits [B,2], pooled_output [B,E],
+        mlm_loss, nsp_loss, loss (= mlm_loss + nsp_loss)."""
+        p = self.cls.predictions
+        t = p.transform.LayerNorm(gelu_erf(p.transform.dense(sequence_output)))
+        scores = p.decoder(t) + p.bias
+        pooled = torch.tanh(self.bert.pooler.dense(sequence_output[:, 0]))
+        nsp = self.cls.seq_relationship(pooled)
+        mlm_loss, _ = cross_entropy(scores, labels)
+        nsp_loss, _ = cross_entropy(nsp, next_sentence_label)
+        return {"prediction_scores": scores, "seq_relationship_logits": nsp,
+                "pooled_output": pooled, "mlm_loss": mlm_loss, "nsp_loss": nsp_loss,
+                "loss": mlm_loss + nsp_loss}
+
+
+def hf_mask_tokens(input_ids, special_ids, mask_token_id, vocab_size, generator,
+                   mlm_probability=0.15, mask_replace_prob=0.8, random_replace_prob=0.1):
+    """DataCollatorForLanguageModeling's masking -> (masked input_ids, labels).
+
+    Each non-special position is selected with probability mlm_probability; a selected one
+    becomes [MASK] with probability mask_replace_prob, otherwise a random id with probability
+    random_replace_prob / (1 - mask_replace_prob), otherwise it stays. labels: the original id
+    where selected, -100 elsewhere."""
+    labels = input_ids.clone()
+    prob = torch.full(labels.shape, mlm_probability, dtype=torch.float64)
+    special = torch.isin(input_ids, torch.tensor(special_ids))
+    prob.masked_fill_(special, 0.0)
+    selected = torch.bernoulli(prob, generator=generator).bool()
+    labels[~selected] = IGNORE_INDEX
+    masked = input_ids.clone()
+    to_mask = torch.bernoulli(torch.full(labels.shape, mask_replace_prob, dtype=torch.float64),
+                              generator=generator).bool() & selected
+    masked[to_mask] = mask_token_id
+    p_random = random_replace_prob / (1.0 - mask_replace_prob)
+    to_random = torch.bernoulli(torch.full(labels.shape, p_random, dtype=torch.float64),
+                                generator=generator).bool() & selected & ~to_mask
+    random_ids = torch.randint(vocab_size, labels.shape, generator=generator, dtype=torch.int64)
+    masked[to_random] = random_ids[to_random]
+    return masked, labels
+
+
+def crosscheck():
+    """Raises AssertionError if gelu_erf or cross_entropy disagree with F.gelu and
+    F.cross_entropy, on ordinary inputs and on the edge cases the goldens pin."""
+    g = torch.Generator().manual_seed(505)
+
+    def randn(*shape, dtype=torch.float64):
+        return torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype)
+
+    def same(a, b, label, tol):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol, equal_nan=True,
+                                   msg=lambda s: f"ch05 crosscheck '{label}': {s}")
+
+    x = randn(1000) * 4
+    same(gelu_erf(x), F.gelu(x), "gelu f64", 1e-15)
+    same(gelu_erf(x.float()), F.gelu(x.float()), "gelu f32", 1e-6)
+
+    def labels_for(N, V, p_keep):
+        y = torch.randint(V, (N,), generator=g)
+        drop = torch.rand(N, generator=g) >= p_keep
+        return y.masked_fill(drop, IGNORE_INDEX)
+
+    def check_ce(label, z, y, tol):
+        loss, token = cross_entropy(z, y)
+        same(loss, F.cross_entropy(z, y, ignore_index=IGNORE_INDEX), label + " loss", tol)
+        same(token, F.cross_entropy(z, y, ignore_index=IGNORE_INDEX, reduction="none"),
+             label + " token_loss", tol)
+
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 2e-6)):
+        tag = str(dtype).split(".")[1]
+        check_ce(f"plain {tag}", randn(40, 50, dtype=dtype), labels_for(40, 50, 0.3), tol)
+        check_ce(f"all kept {tag}", randn(7, 50, dtype=dtype), labels_for(7, 50, 1.0), tol)
+        check_ce(f"V=30522 {tag}", randn(3, 30522, dtype=dtype), labels_for(3, 30522, 1.0), tol)
+        check_ce(f"logits 1e4 {tag}", randn(6, 50, dtype=dtype) * 1e4, labels_for(6, 50, 1.0),
+                 tol * 1e4)
+        z = randn(4, 50, dtype=dtype)
+        y = torch.tensor([3, 7, IGNORE_INDEX, 1])
+        z[0, 5] = -math.inf            # -inf elsewhere: finite loss
+        z[1, 7] = -math.inf            # -inf at the label: +inf
+        z[2, :] = math.nan             # NaN in an ignored row: never read
+        check_ce(f"-inf, NaN ignored {tag}", z, y, tol)
+        z2 = z.clone()
+        z2[3, 0] = math.inf            # +inf: the row is NaN
+        check_ce(f"+inf {tag}", z2, y, tol)
+        z3 = randn(3, 50, dtype=dtype)
+        z3[1, :] = -math.inf           # every logit -inf: NaN
+        check_ce(f"all -inf row {tag}", z3, torch.tensor([0, 4, 2]), tol)
+        check_ce(f"all ignored {tag}", randn(4, 50, dtype=dtype), torch.full((4,), IGNORE_INDEX),
+                 tol)
+        check_ce(f"one class {tag}", randn(3, 1, dtype=dtype), torch.zeros(3, dtype=torch.int64),
+                 tol)
+
+    # The module: its parameter names are BERT's, and the decoder is the embedding matrix.
+    m = BertPretrainingHeadsRef(50, 16).double()
+    names = dict(m.named_parameters())
+    assert set(names) == set(PARAM_NAMES), sorted(names)
+    assert m.cls.predictions.decoder.weight is m.bert.embeddings.word_embeddings.weight
+    # LayerNorm's eps is BERT's 1e-12, and F.gelu's default is the erf form.
+    assert m.cls.predictions.transform.LayerNorm.eps == 1e-12
+
+
+PARAM_NAMES = (
+    "bert.embeddings.word_embeddings.weight",
+    "bert.pooler.dense.weight",
+    "bert.pooler.dense.bias",
+    "cls.predictions.bias",
+    "cls.predictions.transform.dense.weight",
+    "cls.predictions.transform.dense.bias",
+    "cls.predictions.transform.LayerNorm.weight",
+    "cls.predictions.transform.LayerNorm.bias",
+    "cls.seq_relationship.weight",
+    "cls.seq_relationship.bias",
+)
+
+
+if __name__ == "__main__":
+    crosscheck()
+    print("ch05_pretraining: crosscheck OK")
