@@ -13,6 +13,10 @@ const char *tfm_variant_name(TfmVariant v) { return v == TFM_FAST ? "fast" : "na
 static const TfmChapter CHAPTERS[] = {
     {0, "00-tensors", matmul_run, TOL_00_ATOL, TOL_00_RTOL},
     {1, "01-attention", attention_run, TOL_01_ATOL, TOL_01_RTOL},
+    {2, "02-multihead", multihead_run, TOL_02_ATOL, TOL_02_RTOL},
+    {3, "03-positional", positional_run, TOL_03_ATOL, TOL_03_RTOL},
+    {4, "04-layernorm", layernorm_run, TOL_04_ATOL, TOL_04_RTOL},
+    {5, "05-pretraining", pretraining_run, TOL_05_ATOL, TOL_05_RTOL},
 };
 
 /* One line per op of `tfm run`: name, chapter, the input that selects it, help. */
@@ -23,11 +27,72 @@ static const TfmOp OPS[] = {
      "q [B,H,Tq,Dk], k [B,H,Tk,Dk], v [B,H,Tk,Dv], attn_mask F32 [Tq,Tk] or [B,H,Tq,Tk] (optional,\n"
      "        additive), key_padding_mask BOOL [B,Tk] (optional, 1 = ignore), is_causal I64 [] (optional)\n"
      "        -> out [B,H,Tq,Dv], probs [B,H,Tq,Tk]"},
+    {"mha", 2, "query",
+     "query [B,Tq,E], key [B,Tk,E] (optional, = query), value [B,Tk,E] (optional, = key),\n"
+     "        in_proj_weight [3E,E], in_proj_bias [3E], out_proj_weight [E,E], out_proj_bias [E]\n"
+     "        (biases optional), num_heads I64 [], key_padding_mask BOOL [B,Tk] (optional, 1 = ignore),\n"
+     "        attn_mask BOOL (1 = blocked) or F32 (additive) [Tq,Tk] or [B*H,Tq,Tk] (optional),\n"
+     "        need_weights, average_attn_weights I64 [] (optional, 1) -> attn_output [B,Tq,E],\n"
+     "        attn_weights [B,Tq,Tk] (averaged) or [B,H,Tq,Tk]: nn.MultiheadAttention, batch_first"},
+    {"pe", 3, "positions",
+     "positions I64 [T] (0..2^24), d_model I64 [] -> out [T,E] = sinusoidal PE, sin/cos interleaved"},
+    {"embeddings", 3, "input_ids",
+     "input_ids I64 [B,T], word_emb [V,E], pos_emb [P,E], type_emb [G,E] (optional),\n"
+     "        position_ids I64 [B,T] (optional, 0..T-1), token_type_ids I64 [B,T] (optional, 0)\n"
+     "        -> out [B,T,E] = (word + type) + pos, BERT's sum before its LayerNorm"},
+    {"layernorm", 4, "x",
+     "x [...,E], gamma [E], beta [E] (optional), eps F64 [] (optional, 1e-5) -> out [...,E] = LN(x),\n"
+     "        mean [...], rstd [...] = 1/sqrt(var + eps): torch.nn.LayerNorm, biased variance"},
+    {"add-norm", 4, "s",
+     "x [...,E], s [...,E] (the sublayer's output), gamma, beta, eps as layernorm -> out = LN(x + s),\n"
+     "        mean, rstd of x + s: post-LN Add & Norm (original Transformer, BERT)"},
+    {"pre-norm", 4, "w",
+     "x [...,E], w [E,E], bias [E] (optional), gamma, beta, eps as layernorm -> out = x + LN(x) w^T\n"
+     "        + bias, norm = LN(x), mean, rstd: pre-LN block with a Linear sublayer (GPT-2 style)"},
+    {"mlm-mask", 5, "input_ids",
+     "input_ids I64 [B,T], mlm_probability F32 [], special_ids I64 [K], mask_token_id I64 [],\n"
+     "        vocab_size I64 [], seed I64 [], mask_replace_prob, random_replace_prob F32 [] (optional,\n"
+     "        0.8, 0.1) -> input_ids I64 [B,T] masked as HF's MLM collator does, labels I64 [B,T]"},
+    {"mlm-loss", 5, "logits",
+     "logits [...,V], labels I64 [...] (-100 = ignored) -> loss [] (mean cross-entropy over the\n"
+     "        labelled rows; NaN if none), token_loss [...] (0 at ignored rows)"},
+    {"nsp-loss", 5, "seq_relationship_logits",
+     "seq_relationship_logits [B,2], next_sentence_label I64 [B] -> loss []"},
+    {"pretraining-heads", 5, "sequence_output",
+     "sequence_output [B,T,E], labels I64 [B,T], next_sentence_label I64 [B], BERT's head\n"
+     "        parameters by their transformers names (cls.predictions.*, bert.pooler.dense.*,\n"
+     "        cls.seq_relationship.*, bert.embeddings.word_embeddings.weight) -> masked_logits [S,V],\n"
+     "        seq_relationship_logits [B,2], mlm_loss [], nsp_loss []"},
 };
 
 const TfmOp *tfm_ops(size_t *n) {
     *n = sizeof OPS / sizeof OPS[0];
     return OPS;
+}
+
+int tfm_run_op(OpOutputs *out, const TfmOp *op, const GoldenFile *in, const char *prefix,
+               TfmVariant variant, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    /* Presence only: the runner checks the key input's dtype and shape like any other input's
+     * (a key input need not be F32: token ids are I64). */
+    char key[256];
+    if (prefix[0]) snprintf(key, sizeof key, "%s/%s", prefix, op->key_input);
+    else snprintf(key, sizeof key, "%s", op->key_input);
+    if (!golden_find(in, key)) {
+        snprintf(err, errlen, "%s: tensor '%s' is missing (op '%s' reads it; 'tfm run --help' "
+                 "lists each op's tensors)", in->path ? in->path : "(tensors)", key, op->name);
+        return -1;
+    }
+    size_t n;
+    const TfmChapter *chs = tfm_chapters(&n);
+    for (size_t i = 0; i < n; i++) {
+        if (chs[i].number != op->chapter) continue;
+        if (chs[i].run(out, in, prefix, variant, err, errlen) == 0) return 0;
+        op_outputs_free(out);
+        return -1;
+    }
+    snprintf(err, errlen, "op '%s': chapter %d is not in the chapter table", op->name, op->chapter);
+    return -1;
 }
 
 const TfmChapter *tfm_chapters(size_t *n) {
@@ -54,6 +119,30 @@ void tfm_golden_path(char *buf, size_t buflen, const TfmChapter *ch) {
     snprintf(buf, buflen, "%s/oracle/golden/%s.safetensors.gz", root && *root ? root : ".", ch->name);
 }
 
+/* ---- size guard (cases.h) ---- */
+
+static size_t max_elements = TFM_MAX_ELEMENTS;
+
+size_t tfm_max_elements(void) { return max_elements; }
+
+size_t tfm_set_max_elements(size_t n) {
+    size_t old = max_elements;
+    max_elements = n;
+    return old;
+}
+
+/* The elements a shape spans with each zero dimension counted as 1, saturating at SIZE_MAX:
+ * how many times loops over its dimensions run, whether or not it holds any data. */
+static size_t shape_extent(int ndim, const size_t *shape) {
+    size_t n = 1;
+    for (int d = 0; d < ndim; d++) {
+        size_t s = shape[d] ? shape[d] : 1;
+        if (n > SIZE_MAX / s) return SIZE_MAX;
+        n *= s;
+    }
+    return n;
+}
+
 static const Tensor *case_tensor(const GoldenFile *gf, const char *name, const char *tensor,
                                  TfmDType dt, int ndim, int required, char *err, size_t errlen) {
     char full[256];
@@ -61,7 +150,16 @@ static const Tensor *case_tensor(const GoldenFile *gf, const char *name, const c
     else snprintf(full, sizeof full, "%s", tensor);
     err[0] = '\0';
     if (!required && !golden_find(gf, full)) return NULL;
-    return golden_require(gf, full, dt, ndim, err, errlen);
+    const Tensor *t = golden_require(gf, full, dt, ndim, err, errlen);
+    if (t && shape_extent(t->ndim, t->shape) > max_elements) {
+        char s[128];
+        tfm_shape_str(s, sizeof s, t->ndim, t->shape);
+        snprintf(err, errlen, "%s: tensor '%s' has shape %s, which spans more than %zu elements "
+                 "(a zero dimension counted as 1); tfm refuses shapes that large",
+                 gf->path ? gf->path : "(tensors)", full, s, max_elements);
+        return NULL;
+    }
+    return t;
 }
 
 const Tensor *case_input(const GoldenFile *gf, const char *name, const char *tensor, TfmDType dt,
@@ -78,6 +176,17 @@ float *op_output(OpOutputs *o, const char *name, int ndim, const size_t *shape, 
                  size_t errlen) {
     if (o->n >= TFM_MAX_OUTPUTS) {
         snprintf(err, errlen, "more than %d outputs", TFM_MAX_OUTPUTS);
+        return NULL;
+    }
+    size_t used = 0;   /* what the op's earlier outputs already span */
+    for (size_t i = 0; i < o->n; i++) used += shape_extent(o->tensors[i].ndim, o->tensors[i].shape);
+    size_t extent = ndim >= 0 && ndim <= TFM_MAX_DIMS ? shape_extent(ndim, shape) : 0;
+    if (used > max_elements || extent > max_elements - used) {
+        char s[128];
+        tfm_shape_str(s, sizeof s, ndim, shape);
+        snprintf(err, errlen, "output '%s' would have shape %s: with the op's other outputs that "
+                 "spans more than %zu elements (a zero dimension counted as 1); tfm refuses "
+                 "outputs that large", name, s, max_elements);
         return NULL;
     }
     if (tensor_alloc(&o->tensors[o->n], TFM_F32, ndim, shape, err, errlen) != 0) return NULL;

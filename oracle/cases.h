@@ -77,6 +77,24 @@ typedef struct {
     const char *help;
 } TfmOp;
 const TfmOp *tfm_ops(size_t *n);
+/* What `tfm run OP` does once IN is loaded: requires the op's key input to be present (so that
+ * `run matmul` on a file of linear inputs says so instead of running the other op), then runs
+ * the runner of the op's chapter. The fuzzer (tests/fuzz/fuzz_run.c) calls exactly this.
+ * Returns 0, or -1 with a message in err and nothing left in `out`. */
+int tfm_run_op(OpOutputs *out, const TfmOp *op, const GoldenFile *in, const char *prefix,
+               TfmVariant variant, char *err, size_t errlen);
+
+/* Size guard. Runners read files that users bring, and a zero in a shape makes an empty tensor
+ * whatever its other dimensions are: a q of shape [2^40, 1, 1, 0] holds no bytes, yet an op
+ * would loop 2^40 times over it, and matmul of a [10^6, 0] by a [0, 10^6] asks for a 4 TB
+ * output. So each input a runner takes (case_input, case_optional) and all the outputs it makes
+ * together (op_output) may span at most tfm_max_elements() elements, a zero dimension counted
+ * as 1; past that they fail with a message naming the shape. The default, 2^30, is 4 GiB of
+ * float32: no larger than the biggest file golden_load reads, so it refuses no tensor a file
+ * could actually hold. The fuzzers lower it to keep each run small. */
+#define TFM_MAX_ELEMENTS ((size_t)1 << 30)
+size_t tfm_max_elements(void);
+size_t tfm_set_max_elements(size_t n);   /* returns the previous limit */
 
 /* The chapter table. */
 const TfmChapter *tfm_chapters(size_t *n);
@@ -97,6 +115,14 @@ const Tensor *case_optional(const GoldenFile *gf, const char *name, const char *
 int matmul_run(OpOutputs *out, const GoldenFile *in, const char *prefix, TfmVariant variant,
                char *err, size_t errlen);
 int attention_run(OpOutputs *out, const GoldenFile *in, const char *prefix, TfmVariant variant,
+                  char *err, size_t errlen);
+int multihead_run(OpOutputs *out, const GoldenFile *in, const char *prefix, TfmVariant variant,
+                  char *err, size_t errlen);
+int positional_run(OpOutputs *out, const GoldenFile *in, const char *prefix, TfmVariant variant,
+                   char *err, size_t errlen);
+int pretraining_run(OpOutputs *out, const GoldenFile *in, const char *prefix, TfmVariant variant,
+                    char *err, size_t errlen);
+int layernorm_run(OpOutputs *out, const GoldenFile *in, const char *prefix, TfmVariant variant,
                   char *err, size_t errlen);
 
 #endif

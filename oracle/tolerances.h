@@ -22,4 +22,39 @@
 #define TOL_01_ATOL 1e-6
 #define TOL_01_RTOL 1e-5
 
+/* Chapter 02: outputs are out-projections (length-E dot products) of head averages, of order 1.
+ * Measured worst: 4.1e-6 absolute, at E = 768 (bert_base, naive's sequential sums), where the
+ * rtol term covers all but 1.6e-6 of it; everywhere else at most 5.7e-7 beyond rtol. Relative
+ * Frobenius error against the float64 truth: 7.8e-7 naive, 4.7e-7 fast, 3.4e-7 PyTorch. */
+#define TOL_02_ATOL 3e-6
+#define TOL_02_RTOL 1e-5
+
+/* Chapter 03: the golden PE tables are PyTorch's usual float32 construction, which rounds the
+ * angle p * w_i to float32 and so is off by up to ~p * 7e-8: measured worst 5.47e-4 absolute at
+ * positions up to 8192 (pe_long, E = 768). tfm computes the angle in double, so |tfm - PyTorch|
+ * is PyTorch's own error, hence ATOL. The embedding sums match PyTorch bit for bit (0 error).
+ * TRUTH_ATOL holds both PE variants to the float64 truth instead: they round a value within
+ * ~1e-14 of it to float32, an error of at most 2^-25 = 2.98e-8 below 1 in size; measured worst
+ * 2.98e-8 on every stored row from 0 to 8192 (tests/test_03_positional.c). */
+#define TOL_03_ATOL 6e-4
+#define TOL_03_RTOL 1e-6
+#define TOL_03_TRUTH_ATOL 3e-8
+
+/* Chapter 04: normalized outputs are O(1) and both variants land within a few float32 ulps of
+ * PyTorch. Measured worst: 8.3e-7 absolute on pre_ln/out (an output near 0 after the Linear
+ * sublayer's 64-term dot product: the same absolute floor as chapter 00), 1.9e-6 absolute on
+ * residual/out (on outputs near 10: 2e-7 relative), and 9.0e-7
+ * relative on overflow_2e19/mean, a mean that cancels to 1.4% of its row's scale (PyTorch's own
+ * error there is 6.6e-7). Rows with |mean|/std = 1e4 are checked against the float64 truth
+ * instead (tests/test_04_layernorm.c): PyTorch's float32 is 1e-3 off there. */
+#define TOL_04_ATOL 1e-6
+#define TOL_04_RTOL 1e-6
+
+/* Chapter 05: losses of order 1..1e4 and prediction scores, dot products of width E, of order 1.
+ * Measured worst, at rtol 1e-6: 1.9e-6 absolute on heads_medium/masked_logits (E = 128, naive's
+ * sequential dot product; PyTorch's own float32 scores are 3.2e-7 relative Frobenius from the
+ * float64 truth, ours 3.4e-7). Losses stay within 2.2e-7 relative, 1e4-scale ones included. */
+#define TOL_05_ATOL 3e-6
+#define TOL_05_RTOL 1e-6
+
 #endif

@@ -8,6 +8,10 @@
  * Dimensions: N rows (every leading dimension flattened: B*T), E the normalized width.
  * gamma and beta may be NULL (elementwise_affine=False). mean and rstd, [N] each, may be NULL;
  * they are what a backward pass needs.
+ *
+ * Both variants return float32 statistics: a row whose variance exceeds FLT_MAX (std above
+ * about 1.8e19) has var = +inf, rstd = 0 and out = beta, as PyTorch's float32 kernel does
+ * (which already overflows earlier, see book.md chapter 04). E >= 1.
  */
 #ifndef TFM_LAYERNORM_H
 #define TFM_LAYERNORM_H
@@ -23,5 +27,48 @@ void layernorm_forward_naive(float *out,          /* [N, E] */
                              float eps, size_t N, size_t E);
 void layernorm_forward_fast(float *out, float *mean, float *rstd, const float *x,
                             const float *gamma, const float *beta, float eps, size_t N, size_t E);
+
+/* Add & Norm, post-LN (the original Transformer, BERT): the sublayer's output s is added to its
+ * input x, then the sum is normalized. s is given (it is whatever the sublayer computed from x).
+ *
+ *   out = LN(x + s);  mean, rstd are those of the rows of x + s
+ */
+void add_norm_forward_naive(float *out,           /* [N, E] */
+                            float *mean,          /* [N] or NULL */
+                            float *rstd,          /* [N] or NULL */
+                            const float *x,       /* [N, E] the sublayer's input, the residual */
+                            const float *s,       /* [N, E] the sublayer's output */
+                            const float *gamma,   /* [E] or NULL */
+                            const float *beta,    /* [E] or NULL */
+                            float eps, size_t N, size_t E);
+void add_norm_forward_fast(float *out, float *mean, float *rstd, const float *x, const float *s,
+                           const float *gamma, const float *beta, float eps, size_t N, size_t E);
+
+/* Pre-LN (GPT-2): the sublayer sees the normalized input and the residual bypasses the norm.
+ * Here the sublayer is one Linear layer (chapter 00), so the whole block can be checked:
+ *
+ *   norm = LN(x);  out = x + norm W^T + bias
+ */
+void pre_norm_linear_forward_naive(float *out,          /* [N, E] */
+                                   float *norm,         /* [N, E] LN(x), the sublayer's input */
+                                   float *mean,         /* [N] or NULL */
+                                   float *rstd,         /* [N] or NULL */
+                                   const float *x,      /* [N, E] */
+                                   const float *gamma,  /* [E] or NULL */
+                                   const float *beta,   /* [E] or NULL */
+                                   const float *w,      /* [E, E] nn.Linear layout [out, in] */
+                                   const float *bias,   /* [E] or NULL */
+                                   float eps, size_t N, size_t E);
+void pre_norm_linear_forward_fast(float *out, float *norm, float *mean, float *rstd,
+                                  const float *x, const float *gamma, const float *beta,
+                                  const float *w, const float *bias, float eps, size_t N,
+                                  size_t E);
+
+/* COUNTER-EXAMPLE, do not use: the one-pass variance var = E[x^2] - E[x]^2 in float32. Both
+ * terms are about mu^2; when |mu| >> std their difference cancels catastrophically (book.md,
+ * chapter 04). Kept so that tests/test_04_layernorm.c can pin its failure with numbers. */
+void layernorm_forward_onepass_unsafe(float *out, float *mean, float *rstd, const float *x,
+                                      const float *gamma, const float *beta, float eps,
+                                      size_t N, size_t E);
 
 #endif
