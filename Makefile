@@ -34,7 +34,7 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 PYTHON    = $(shell tools/find-torch-python)
 
-.PHONY: all deps tour test test-oracle oracle oracle-verify notebooks figures clean
+.PHONY: all deps tour test test-oracle oracle oracle-verify notebooks figures book-figures figures-check clean
 all: $(TFM) $(TEST_BIN)
 
 deps:
@@ -48,7 +48,8 @@ $(LIB): $(LIB_OBJ)
 	@mkdir -p $(@D)
 	$(AR) rcs $@ $^
 
-$(TFM): $(BUILD)/obj/src/tfm.o $(LIB)
+TFM_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard src/*.c))
+$(TFM): $(TFM_OBJ) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $^ -o $@ $(LDLIBS)
 
@@ -77,11 +78,25 @@ tour: deps
 
 # Figures are drawn by gnuplot from data that tfm itself computed (never from PyTorch's).
 # Each chapter adds its own to FIGURES, with the rules that make them, in plots/NN-name.mk.
-FIG := $(BUILD)/figures
+# `make figures` draws PNGs into build/figures/; the book embeds the SVGs committed in figures/,
+# which `make book-figures` redraws and `make figures-check` compares with a fresh drawing.
+FIG    := $(BUILD)/figures
+FIGEXT ?= png
 FIGURES :=
 include $(wildcard plots/*.mk)
 figures: $(FIGURES)
 	@echo "figures written to $(FIG)/"
+
+book-figures:
+	@$(MAKE) --no-print-directory figures FIGEXT=svg
+	@mkdir -p figures && cp $(FIG)/*.svg figures/ && echo "book figures written to figures/"
+
+figures-check:
+	@rm -f $(FIG)/*.svg && $(MAKE) --no-print-directory figures FIGEXT=svg >/dev/null
+	@fail=0; for f in $(FIG)/*.svg; do \
+	   cmp -s "$$f" "figures/$$(basename $$f)" || { echo "figures/$$(basename $$f) is out of date: run make book-figures"; fail=1; }; \
+	 done; for f in figures/*.svg; do [ -e "$(FIG)/$$(basename $$f)" ] || { echo "$$f is drawn by no rule"; fail=1; }; done; \
+	 [ $$fail = 0 ] && echo "figures/ is current"
 
 oracle: deps
 	$(PYTHON) oracle/export.py --out oracle/golden
