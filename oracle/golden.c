@@ -4,6 +4,7 @@
  * bytes actually present before anything is copied, so a corrupt or hostile file produces one
  * error line, never an out-of-bounds read or a half-filled tensor.
  */
+#define _XOPEN_SOURCE 700   /* realpath (golden_save follows a symlinked output path) */
 #include "golden.h"
 
 #include <cjson/cJSON.h>
@@ -21,9 +22,8 @@
 #error "tfm reads safetensors data in place and needs a little-endian host"
 #endif
 
-/* Inflated files larger than this are refused: goldens are a few MB, and a gzip bomb must not
- * take the machine's memory. */
-#define GOLDEN_MAX_BYTES ((size_t)1 << 32)
+/* Files, and gzip files once inflated, larger than max_bytes are refused (golden.h). */
+static size_t max_bytes = GOLDEN_MAX_BYTES;
 /* The JSON header is refused past this size (safetensors itself caps it at 100 MB). */
 #define GOLDEN_MAX_HEADER ((uint64_t)100 << 20)
 /* Integers in JSON arrive as doubles; beyond 2^53 they are no longer exact. */
@@ -36,7 +36,17 @@ static int fail(char *err, size_t errlen, const char *label, const char *fmt, ..
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     snprintf(err, errlen, "%s: %s", label, msg);
+    /* Messages quote names taken from the file; a control character in one (a newline, an
+     * escape sequence) must not split the line or drive the terminal. */
+    for (char *c = err; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
     return -1;
+}
+
+static int has_control_char(const char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) return 1;
+    return 0;
 }
 
 static char *dup_str(const char *s) {
@@ -48,23 +58,35 @@ static char *dup_str(const char *s) {
 
 /* ---- reading bytes ---------------------------------------------------------------------- */
 
+size_t golden_set_max_bytes(size_t n) {
+    size_t old = max_bytes;
+    max_bytes = n < SIZE_MAX / 2 ? n : SIZE_MAX / 2;
+    return old;
+}
+
+/* Buffers grow by doubling, but never past max_bytes + 1: a buffer that fills up at that size
+ * proves the input too large, and one that does not holds all of it. (Plain doubling let a
+ * 4.4 GB gzip bomb inflate completely into an 8 GiB buffer before anything was refused.) */
+static size_t first_cap(size_t want) { return want < max_bytes + 1 ? want : max_bytes + 1; }
+static size_t next_cap(size_t cap) { return cap < (max_bytes + 1) / 2 ? cap * 2 : max_bytes + 1; }
+
 static int read_file(const char *path, unsigned char **out, size_t *len, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) return fail(err, errlen, path, "cannot open: %s", strerror(errno));
-    size_t cap = 1 << 16, n = 0;
+    size_t cap = first_cap((size_t)1 << 16), n = 0;
     unsigned char *buf = malloc(cap);
     for (;;) {
         if (!buf) { fclose(f); return fail(err, errlen, path, "out of memory reading the file"); }
         n += fread(buf + n, 1, cap - n, f);
         if (n < cap) break;
-        if (cap >= GOLDEN_MAX_BYTES) {
+        if (n > max_bytes) {
             free(buf); fclose(f);
-            return fail(err, errlen, path, "file is larger than %zu bytes", GOLDEN_MAX_BYTES);
+            return fail(err, errlen, path, "file is larger than %zu bytes", max_bytes);
         }
-        unsigned char *grown = realloc(buf, cap * 2);
+        unsigned char *grown = realloc(buf, next_cap(cap));
         if (!grown) free(buf);
         buf = grown;
-        cap *= 2;
+        cap = next_cap(cap);
     }
     int bad = ferror(f);
     fclose(f);
@@ -80,12 +102,16 @@ static int gunzip(const unsigned char *in, size_t inlen, unsigned char **out, si
     memset(&zs, 0, sizeof zs);
     if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK)  /* 16+: expect a gzip wrapper, check CRC */
         return fail(err, errlen, label, "zlib initialisation failed");
-    size_t cap = inlen * 4 + 1024, n = 0;
+    size_t cap = first_cap(inlen < SIZE_MAX / 8 ? inlen * 4 + 1024 : SIZE_MAX / 2), n = 0;
     unsigned char *buf = malloc(cap);
+    if (!buf) {
+        inflateEnd(&zs);
+        return fail(err, errlen, label, "out of memory inflating");
+    }
     int rc = Z_OK;
     /* zlib counts in uInt; feed the input in chunks so files over 4 GiB cannot wrap it. */
     size_t fed = 0;
-    while (buf) {
+    for (;;) {
         if (zs.avail_in == 0 && fed < inlen) {
             size_t chunk = inlen - fed < (1u << 30) ? inlen - fed : (1u << 30);
             zs.next_in = (unsigned char *)(uintptr_t)(in + fed);
@@ -93,14 +119,17 @@ static int gunzip(const unsigned char *in, size_t inlen, unsigned char **out, si
             fed += chunk;
         }
         if (n == cap) {
-            if (cap >= GOLDEN_MAX_BYTES) {
+            if (n > max_bytes) {
                 free(buf); inflateEnd(&zs);
-                return fail(err, errlen, label, "inflates to more than %zu bytes", GOLDEN_MAX_BYTES);
+                return fail(err, errlen, label, "inflates to more than %zu bytes", max_bytes);
             }
-            unsigned char *grown = realloc(buf, cap * 2);
-            if (!grown) { free(buf); buf = NULL; break; }
+            unsigned char *grown = realloc(buf, next_cap(cap));
+            if (!grown) {
+                free(buf); inflateEnd(&zs);
+                return fail(err, errlen, label, "out of memory inflating");
+            }
             buf = grown;
-            cap *= 2;
+            cap = next_cap(cap);
         }
         size_t room = cap - n < (1u << 30) ? cap - n : (1u << 30);
         zs.next_out = buf + n;
@@ -113,12 +142,15 @@ static int gunzip(const unsigned char *in, size_t inlen, unsigned char **out, si
     }
     const char *zmsg = zs.msg;
     inflateEnd(&zs);
-    if (!buf) return fail(err, errlen, label, "out of memory inflating");
     if (rc != Z_STREAM_END) {
         free(buf);
         if (rc == Z_BUF_ERROR || rc == Z_OK)
             return fail(err, errlen, label, "truncated gzip stream (ends after %zu inflated bytes)", n);
         return fail(err, errlen, label, "corrupt gzip stream (%s)", zmsg ? zmsg : "zlib error");
+    }
+    if (n > max_bytes) {   /* the stream ended exactly as the last allowed buffer filled */
+        free(buf);
+        return fail(err, errlen, label, "inflates to more than %zu bytes", max_bytes);
     }
     if (zs.avail_in != 0 || fed != inlen) {
         free(buf);
@@ -143,7 +175,15 @@ typedef struct { size_t begin, end; const char *name; } Span;
 
 static int span_cmp(const void *a, const void *b) {
     const Span *x = a, *y = b;
-    return (x->begin > y->begin) - (x->begin < y->begin);
+    /* By begin, then end: an empty tensor sits before a full one that starts where it does,
+     * as oracle/safetensors_io.py orders them, so both readers accept the same files. */
+    if (x->begin != y->begin) return (x->begin > y->begin) - (x->begin < y->begin);
+    return (x->end > y->end) - (x->end < y->end);
+}
+
+static int span_name_cmp(const void *a, const void *b) {
+    const Span *x = a, *y = b;
+    return strcmp(x->name, y->name);
 }
 
 void golden_free(GoldenFile *gf) {
@@ -220,8 +260,9 @@ static int parse_safetensors(GoldenFile *gf, const unsigned char *b, size_t len,
             }
             continue;
         }
-        for (size_t j = 0; j < k; j++)
-            if (strcmp(spans[j].name, name) == 0) { rc = fail(err, errlen, label, "tensor '%s' appears twice", name); goto done; }
+        /* Names end up in messages and, through their "<case>/" prefix, in the case names that
+         * `tfm check` prints and runners quote. */
+        if (has_control_char(name)) { rc = fail(err, errlen, label, "tensor name '%s' contains a control character", name); goto done; }
         if (!cJSON_IsObject(it)) { rc = fail(err, errlen, label, "entry '%s' is not an object", name); goto done; }
         const cJSON *jdt = cJSON_GetObjectItemCaseSensitive(it, "dtype");
         const cJSON *jsh = cJSON_GetObjectItemCaseSensitive(it, "shape");
@@ -265,6 +306,14 @@ static int parse_safetensors(GoldenFile *gf, const unsigned char *b, size_t len,
         spans[k] = (Span){begin, end, name};
         k++;
     }
+    /* Duplicates by sorting, not by comparing every pair: a 100 MB header can name a million
+     * tensors, and a million squared comparisons would hang the reader. */
+    qsort(spans, count, sizeof *spans, span_name_cmp);
+    for (size_t i = 1; i < count; i++)
+        if (strcmp(spans[i].name, spans[i - 1].name) == 0) {
+            rc = fail(err, errlen, label, "tensor '%s' appears twice", spans[i].name);
+            goto done;
+        }
     qsort(spans, count, sizeof *spans, span_cmp);
     for (size_t i = 1; i < count; i++)
         if (spans[i].begin < spans[i - 1].end) {
@@ -293,6 +342,14 @@ static int parse_safetensors(GoldenFile *gf, const unsigned char *b, size_t len,
         gf->n = ++k;
         if (!gf->names[k - 1]) { rc = fail(err, errlen, label, "out of memory"); goto done; }
         memcpy(gf->tensors[k - 1].data, data + begin, gf->tensors[k - 1].numel * tfm_dtype_size(dt));
+        if (dt == TFM_BOOL) {   /* a mask byte of 2 would be "true" here and garbage in torch */
+            const uint8_t *m = tensor_bool(&gf->tensors[k - 1]);
+            for (size_t i = 0; i < gf->tensors[k - 1].numel; i++)
+                if (m[i] > 1) {
+                    rc = fail(err, errlen, label, "tensor '%s' is BOOL but element %zu is %u (BOOL bytes are 0 or 1)", it->string, i, (unsigned)m[i]);
+                    goto done;
+                }
+        }
     }
 done:
     free(spans);
@@ -420,15 +477,32 @@ int golden_save(const char *path, size_t n, const char *const *names, const Tens
     size_t hlen = strlen(json);
     size_t padded = (hlen + 7) / 8 * 8;  /* the spec allows trailing spaces; 8-byte alignment */
 
-    size_t plen = strlen(path);
+    /* The new file replaces `path` by rename, which replaces whatever is there: as root, a
+     * device such as /dev/null would become a regular file. So an existing path must be a
+     * regular file; a symlink to one is followed, so the file is replaced, not the link. */
+    struct stat sb;
+    char *real = NULL;
+    if (stat(path, &sb) == 0) {
+        if (!S_ISREG(sb.st_mode)) {
+            free(json);
+            return fail(err, errlen, path, "not a regular file (tfm writes a temporary file beside it and renames it into place)");
+        }
+        real = realpath(path, NULL);
+    }
+    const char *dest = real ? real : path;
+    size_t plen = strlen(dest);
     char *tmp = malloc(plen + 16);
-    if (!tmp) { free(json); return fail(err, errlen, path, "out of memory"); }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
+    if (!tmp) { free(json); free(real); return fail(err, errlen, path, "out of memory"); }
+    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", dest);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        free(json); free(tmp);
-        return fail(err, errlen, path, "cannot create a file beside it: %s", strerror(errno));
+        int e = errno;
+        free(json); free(tmp); free(real);
+        return fail(err, errlen, path, "cannot create a file beside it: %s", strerror(e));
     }
+    /* A second descriptor outlives the stream's close, for the fsync before the rename: without
+     * it a crash right after the rename could leave an empty file under the final name. */
+    int keep = dup(fd);
     /* mkstemp creates the file 0600; give it the mode an ordinary create would have. */
     mode_t mask = umask(0);
     umask(mask);
@@ -461,13 +535,17 @@ int golden_save(const char *path, size_t n, const char *const *names, const Tens
 #undef PUT
     if (zf && gzclose(zf) != Z_OK) ok = 0;
     if (pf && fclose(pf) != 0) ok = 0;
+    if (keep < 0 || fsync(keep) != 0) ok = 0;
+    if (keep >= 0) close(keep);
     free(json);
-    if (!ok || rename(tmp, path) != 0) {
+    if (!ok || rename(tmp, dest) != 0) {
         int e = errno;
         unlink(tmp);
         free(tmp);
+        free(real);
         return fail(err, errlen, path, "write failed: %s", ok ? strerror(e) : "could not write all bytes");
     }
     free(tmp);
+    free(real);
     return 0;
 }

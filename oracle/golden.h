@@ -30,6 +30,13 @@ typedef struct {
     char **meta_values;  /* [n_meta] */
 } GoldenFile;
 
+/* Files larger than this, and gzip files that inflate to more, are refused ("file is larger
+ * than N bytes", "inflates to more than N bytes"): goldens are a few MB, and a gzip bomb (4 MB
+ * can inflate to 4 GB) must not take the machine's memory. golden_set_max_bytes changes the
+ * limit (the fuzzers and tests lower it) and returns the previous one. */
+#define GOLDEN_MAX_BYTES ((size_t)1 << 32)
+size_t golden_set_max_bytes(size_t n);
+
 /* Loads a whole file. Returns 0, or -1 with "PATH: what is wrong" in err; on error gf is empty. */
 int golden_load(GoldenFile *gf, const char *path, char *err, size_t errlen);
 /* Loads from memory (the bytes of a file, gzip or not); `label` names it in error messages. */

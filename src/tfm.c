@@ -17,6 +17,7 @@
 #include "golden.h"
 
 static const char *PROG = "tfm";
+int tfm_bench(int argc, char **argv);   /* src/bench.c */
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -35,6 +36,7 @@ static void usage(FILE *f) {
             "  slice FILE TENSOR [--at I[,J]] OUT.dat\n"
             "      write the last two dimensions of TENSOR (at the leading indices I,J) as a\n"
             "      whitespace matrix for gnuplot's 'matrix' format\n"
+            "  bench [CHAPTER] [--threads N,M] [--quick] [--json FILE] [--torch FILE]  (tfm bench --help)\n"
             "\n"
             "environment: TFM_ROOT (where oracle/golden/ is; default .), OMP_NUM_THREADS\n");
 }
@@ -184,29 +186,21 @@ static int cmd_run(int argc, char **argv) {
     char err[TFM_ERR_LEN];
     GoldenFile gf;
     if (golden_load(&gf, in, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", PROG, err); return 1; }
-    /* The op is selected by name; its key input must be there, so that `run matmul` on a
-     * file of linear inputs says so instead of silently running the other op. */
     int rc = 1;
-    if (!case_input(&gf, case_name, op->key_input, TFM_F32, -1, err, sizeof err)) {
-        fprintf(stderr, "%s: %s (op '%s')\n", PROG, err, op->name);
+    OpOutputs res;
+    if (tfm_run_op(&res, op, &gf, case_name, variant, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: %s\n", PROG, err);
     } else {
-        char key[16];
-        snprintf(key, sizeof key, "%d", op->chapter);
-        const TfmChapter *ch = tfm_chapter_find(key);
-        OpOutputs res;
-        memset(&res, 0, sizeof res);
-        if (ch->run(&res, &gf, case_name, variant, err, sizeof err) != 0) {
+        /* golden_save writes a temporary file beside OUT and renames it: a failed run or write
+         * leaves no partial OUT behind (and an existing OUT untouched). */
+        const char *names[TFM_MAX_OUTPUTS];
+        const char *mk[] = {"producer", "op", "variant"};
+        const char *mv[] = {"tfm run", op->name, tfm_variant_name(variant)};
+        for (size_t i = 0; i < res.n; i++) names[i] = res.names[i];
+        if (golden_save(out, res.n, names, res.tensors, 3, mk, mv, err, sizeof err) != 0)
             fprintf(stderr, "%s: %s\n", PROG, err);
-        } else {
-            const char *names[TFM_MAX_OUTPUTS];
-            const char *mk[] = {"producer", "op", "variant"};
-            const char *mv[] = {"tfm run", op->name, tfm_variant_name(variant)};
-            for (size_t i = 0; i < res.n; i++) names[i] = res.names[i];
-            if (golden_save(out, res.n, names, res.tensors, 3, mk, mv, err, sizeof err) != 0)
-                fprintf(stderr, "%s: %s\n", PROG, err);
-            else
-                rc = 0;
-        }
+        else
+            rc = 0;
         op_outputs_free(&res);
     }
     golden_free(&gf);
@@ -294,5 +288,6 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "run") == 0) return cmd_run(argc - 2, argv + 2);
     if (strcmp(argv[1], "inspect") == 0) return cmd_inspect(argc - 2, argv + 2);
     if (strcmp(argv[1], "slice") == 0) return cmd_slice(argc - 2, argv + 2);
+    if (strcmp(argv[1], "bench") == 0) return tfm_bench(argc - 2, argv + 2);
     return usage_error("unknown command '%s'", argv[1]);
 }

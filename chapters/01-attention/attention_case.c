@@ -160,8 +160,13 @@ int attention_run(OpOutputs *res, const GoldenFile *in, const char *prefix, TfmV
     if (!probs)
         return -1;
     const float *Q = tensor_f32(q), *K = tensor_f32(k), *V = tensor_f32(v);
+    /* 0 asks the kernels for the default 1/sqrt(Dk). With Dk = 0 that is infinite and the empty
+     * dot products (0) would become 0 * inf = NaN; PyTorch scales q before the product and
+     * gets scores of 0, i.e. uniform probabilities and a zero output. Any finite scale gives
+     * exactly that (tests/test_oracle.c, test_run_empty_dims). */
+    const float scale = Dk == 0 ? 1.0f : 0.0f;
     if (variant == TFM_NAIVE) {
-        attention_forward_naive(out, probs, Q, K, V, &mask, 0.0f, B, H, Tq, Tk, Dk, Dv);
+        attention_forward_naive(out, probs, Q, K, V, &mask, scale, B, H, Tq, Tk, Dk, Dv);
         return 0;
     }
     /* Fast: the probs path (its out goes to a scratch buffer; fast-vs-naive tests in
@@ -171,8 +176,8 @@ int attention_run(OpOutputs *res, const GoldenFile *in, const char *prefix, TfmV
         snprintf(err, errlen, "attention '%s': out of memory", prefix);
         return -1;
     }
-    attention_forward_fast(scratch, probs, Q, K, V, &mask, 0.0f, B, H, Tq, Tk, Dk, Dv);
+    attention_forward_fast(scratch, probs, Q, K, V, &mask, scale, B, H, Tq, Tk, Dk, Dv);
     free(scratch);
-    attention_forward_fast(out, NULL, Q, K, V, &mask, 0.0f, B, H, Tq, Tk, Dk, Dv);
+    attention_forward_fast(out, NULL, Q, K, V, &mask, scale, B, H, Tq, Tk, Dk, Dv);
     return 0;
 }

@@ -21,8 +21,9 @@
  *     block) are neither computed nor exponentiated, and inside the diagonal tile each row's exps
  *     stop at j = i. That halves causal attention (about Tq*Tk/2 scores and exps, not Tq*Tk).
  *  O6 one reciprocal per row: normalization multiplies by 1/l instead of dividing Tk (or Dv) times.
- *  O7 exps as independent libm calls, summed afterwards by a vector reduction, instead of one
- *     chain of dependent scalar additions interleaved with the calls.
+ *  O7 vectorized exponentials: tfm_expf (chapters/00-tensors/tfm_exp.h) is branch-free, so a
+ *     whole score row is exponentiated 16 lanes at a time (libm's expf is one scalar call per
+ *     score); the sum is then a separate vector reduction in a fixed lane order.
  *  O8 OpenMP over the (b, h, query block) tasks, schedule(static, 1): tasks are handed out
  *     round-robin, which also balances causal attention, whose later query blocks see more keys.
  *  O9 strided operands (attention_forward_fast_strided): every row of Q, K, V and out is found
@@ -34,10 +35,13 @@
  * Determinism: every output element is computed by exactly one thread, in an order fixed by the
  * code (no atomics, no cross-thread reduction), so results do not depend on scheduling, and not
  * even on the thread count (tests/test_01_attention.c checks 1 vs 3 threads bit for bit).
- * No -ffast-math: NaN/inf follow IEEE rules, exp is libm's expf (scalar: glibc's vector expf is
- * only selected under -ffast-math). At D = 64 the expf calls are about a third of the time.
+ * No -ffast-math: NaN/inf follow IEEE rules. exp is tfm_expf (chapters/00-tensors/tfm_exp.h):
+ * glibc's expf is a scalar call (its vector variant is only selected under -ffast-math), and at
+ * D = 64 those calls were about a third of the time; tfm_expf is the same function within 1 ulp,
+ * written so that the loop over a score row vectorizes (O7).
  */
 #include "attention.h"
+#include "tfm_exp.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -156,20 +160,26 @@ static void score_tile(float *restrict S, size_t lds, const float *restrict Q, s
 
 static float row_max(const float *restrict x, size_t n)
 {
-    float m = -INFINITY;
+    if (n == 0)
+        return -INFINITY;
+    /* Start from x[0], not from the reduction's identity: OpenMP leaves the identity of a max
+     * reduction to the compiler (gcc starts its lanes at -inf, clang at -FLT_MAX), and a row of
+     * all -inf must come out as -inf, or a fully masked row would not be recognized. */
+    float m = x[0];
 #pragma omp simd reduction(max : m)
-    for (size_t c = 0; c < n; c++)
+    for (size_t c = 1; c < n; c++)
         m = x[c] > m ? x[c] : m;
     return m;
 }
 
-/* x[c] = exp(x[c] - shift) in place; returns the sum. O7: the exps are independent calls that
- * overlap in the pipeline; the sum is a separate vector reduction (in a fixed lane order), so
- * it is not one long chain of dependent scalar additions. */
+/* x[c] = exp(x[c] - shift) in place; returns the sum. O7: the exps are one vectorized loop, the
+ * sum a separate vector reduction (in a fixed lane order), not one long chain of dependent
+ * scalar additions. */
 static float exp_shift_sum(float *restrict x, size_t n, float shift)
 {
+#pragma omp simd
     for (size_t c = 0; c < n; c++)
-        x[c] = expf(x[c] - shift);
+        x[c] = tfm_expf(x[c] - shift);
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (size_t c = 0; c < n; c++)
@@ -325,7 +335,7 @@ static void forward_streaming(float *out, const float *q, const float *k, const 
                                 /* Rescale: earlier terms were exp(s - m_old); now they must be
                                  * exp(s - m_new) = exp(s - m_old) * exp(m_old - m_new). When
                                  * m_old = -inf, alpha = exp(-inf) = 0 and l, acc are 0 anyway. */
-                                const float alpha = expf(m[r] - m_new);
+                                const float alpha = tfm_expf(m[r] - m_new);
                                 float *restrict a = acc + r * Dv;
                                 l[r] *= alpha;
 #pragma omp simd

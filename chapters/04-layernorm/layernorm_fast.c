@@ -13,7 +13,8 @@
  *  O2 float32, vectorized (`omp simd` reductions): 8 (AVX2) or 16 (AVX-512) lanes per
  *     instruction and independent partial sums, instead of the naive loop's one chain of
  *     dependent double additions, which runs at one element per add latency (~4 cycles).
- *  O3 accuracy without double: the corrected two-pass algorithm (Chan, Golub & LeVeque, 1983).
+ *  O3 accuracy without a double pass: the corrected two-pass algorithm (Chan, Golub & LeVeque,
+ *     1983), with only the correction sum c kept in double.
  *     Pass A gives a float32 estimate m_hi of the mean. Pass B sums the centred values
  *     d = x - m_hi and d^2; c = sum d is the estimate's own error, so mu = m_hi + m_lo with
  *     m_lo = c / E exactly recovers what the float32 mean lost, and var = sum d^2 / E - m_lo^2
@@ -65,18 +66,24 @@ static RowStats row_stats(const float *restrict xr, size_t E, float eps)
         s += xr[e];
     const float hi = s / fE;
 
-    float c = 0.0f, q = 0.0f;   /* pass B: sum_e d_e and 2^-k sum_e d_e^2, d_e = x_e - hi */
+    /* Pass B: c = sum_e d_e and q = 2^-k sum_e d_e^2, d_e = x_e - hi. c alone is summed in
+     * double: on a row whose mean nearly cancels, c is a small difference of large terms, and
+     * in float32 its rounding would depend on the order the compiler sums in (vector lanes or
+     * scalar), which moves the mean by ~1e-6 relative (the golden case overflow_2e19); in
+     * double every (x_e - hi) is exact and the sum loses nothing that matters. */
+    double c = 0.0;
+    float q = 0.0f;
 #pragma omp simd reduction(+ : c, q)
     for (size_t e = 0; e < E; e++) {
         const float d = xr[e] - hi;
-        c += d;
+        c += (double)xr[e] - (double)hi;
         q += (d * sa) * (d * sb);
     }
     /* Divisions, and exact power-of-two scalings, not multiplications by a rounded 1/E: on a
      * constant row every d is the same small delta (hi may miss the constant by an ulp), c is
      * E * delta and q is 2^-k E delta^2, both exactly, so lo = delta and the second moment is
      * delta^2, both exactly: var = 0 and every output is exactly beta, at any magnitude. */
-    const float lo = c / fE;
+    const float lo = (float)(c / (double)E);
     float var = q / ldexpf(fE, -k) - lo * lo;
     if (var < 0.0f)   /* rounding on a constant row; a NaN fails the test and stays NaN */
         var = 0.0f;

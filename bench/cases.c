@@ -1,0 +1,125 @@
+/* cases.c — the case table of `tfm bench`: one row per op and shape.
+ *
+ * A row names its chapter, op and shape, its dimensions (conventions in bench.h, shared with
+ * bench/torch_bench.py), the useful flops and compulsory bytes of one run, and the callbacks
+ * that set it up and run each variant. `tfm bench --list` prints the rows for torch_bench.py, so
+ * PyTorch is always timed on exactly these shapes.
+ */
+#include "bench.h"
+
+#include <stdio.h>
+
+/* Flops of C[M,N] = A[M,K] B[K,N]: one multiply and one add per (i, j, k). Bytes: A, B and C
+ * once each (the bias of linear is N floats: negligible). */
+#define GEMM_FLOPS(M, K, N) (2.0 * (M) * (K) * (N))
+#define GEMM_BYTES(M, K, N) (4.0 * ((double)(M) * (K) + (double)(K) * (N) + (double)(M) * (N)))
+
+#define MATMUL(M, K, N, BIG)                                                                     \
+    {.chapter = 0, .op = "matmul", .shape = #M "x" #K "x" #N, .dims = {M, K, N},                 \
+     .flops = GEMM_FLOPS(M, K, N), .bytes = GEMM_BYTES(M, K, N), .bound = BENCH_COMPUTE,         \
+     .big = BIG, .ref_name = "openblas", .setup = bench_matmul_setup,                             \
+     .run_naive = bench_matmul_naive, .run_fast = bench_matmul_fast,                              \
+     .run_ref = bench_matmul_openblas, .teardown = bench_matmul_teardown}
+
+#define LINEAR(M, K, N, BIG)                                                                     \
+    {.chapter = 0, .op = "linear", .shape = #M "x" #K "x" #N, .dims = {M, K, N},                 \
+     .flops = GEMM_FLOPS(M, K, N), .bytes = GEMM_BYTES(M, K, N), .bound = BENCH_COMPUTE,         \
+     .big = BIG, .ref_name = "openblas", .setup = bench_linear_setup,                             \
+     .run_naive = bench_linear_naive, .run_fast = bench_linear_fast,                              \
+     .run_ref = bench_linear_openblas, .teardown = bench_matmul_teardown}
+
+/* Attention over PAIRS (query, key) pairs: 2D flops for the score, 2D for its share of P V.
+ * Bytes: Q, K, V read and out written once. */
+#define ATTN_FLOPS(B, H, D, PAIRS) (4.0 * (B) * (H) * (D) * (PAIRS))
+#define ATTN_BYTES(B, H, T, D) (16.0 * (B) * (H) * (T) * (D))
+
+#define ATTENTION(B, H, T, D, BIG)                                                               \
+    {.chapter = 1, .op = "attention", .shape = "B" #B " H" #H " T" #T " D" #D,                   \
+     .dims = {B, H, T, D, 0}, .flops = ATTN_FLOPS(B, H, D, (double)(T) * (T)),                    \
+     .bytes = ATTN_BYTES(B, H, T, D), .bound = BENCH_COMPUTE, .big = BIG,                         \
+     .setup = bench_attention_setup, .run_naive = bench_attention_naive,                          \
+     .run_fast = bench_attention_fast, .teardown = bench_attention_teardown}
+
+/* Causal: T(T+1)/2 pairs; vs_prev prints its time against the unmasked row before it. */
+#define ATTENTION_CAUSAL(B, H, T, D, BIG)                                                        \
+    {.chapter = 1, .op = "attention", .shape = "B" #B " H" #H " T" #T " D" #D " causal",         \
+     .dims = {B, H, T, D, 1}, .flops = ATTN_FLOPS(B, H, D, (double)(T) * ((T) + 1) / 2.0),        \
+     .bytes = ATTN_BYTES(B, H, T, D), .bound = BENCH_COMPUTE, .big = BIG, .vs_prev = 1,           \
+     .setup = bench_attention_setup, .run_naive = bench_attention_naive,                          \
+     .run_fast = bench_attention_fast, .teardown = bench_attention_teardown}
+
+/* Self-attention through nn.MultiheadAttention's layers: 8 B T E^2 (projections) + 4 B T^2 E
+ * (attention). Bytes: x, the 4 E^2 weights, out. */
+#define MULTIHEAD(B, T, E, H, BIG)                                                               \
+    {.chapter = 2, .op = "multihead", .shape = "B" #B " T" #T " E" #E " H" #H,                    \
+     .dims = {B, T, E, H}, .flops = 8.0 * (B) * (T) * (double)(E) * (E) + 4.0 * (B) * (double)(T) * (T) * (E), \
+     .bytes = 4.0 * (2.0 * (B) * (T) * (E) + 4.0 * (double)(E) * (E)), .bound = BENCH_COMPUTE,  \
+     .big = BIG, .setup = bench_multihead_setup, .run_naive = bench_multihead_naive,             \
+     .run_fast = bench_multihead_fast, .teardown = bench_multihead_teardown}
+
+/* The sinusoidal table: memory-bound, T E floats written. */
+#define POSITIONAL(T, E, BIG)                                                                    \
+    {.chapter = 3, .op = "positional", .shape = #T "x" #E, .dims = {T, E},                       \
+     .bytes = 4.0 * (T) * (E), .bound = BENCH_MEMORY, .big = BIG,                                 \
+     .setup = bench_positional_setup, .run_naive = bench_positional_naive,                        \
+     .run_fast = bench_positional_fast, .teardown = bench_positional_teardown}
+
+/* LayerNorm: memory-bound, x read and out written once (8 N E bytes). */
+#define LAYERNORM(N, E, BIG, REMARK)                                                             \
+    {.chapter = 4, .op = "layernorm", .shape = #N "x" #E, .dims = {N, E},                        \
+     .bytes = 8.0 * (N) * (E), .bound = BENCH_MEMORY, .big = BIG, .remark = REMARK,               \
+     .setup = bench_layernorm_setup, .run_naive = bench_layernorm_naive,                          \
+     .run_fast = bench_layernorm_fast, .teardown = bench_layernorm_teardown}
+
+/* MLM loss: memory-bound, the floor(N KEEP / 100) kept rows of logits read once. */
+#define MLM_LOSS(N, V, KEEP, BIG)                                                                \
+    {.chapter = 5, .op = "mlm_loss", .shape = #N "x" #V " keep" #KEEP, .dims = {N, V, KEEP},     \
+     .bytes = 4.0 * (double)((N) * (KEEP) / 100) * (V), .bound = BENCH_MEMORY, .big = BIG,        \
+     .setup = bench_mlm_loss_setup, .run_naive = bench_mlm_loss_naive,                            \
+     .run_fast = bench_mlm_loss_fast, .teardown = bench_mlm_loss_teardown}
+
+static const BenchCase CASES[] = {
+    /* chapter 00: a BERT-base Linear (512 tokens, 768 -> 768), and a square 2048^3 */
+    LINEAR(512, 768, 768, 0),
+    MATMUL(2048, 2048, 2048, 1),
+    LINEAR(2048, 2048, 2048, 1),
+    /* chapter 01: BERT-base heads (12 x 64) at three sequence lengths, each unmasked then causal */
+    ATTENTION(1, 12, 128, 64, 0),
+    ATTENTION_CAUSAL(1, 12, 128, 64, 0),
+    ATTENTION(1, 12, 512, 64, 1),
+    ATTENTION_CAUSAL(1, 12, 512, 64, 1),
+    ATTENTION(1, 12, 2048, 64, 1),
+    ATTENTION_CAUSAL(1, 12, 2048, 64, 1),
+    /* chapter 02: BERT-base self-attention at 512 tokens, one sequence and a batch of 8 */
+    MULTIHEAD(1, 512, 768, 12, 1),
+    MULTIHEAD(8, 512, 768, 12, 1),
+    /* chapter 03: a long table at BERT-base width */
+    POSITIONAL(8192, 768, 1),
+    /* chapter 04: BERT-base width, a batch of 8 x 512 tokens and a cache-busting 65536 rows */
+    LAYERNORM(4096, 768, 0, "x and out (25 MB) can stay in a large last-level cache: ceil > 100%"),
+    LAYERNORM(65536, 768, 1, NULL),
+    /* chapter 05: 512 tokens over BERT's vocabulary, 15% of the labels kept (masking) or all */
+    MLM_LOSS(512, 30522, 15, 1),
+    MLM_LOSS(512, 30522, 100, 1),
+};
+
+const BenchCase *bench_cases(size_t *n)
+{
+    *n = sizeof CASES / sizeof CASES[0];
+    return CASES;
+}
+
+void bench_case_key(char *buf, size_t buflen, const BenchCase *c)
+{
+    snprintf(buf, buflen, "%s %s", c->op, c->shape);
+}
+
+static const BenchMemoryProbe PROBES[] = {
+    {1, bench_attention_memory},
+};
+
+const BenchMemoryProbe *bench_memory_probes(size_t *n)
+{
+    *n = sizeof PROBES / sizeof PROBES[0];
+    return PROBES;
+}
