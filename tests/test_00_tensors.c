@@ -138,50 +138,9 @@ END_TEST
 
 /* ---------------------------------------------------------------- the runner
  *
- * matmul_run reads its inputs from a GoldenFile; these tests build one in memory from views:
- * a tiny case computed exactly, then every kind of bad input, each refused with a message. */
-
-typedef struct {
-    GoldenFile gf;
-    char path[16];
-    char names[8][32];
-    char *name_ptrs[8];
-    Tensor tensors[8];
-} MemGolden;
-
-static float POOL_F32[64];
-static double POOL_F64[64];
-
-static void mg_init(MemGolden *m) {
-    memset(m, 0, sizeof *m);
-    snprintf(m->path, sizeof m->path, "mem");
-    m->gf.path = m->path;
-    m->gf.names = m->name_ptrs;
-    m->gf.tensors = m->tensors;
-}
-
-/* Adds "name" of the given shape, viewing the float pool (or the double pool for F64). */
-static void mg_add(MemGolden *m, const char *name, TfmDType dt, int ndim, size_t d0, size_t d1) {
-    const size_t shape[2] = {d0, d1};
-    const size_t i = m->gf.n++;
-    snprintf(m->names[i], sizeof m->names[i], "%s", name);
-    m->name_ptrs[i] = m->names[i];
-    m->tensors[i] = tensor_view(dt, dt == TFM_F64 ? (void *)POOL_F64 : (void *)POOL_F32, ndim,
-                                shape);
-}
-
-/* Runs both variants; each must fail, with a message containing `needle`. */
-static void expect_run_error(MemGolden *m, const char *prefix, const char *needle) {
-    for (int v = TFM_NAIVE; v <= TFM_FAST; v++) {
-        OpOutputs out;
-        memset(&out, 0, sizeof out);
-        char err[TFM_ERR_LEN] = "";
-        const int rc = matmul_run(&out, &m->gf, prefix, (TfmVariant)v, err, sizeof err);
-        op_outputs_free(&out);
-        ck_assert_msg(rc == -1, "bad input accepted (expected an error about '%s')", needle);
-        ck_assert_msg(strstr(err, needle) != NULL, "error '%s' does not mention '%s'", err, needle);
-    }
-}
+ * matmul_run reads its inputs from a GoldenFile; these tests build one in memory from views
+ * (TuMemFile): a tiny case computed exactly, then every kind of bad input, each refused with a
+ * message. */
 
 START_TEST(test_runner_computes_both_ops) {
     /* [[1,2,3],[4,5,6]] times [[1,2],[3,4],[5,6]] = [[22,28],[49,64]] (matmul), and with
@@ -189,21 +148,18 @@ START_TEST(test_runner_computes_both_ops) {
     static const float A[6] = {1, 2, 3, 4, 5, 6}, B[6] = {1, 2, 3, 4, 5, 6};
     static const float W[6] = {1, 0, 1, 0, 1, 0}, BIAS[2] = {10, 20};
     static const float MATMUL[4] = {22, 28, 49, 64}, LINEAR[4] = {14, 22, 20, 25};
-    const size_t s23[2] = {2, 3}, s32[2] = {3, 2}, s2[1] = {2};
     for (int v = TFM_NAIVE; v <= TFM_FAST; v++) {
         for (int op = 0; op < 2; op++) {
-            MemGolden m;
-            mg_init(&m);
             /* no prefix: the tensors are called "a", "b" (or "x", "w", "bias") */
-            const char *n[3] = {op ? "x" : "a", op ? "w" : "b", "bias"};
-            m.tensors[0] = tensor_view(TFM_F32, (void *)(uintptr_t)A, 2, s23);
-            m.tensors[1] =
-                tensor_view(TFM_F32, (void *)(uintptr_t)(op ? W : B), 2, op ? s23 : s32);
-            m.tensors[2] = tensor_view(TFM_F32, (void *)(uintptr_t)BIAS, 1, s2);
-            m.gf.n = op ? 3 : 2;
-            for (size_t i = 0; i < m.gf.n; i++) {
-                snprintf(m.names[i], sizeof m.names[i], "%s", n[i]);
-                m.name_ptrs[i] = m.names[i];
+            TuMemFile m;
+            tu_mem_init(&m);
+            if (op == 0) {
+                tu_mem_put(&m, "a", TFM_F32, A, 2, (size_t[]){2, 3});
+                tu_mem_put(&m, "b", TFM_F32, B, 2, (size_t[]){3, 2});
+            } else {
+                tu_mem_put(&m, "x", TFM_F32, A, 2, (size_t[]){2, 3});
+                tu_mem_put(&m, "w", TFM_F32, W, 2, (size_t[]){2, 3});
+                tu_mem_put(&m, "bias", TFM_F32, BIAS, 1, (size_t[]){2});
             }
             OpOutputs out;
             memset(&out, 0, sizeof out);
@@ -226,53 +182,58 @@ START_TEST(test_runner_computes_both_ops) {
 }
 END_TEST
 
+/* The bad inputs' values never matter (the shapes and dtypes are refused first): they view these
+ * zeros. */
+static const float POOL_F32[64];
+static const double POOL_F64[64];
+
 START_TEST(test_runner_refuses_bad_input) {
-    MemGolden m;
+    TuMemFile m;
 
-    mg_init(&m);                                    /* inner dimensions disagree */
-    mg_add(&m, "c/a", TFM_F32, 2, 2, 3);
-    mg_add(&m, "c/b", TFM_F32, 2, 4, 2);
-    expect_run_error(&m, "c", "b is [4, 2]");
+    tu_mem_init(&m);                                /* inner dimensions disagree */
+    tu_mem_put(&m, "c/a", TFM_F32, POOL_F32, 2, (size_t[]){2, 3});
+    tu_mem_put(&m, "c/b", TFM_F32, POOL_F32, 2, (size_t[]){4, 2});
+    tu_expect_refused(matmul_run, &m.gf, "c", "b is [4, 2]");
 
-    mg_init(&m);                                    /* b missing */
-    mg_add(&m, "c/a", TFM_F32, 2, 2, 3);
-    expect_run_error(&m, "c", "c/b");
+    tu_mem_init(&m);                                /* b missing */
+    tu_mem_put(&m, "c/a", TFM_F32, POOL_F32, 2, (size_t[]){2, 3});
+    tu_expect_refused(matmul_run, &m.gf, "c", "c/b");
 
-    mg_init(&m);                                    /* a of the wrong dtype */
-    mg_add(&m, "c/a", TFM_F64, 2, 2, 3);
-    mg_add(&m, "c/b", TFM_F32, 2, 3, 2);
-    expect_run_error(&m, "c", "c/a");
+    tu_mem_init(&m);                                /* a of the wrong dtype */
+    tu_mem_put(&m, "c/a", TFM_F64, POOL_F64, 2, (size_t[]){2, 3});
+    tu_mem_put(&m, "c/b", TFM_F32, POOL_F32, 2, (size_t[]){3, 2});
+    tu_expect_refused(matmul_run, &m.gf, "c", "c/a");
 
-    mg_init(&m);                                    /* b of the wrong rank */
-    mg_add(&m, "c/a", TFM_F32, 2, 2, 3);
-    mg_add(&m, "c/b", TFM_F32, 1, 3, 1);
-    expect_run_error(&m, "c", "c/b");
+    tu_mem_init(&m);                                /* b of the wrong rank */
+    tu_mem_put(&m, "c/a", TFM_F32, POOL_F32, 2, (size_t[]){2, 3});
+    tu_mem_put(&m, "c/b", TFM_F32, POOL_F32, 1, (size_t[]){3});
+    tu_expect_refused(matmul_run, &m.gf, "c", "c/b");
 
-    mg_init(&m);                                    /* neither a nor x */
-    mg_add(&m, "c/w", TFM_F32, 2, 2, 3);
-    expect_run_error(&m, "c", "c/x");
+    tu_mem_init(&m);                                /* neither a nor x */
+    tu_mem_put(&m, "c/w", TFM_F32, POOL_F32, 2, (size_t[]){2, 3});
+    tu_expect_refused(matmul_run, &m.gf, "c", "c/x");
 
-    mg_init(&m);                                    /* w is [N, K'] with K' != K */
-    mg_add(&m, "c/x", TFM_F32, 2, 2, 3);
-    mg_add(&m, "c/w", TFM_F32, 2, 5, 4);
-    expect_run_error(&m, "c", "w is [5, 4]");
+    tu_mem_init(&m);                                /* w is [N, K'] with K' != K */
+    tu_mem_put(&m, "c/x", TFM_F32, POOL_F32, 2, (size_t[]){2, 3});
+    tu_mem_put(&m, "c/w", TFM_F32, POOL_F32, 2, (size_t[]){5, 4});
+    tu_expect_refused(matmul_run, &m.gf, "c", "w is [5, 4]");
 
-    mg_init(&m);                                    /* w given as [K, N] (transposed) */
-    mg_add(&m, "c/x", TFM_F32, 2, 2, 3);
-    mg_add(&m, "c/w", TFM_F32, 2, 3, 5);
-    expect_run_error(&m, "c", "w must be [out, in]");
+    tu_mem_init(&m);                                /* w given as [K, N] (transposed) */
+    tu_mem_put(&m, "c/x", TFM_F32, POOL_F32, 2, (size_t[]){2, 3});
+    tu_mem_put(&m, "c/w", TFM_F32, POOL_F32, 2, (size_t[]){3, 5});
+    tu_expect_refused(matmul_run, &m.gf, "c", "w must be [out, in]");
 
-    mg_init(&m);                                    /* bias of the wrong length */
-    mg_add(&m, "c/x", TFM_F32, 2, 2, 3);
-    mg_add(&m, "c/w", TFM_F32, 2, 5, 3);
-    mg_add(&m, "c/bias", TFM_F32, 1, 4, 1);
-    expect_run_error(&m, "c", "bias is [4]");
+    tu_mem_init(&m);                                /* bias of the wrong length */
+    tu_mem_put(&m, "c/x", TFM_F32, POOL_F32, 2, (size_t[]){2, 3});
+    tu_mem_put(&m, "c/w", TFM_F32, POOL_F32, 2, (size_t[]){5, 3});
+    tu_mem_put(&m, "c/bias", TFM_F32, POOL_F32, 1, (size_t[]){4});
+    tu_expect_refused(matmul_run, &m.gf, "c", "bias is [4]");
 
-    mg_init(&m);                                    /* bias of the wrong rank */
-    mg_add(&m, "c/x", TFM_F32, 2, 2, 3);
-    mg_add(&m, "c/w", TFM_F32, 2, 5, 3);
-    mg_add(&m, "c/bias", TFM_F32, 2, 1, 5);
-    expect_run_error(&m, "c", "c/bias");
+    tu_mem_init(&m);                                /* bias of the wrong rank */
+    tu_mem_put(&m, "c/x", TFM_F32, POOL_F32, 2, (size_t[]){2, 3});
+    tu_mem_put(&m, "c/w", TFM_F32, POOL_F32, 2, (size_t[]){5, 3});
+    tu_mem_put(&m, "c/bias", TFM_F32, POOL_F32, 2, (size_t[]){1, 5});
+    tu_expect_refused(matmul_run, &m.gf, "c", "c/bias");
 }
 END_TEST
 

@@ -447,78 +447,12 @@ END_TEST
 
 /* ---------------------------------------------------------------- the runner refuses bad input */
 
-/* A GoldenFile in memory: the tensors of one golden case (as views), with some removed or
- * replaced, under the case name "c". */
-typedef struct {
-    GoldenFile gf;
-    char path[16];
-    char names[24][48];
-    char *name_ptrs[24];
-    Tensor tensors[24];
-} MemGolden;
-
-static float POOL[4096];
-static uint8_t POOL_BOOL[4096];
-static int64_t POOL_I64[4];
-
-/* Copies the tensors "<case>/..." of src into m as "c/...", skipping the one called `skip`. */
-static void mg_from_case(MemGolden *m, const GoldenFile *src, const char *cname, const char *skip)
-{
-    memset(m, 0, sizeof *m);
-    snprintf(m->path, sizeof m->path, "mem");
-    m->gf.path = m->path;
-    m->gf.names = m->name_ptrs;
-    m->gf.tensors = m->tensors;
-    const size_t len = strlen(cname);
-    for (size_t i = 0; i < src->n; i++) {
-        const char *n = src->names[i];
-        if (strncmp(n, cname, len) != 0 || n[len] != '/')
-            continue;
-        if (skip && strcmp(n + len + 1, skip) == 0)
-            continue;
-        ck_assert_uint_lt(m->gf.n, 24);
-        snprintf(m->names[m->gf.n], sizeof m->names[0], "c/%s", n + len + 1);
-        m->name_ptrs[m->gf.n] = m->names[m->gf.n];
-        m->tensors[m->gf.n] = src->tensors[i];   /* a shallow copy: a view of src's data */
-        m->tensors[m->gf.n].owns = 0;
-        m->gf.n++;
-    }
-}
-
-/* Replaces (or adds) "c/<name>" by a view of the pools with the given dtype and shape. */
-static void mg_put(MemGolden *m, const char *name, TfmDType dt, int ndim, size_t d0, size_t d1,
-                   size_t d2)
-{
-    const size_t shape[3] = {d0, d1, d2};
-    void *data = dt == TFM_BOOL ? (void *)POOL_BOOL : dt == TFM_I64 ? (void *)POOL_I64
-                                                                     : (void *)POOL;
-    char full[48];
-    snprintf(full, sizeof full, "c/%s", name);
-    size_t i = 0;
-    while (i < m->gf.n && strcmp(m->names[i], full) != 0)
-        i++;
-    if (i == m->gf.n) {
-        ck_assert_uint_lt(m->gf.n, 24);
-        snprintf(m->names[i], sizeof m->names[0], "%s", full);
-        m->name_ptrs[i] = m->names[i];
-        m->gf.n++;
-    }
-    m->tensors[i] = tensor_view(dt, data, ndim, shape);
-}
-
-/* Both variants must refuse, with a message containing `needle`. */
-static void expect_error(MemGolden *m, const char *needle)
-{
-    for (int v = TFM_NAIVE; v <= TFM_FAST; v++) {
-        OpOutputs out;
-        memset(&out, 0, sizeof out);
-        char err[TFM_ERR_LEN] = "";
-        const int rc = multihead_run(&out, &m->gf, "c", (TfmVariant)v, err, sizeof err);
-        op_outputs_free(&out);
-        ck_assert_msg(rc == -1, "bad input accepted (expected an error about '%s')", needle);
-        ck_assert_msg(strstr(err, needle) != NULL, "error '%s' does not mention '%s'", err, needle);
-    }
-}
+/* The tensors of one golden case, viewed in memory (TuMemFile) under the case name "c", with one
+ * removed or replaced at a time. The replacements' values never matter except where set below:
+ * they view these pools. */
+static const float POOL[4096];
+static const uint8_t POOL_BOOL[4096];
+static int64_t POOL_I64[64];
 
 START_TEST(test_runner_refuses_bad_input)
 {
@@ -527,56 +461,58 @@ START_TEST(test_runner_refuses_bad_input)
     tu_load_chapter(&gf, &ch, "02-multihead");
     /* cross_kv_e12_h4: B=2, Tq=5, Tk=9, E=12, H=4, with key and value. */
     const char *base = "cross_kv_e12_h4";
-    MemGolden m;
+    TuMemFile m;
 
-    mg_from_case(&m, &gf, base, NULL);                       /* the unchanged case runs */
+    tu_mem_from_case(&m, &gf, base, "c", NULL);              /* the unchanged case runs */
     OpOutputs out;
     memset(&out, 0, sizeof out);
     char err[TFM_ERR_LEN] = "";
     ck_assert_msg(multihead_run(&out, &m.gf, "c", TFM_FAST, err, sizeof err) == 0, "%s", err);
     op_outputs_free(&out);
 
-    mg_from_case(&m, &gf, base, "in_proj_weight");           /* missing parameter */
-    expect_error(&m, "c/in_proj_weight");
-    mg_from_case(&m, &gf, base, "num_heads");                /* missing num_heads */
-    expect_error(&m, "c/num_heads");
-    mg_from_case(&m, &gf, base, NULL);                       /* query of the wrong dtype */
-    mg_put(&m, "query", TFM_F64, 3, 2, 5, 12);
-    expect_error(&m, "c/query");
-    mg_from_case(&m, &gf, base, NULL);                       /* key of another width */
-    mg_put(&m, "key", TFM_F32, 3, 2, 9, 8);
-    expect_error(&m, "key is [2, 9, 8]");
-    mg_from_case(&m, &gf, base, NULL);                       /* value with other tokens */
-    mg_put(&m, "value", TFM_F32, 3, 2, 7, 12);
-    expect_error(&m, "value has 7");
-    mg_from_case(&m, &gf, base, NULL);                       /* in_proj_weight [E, E] */
-    mg_put(&m, "in_proj_weight", TFM_F32, 2, 12, 12, 1);
-    expect_error(&m, "in_proj_weight is [12, 12]");
-    mg_from_case(&m, &gf, base, NULL);                       /* out_proj_bias [3E] */
-    mg_put(&m, "out_proj_bias", TFM_F32, 1, 36, 1, 1);
-    expect_error(&m, "out_proj_bias is [36]");
-    mg_from_case(&m, &gf, base, NULL);                       /* 5 heads do not divide 12 */
-    mg_put(&m, "num_heads", TFM_I64, 0, 1, 1, 1);
+    tu_mem_from_case(&m, &gf, base, "c", "in_proj_weight");  /* missing parameter */
+    tu_expect_refused(multihead_run, &m.gf, "c", "c/in_proj_weight");
+    tu_mem_from_case(&m, &gf, base, "c", "num_heads");       /* missing num_heads */
+    tu_expect_refused(multihead_run, &m.gf, "c", "c/num_heads");
+    tu_mem_from_case(&m, &gf, base, "c", NULL);              /* query of the wrong dtype */
+    tu_mem_put(&m, "c/query", TFM_F64, POOL, 3, (size_t[]){2, 5, 12});
+    tu_expect_refused(multihead_run, &m.gf, "c", "c/query");
+    tu_mem_from_case(&m, &gf, base, "c", NULL);              /* key of another width */
+    tu_mem_put(&m, "c/key", TFM_F32, POOL, 3, (size_t[]){2, 9, 8});
+    tu_expect_refused(multihead_run, &m.gf, "c", "key is [2, 9, 8]");
+    tu_mem_from_case(&m, &gf, base, "c", NULL);              /* value with other tokens */
+    tu_mem_put(&m, "c/value", TFM_F32, POOL, 3, (size_t[]){2, 7, 12});
+    tu_expect_refused(multihead_run, &m.gf, "c", "value has 7");
+    tu_mem_from_case(&m, &gf, base, "c", NULL);              /* in_proj_weight [E, E] */
+    tu_mem_put(&m, "c/in_proj_weight", TFM_F32, POOL, 2, (size_t[]){12, 12});
+    tu_expect_refused(multihead_run, &m.gf, "c", "in_proj_weight is [12, 12]");
+    tu_mem_from_case(&m, &gf, base, "c", NULL);              /* out_proj_bias [3E] */
+    tu_mem_put(&m, "c/out_proj_bias", TFM_F32, POOL, 1, (size_t[]){36});
+    tu_expect_refused(multihead_run, &m.gf, "c", "out_proj_bias is [36]");
+    tu_mem_from_case(&m, &gf, base, "c", NULL);              /* 5 heads do not divide 12 */
+    tu_mem_put(&m, "c/num_heads", TFM_I64, POOL_I64, 0, NULL);
     POOL_I64[0] = 5;
-    expect_error(&m, "num_heads is 5");
+    tu_expect_refused(multihead_run, &m.gf, "c", "num_heads is 5");
     POOL_I64[0] = 0;
-    expect_error(&m, "num_heads is 0");
-    mg_from_case(&m, &gf, base, NULL);                       /* attn_mask [Tk, Tq] */
-    mg_put(&m, "attn_mask", TFM_BOOL, 2, 9, 5, 1);
-    expect_error(&m, "attn_mask is [9, 5]");
-    mg_put(&m, "attn_mask", TFM_F32, 3, 2, 5, 9);            /* [B, Tq, Tk], not [B*H, ...] */
-    expect_error(&m, "attn_mask is [2, 5, 9]");
-    mg_put(&m, "attn_mask", TFM_I64, 2, 5, 9, 1);            /* integer mask */
-    expect_error(&m, "attn_mask is I64");
-    mg_from_case(&m, &gf, base, NULL);                       /* key_padding_mask [B, Tq] */
-    mg_put(&m, "key_padding_mask", TFM_BOOL, 2, 2, 5, 1);
-    expect_error(&m, "key_padding_mask is [2, 5]");
-    mg_put(&m, "key_padding_mask", TFM_F32, 2, 2, 9, 1);     /* float padding mask */
-    expect_error(&m, "c/key_padding_mask");
-    mg_from_case(&m, &gf, base, NULL);                       /* a flag that is not 0 or 1 */
-    mg_put(&m, "need_weights", TFM_I64, 0, 1, 1, 1);
+    tu_expect_refused(multihead_run, &m.gf, "c", "num_heads is 0");
+    tu_mem_from_case(&m, &gf, base, "c", NULL);              /* attn_mask [Tk, Tq] */
+    tu_mem_put(&m, "c/attn_mask", TFM_BOOL, POOL_BOOL, 2, (size_t[]){9, 5});
+    tu_expect_refused(multihead_run, &m.gf, "c", "attn_mask is [9, 5]");
+    /* [B, Tq, Tk], not [B*H, ...] */
+    tu_mem_put(&m, "c/attn_mask", TFM_F32, POOL, 3, (size_t[]){2, 5, 9});
+    tu_expect_refused(multihead_run, &m.gf, "c", "attn_mask is [2, 5, 9]");
+    tu_mem_put(&m, "c/attn_mask", TFM_I64, POOL_I64, 2, (size_t[]){5, 9});  /* integer mask */
+    tu_expect_refused(multihead_run, &m.gf, "c", "attn_mask is I64");
+    tu_mem_from_case(&m, &gf, base, "c", NULL);              /* key_padding_mask [B, Tq] */
+    tu_mem_put(&m, "c/key_padding_mask", TFM_BOOL, POOL_BOOL, 2, (size_t[]){2, 5});
+    tu_expect_refused(multihead_run, &m.gf, "c", "key_padding_mask is [2, 5]");
+    /* float padding mask */
+    tu_mem_put(&m, "c/key_padding_mask", TFM_F32, POOL, 2, (size_t[]){2, 9});
+    tu_expect_refused(multihead_run, &m.gf, "c", "c/key_padding_mask");
+    tu_mem_from_case(&m, &gf, base, "c", NULL);              /* a flag that is not 0 or 1 */
+    tu_mem_put(&m, "c/need_weights", TFM_I64, POOL_I64, 0, NULL);
     POOL_I64[0] = 2;
-    expect_error(&m, "need_weights is 2");
+    tu_expect_refused(multihead_run, &m.gf, "c", "need_weights is 2");
     golden_free(&gf);
 }
 END_TEST
@@ -611,16 +547,15 @@ START_TEST(test_errata_000_3_2_goldens)
 
     /* 2. The article's single full-width head is another function: PyTorch's own two outputs
      *    differ by far more than rounding. */
-    char name[96];
     static const char *const tn[7] = {"query", "in_proj_weight", "in_proj_bias",
                                       "out_proj_weight", "out_proj_bias", "attn_output",
                                       "out_article"};
     static const int nd[7] = {3, 2, 1, 2, 1, 3, 3};
     const Tensor *t[7];
     for (int i = 0; i < 7; i++) {
-        snprintf(name, sizeof name, "%s/%s", ERRATA, tn[i]);
-        t[i] = golden_require(&gf, name, TFM_F32, nd[i], err, sizeof err);
-        ck_assert_msg(t[i] != NULL, "%s", err);
+        t[i] = tu_case_tensor(&gf, ERRATA, tn[i], TFM_F32);
+        ck_assert_msg(t[i]->ndim == nd[i], "%s/%s has %d dimensions, expected %d", ERRATA, tn[i],
+                      t[i]->ndim, nd[i]);
     }
     const Tensor *out = t[5], *article = t[6];
     CompareResult r = compare_f32(tensor_f32(article), article->numel, out, ch->atol, ch->rtol);

@@ -20,16 +20,6 @@
 
 static const char *const CH = "03-positional";
 
-/* The golden tensor "<c>/<t>", required with dtype dt. */
-static const Tensor *golden(const GoldenFile *gf, const char *c, const char *t, TfmDType dt)
-{
-    char name[128], err[TFM_ERR_LEN];
-    snprintf(name, sizeof name, "%s/%s", c, t);
-    const Tensor *x = golden_require(gf, name, dt, -1, err, sizeof err);
-    ck_assert_msg(x != NULL, "%s", err);
-    return x;
-}
-
 typedef void (*PeFn)(float *, const int64_t *, size_t, size_t);
 static const PeFn PE_FN[2] = {pe_sinusoidal_naive, pe_sinusoidal_fast};
 
@@ -60,11 +50,11 @@ START_TEST(test_pe_error_by_position)
     double worst[NB][3] = {{0}};   /* per bucket: naive, fast, PyTorch; E >= 64 cases only */
     double worst_all[2] = {0, 0};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        const Tensor *pos = golden(&gf, cases[c], "positions", TFM_I64);
-        const Tensor *torch = golden(&gf, cases[c], "out", TFM_F32);
-        const Tensor *truth = golden(&gf, cases[c], "out_f64", TFM_F64);
-        const size_t T = pos->shape[0], E = (size_t)tensor_i64(golden(&gf, cases[c], "d_model",
-                                                                       TFM_I64))[0];
+        const Tensor *pos = tu_case_tensor(&gf, cases[c], "positions", TFM_I64);
+        const Tensor *torch = tu_case_tensor(&gf, cases[c], "out", TFM_F32);
+        const Tensor *truth = tu_case_tensor(&gf, cases[c], "out_f64", TFM_F64);
+        const size_t T = pos->shape[0];
+        const size_t E = (size_t)tensor_i64(tu_case_tensor(&gf, cases[c], "d_model", TFM_I64))[0];
         float *got[2];
         for (int v = 0; v < 2; v++) {
             got[v] = tu_malloc(T * E * sizeof(float));
@@ -127,7 +117,7 @@ START_TEST(test_embeddings_bit_exact)
             snprintf(label, sizeof label, "%s %s (bit exact)", tfm_variant_name((TfmVariant)v),
                      cases[c]);
             tu_assert_close(label, tensor_f32(&out.tensors[0]), out.tensors[0].numel,
-                            golden(&gf, cases[c], "out", TFM_F32), 0.0, 0.0);
+                            tu_case_tensor(&gf, cases[c], "out", TFM_F32), 0.0, 0.0);
             op_outputs_free(&out);
         }
     }
@@ -415,136 +405,104 @@ END_TEST
 
 /* ---------------------------------------------------------------- the runner */
 
-/* A GoldenFile built in memory from views of the arrays below. */
-typedef struct {
-    GoldenFile gf;
-    char names[8][48];
-    char *name_ptrs[8];
-    Tensor tensors[8];
-} MemFile;
-
+/* The runner reads a GoldenFile; these build one in memory (TuMemFile), with no case prefix, from
+ * views of the arrays below. */
 static int64_t POOL_I64[64];
-static float POOL_F32[256];
-
-static void mf_init(MemFile *m)
-{
-    memset(m, 0, sizeof *m);
-    m->gf.path = (char *)"mem";
-    m->gf.names = m->name_ptrs;
-    m->gf.tensors = m->tensors;
-}
-
-/* Adds "name" with shape [d0, d1] (ndim 0..2), viewing a pool: POOL_I64 for I64, else POOL_F32. */
-static void mf_add(MemFile *m, const char *name, TfmDType dt, int ndim, size_t d0, size_t d1)
-{
-    const size_t shape[2] = {d0, d1}, i = m->gf.n++;
-    snprintf(m->names[i], sizeof m->names[i], "%s", name);
-    m->name_ptrs[i] = m->names[i];
-    m->tensors[i] = tensor_view(dt, dt == TFM_I64 ? (void *)POOL_I64 : (void *)POOL_F32, ndim,
-                                shape);
-}
-
-static void expect_error(MemFile *m, const char *needle)
-{
-    for (int v = TFM_NAIVE; v <= TFM_FAST; v++) {
-        OpOutputs out;
-        memset(&out, 0, sizeof out);
-        char err[TFM_ERR_LEN] = "";
-        const int rc = positional_run(&out, &m->gf, "", (TfmVariant)v, err, sizeof err);
-        op_outputs_free(&out);
-        ck_assert_msg(rc == -1, "bad input accepted (expected an error about '%s')", needle);
-        ck_assert_msg(strstr(err, needle) != NULL, "error '%s' does not mention '%s'", err, needle);
-    }
-}
+static const float POOL_F32[256];
 
 /* An embeddings file: input_ids [B,T] (POOL_I64, all 1 unless changed), word_emb [V,E],
  * pos_emb [P,E] (POOL_F32). */
-static void mf_embeddings(MemFile *m, size_t B, size_t T, size_t V, size_t P, size_t E)
+static void mem_embeddings(TuMemFile *m, size_t B, size_t T, size_t V, size_t P, size_t E)
 {
-    mf_init(m);
+    const size_t ids[2] = {B, T}, word[2] = {V, E}, pos[2] = {P, E};
+    tu_mem_init(m);
     for (size_t k = 0; k < 64; k++)
         POOL_I64[k] = 1;
-    mf_add(m, "input_ids", TFM_I64, 2, B, T);
-    mf_add(m, "word_emb", TFM_F32, 2, V, E);
-    mf_add(m, "pos_emb", TFM_F32, 2, P, E);
+    tu_mem_put(m, "input_ids", TFM_I64, POOL_I64, 2, ids);
+    tu_mem_put(m, "word_emb", TFM_F32, POOL_F32, 2, word);
+    tu_mem_put(m, "pos_emb", TFM_F32, POOL_F32, 2, pos);
 }
 
 START_TEST(test_runner_refuses_bad_pe_input)
 {
-    MemFile m;
-    mf_init(&m);                                   /* d_model missing */
+    TuMemFile m;
+    tu_mem_init(&m);                               /* d_model missing */
     memset(POOL_I64, 0, sizeof POOL_I64);
-    mf_add(&m, "positions", TFM_I64, 1, 4, 1);
-    expect_error(&m, "d_model");
+    tu_mem_put(&m, "positions", TFM_I64, POOL_I64, 1, (size_t[]){4});
+    tu_expect_refused(positional_run, &m.gf, "", "d_model");
 
-    mf_init(&m);                                   /* positions as float */
-    mf_add(&m, "positions", TFM_F32, 1, 4, 1);
-    mf_add(&m, "d_model", TFM_I64, 0, 1, 1);
-    expect_error(&m, "positions");
+    tu_mem_init(&m);                               /* positions as float */
+    tu_mem_put(&m, "positions", TFM_F32, POOL_F32, 1, (size_t[]){4});
+    tu_mem_put(&m, "d_model", TFM_I64, POOL_I64, 0, NULL);
+    tu_expect_refused(positional_run, &m.gf, "", "positions");
 
-    mf_init(&m);                                   /* d_model 0 */
-    mf_add(&m, "positions", TFM_I64, 1, 4, 1);
-    mf_add(&m, "d_model", TFM_I64, 0, 1, 1);
+    tu_mem_init(&m);                               /* d_model 0 */
+    tu_mem_put(&m, "positions", TFM_I64, POOL_I64, 1, (size_t[]){4});
+    tu_mem_put(&m, "d_model", TFM_I64, POOL_I64, 0, NULL);
     POOL_I64[0] = 0;
-    expect_error(&m, "d_model is 0");
+    tu_expect_refused(positional_run, &m.gf, "", "d_model is 0");
 
     POOL_I64[0] = 8;                               /* d_model 8, positions[2] negative */
     POOL_I64[2] = -3;
-    expect_error(&m, "positions[2] is -3");
+    tu_expect_refused(positional_run, &m.gf, "", "positions[2] is -3");
     POOL_I64[2] = ((int64_t)1 << 24) + 1;          /* past 2^24 */
-    expect_error(&m, "positions[2] is 16777217");
+    tu_expect_refused(positional_run, &m.gf, "", "positions[2] is 16777217");
     POOL_I64[2] = 0;
 
-    mf_init(&m);                                   /* positions of rank 2 */
-    mf_add(&m, "positions", TFM_I64, 2, 2, 2);
-    mf_add(&m, "d_model", TFM_I64, 0, 1, 1);
-    expect_error(&m, "positions");
+    tu_mem_init(&m);                               /* positions of rank 2 */
+    tu_mem_put(&m, "positions", TFM_I64, POOL_I64, 2, (size_t[]){2, 2});
+    tu_mem_put(&m, "d_model", TFM_I64, POOL_I64, 0, NULL);
+    tu_expect_refused(positional_run, &m.gf, "", "positions");
 }
 END_TEST
 
 START_TEST(test_runner_refuses_bad_embeddings_input)
 {
-    MemFile m;
-    mf_embeddings(&m, 2, 3, 4, 5, 6);              /* an id past the vocabulary */
+    TuMemFile m;
+    mem_embeddings(&m, 2, 3, 4, 5, 6);             /* an id past the vocabulary */
     POOL_I64[4] = 4;
-    expect_error(&m, "input_ids[1, 1] = 4 is outside word_emb's 4 rows (valid 0..3)");
+    tu_expect_refused(positional_run, &m.gf, "",
+                      "input_ids[1, 1] = 4 is outside word_emb's 4 rows (valid 0..3)");
     POOL_I64[4] = -1;                              /* a negative id */
-    expect_error(&m, "input_ids[1, 1] = -1");
+    tu_expect_refused(positional_run, &m.gf, "", "input_ids[1, 1] = -1");
 
-    mf_embeddings(&m, 1, 6, 4, 5, 6);              /* implicit positions 0..5, pos_emb has 5 */
-    expect_error(&m, "position_ids[0, 5] = 5 is outside pos_emb's 5 rows");
+    mem_embeddings(&m, 1, 6, 4, 5, 6);             /* implicit positions 0..5, pos_emb has 5 */
+    tu_expect_refused(positional_run, &m.gf, "",
+                      "position_ids[0, 5] = 5 is outside pos_emb's 5 rows");
 
-    mf_embeddings(&m, 2, 3, 4, 5, 6);              /* explicit position id past the table */
-    mf_add(&m, "position_ids", TFM_I64, 2, 2, 3);  /* views POOL_I64 too: the ids are all 1 */
-    POOL_I64[5] = 5;
-    expect_error(&m, "input_ids[1, 2] = 5");       /* input_ids is checked first */
+    mem_embeddings(&m, 2, 3, 4, 5, 6);             /* explicit position id past the table */
+    /* position_ids views POOL_I64 too: the ids are all 1 */
+    tu_mem_put(&m, "position_ids", TFM_I64, POOL_I64, 2, (size_t[]){2, 3});
+    POOL_I64[5] = 5;                               /* input_ids is checked first */
+    tu_expect_refused(positional_run, &m.gf, "", "input_ids[1, 2] = 5");
     POOL_I64[5] = 3;
-    mf_add(&m, "type_emb", TFM_F32, 2, 2, 6);
-    mf_add(&m, "token_type_ids", TFM_I64, 2, 2, 3);
-    expect_error(&m, "token_type_ids[1, 2] = 3 is outside type_emb's 2 rows");
+    tu_mem_put(&m, "type_emb", TFM_F32, POOL_F32, 2, (size_t[]){2, 6});
+    tu_mem_put(&m, "token_type_ids", TFM_I64, POOL_I64, 2, (size_t[]){2, 3});
+    tu_expect_refused(positional_run, &m.gf, "",
+                      "token_type_ids[1, 2] = 3 is outside type_emb's 2 rows");
 
-    mf_embeddings(&m, 2, 3, 4, 5, 6);              /* token_type_ids without type_emb */
-    mf_add(&m, "token_type_ids", TFM_I64, 2, 2, 3);
-    expect_error(&m, "type_emb is not");
+    mem_embeddings(&m, 2, 3, 4, 5, 6);             /* token_type_ids without type_emb */
+    tu_mem_put(&m, "token_type_ids", TFM_I64, POOL_I64, 2, (size_t[]){2, 3});
+    tu_expect_refused(positional_run, &m.gf, "", "type_emb is not");
 
-    mf_embeddings(&m, 2, 3, 4, 5, 6);              /* position_ids of another shape */
-    mf_add(&m, "position_ids", TFM_I64, 2, 3, 2);
-    expect_error(&m, "position_ids is [3, 2]");
+    mem_embeddings(&m, 2, 3, 4, 5, 6);             /* position_ids of another shape */
+    tu_mem_put(&m, "position_ids", TFM_I64, POOL_I64, 2, (size_t[]){3, 2});
+    tu_expect_refused(positional_run, &m.gf, "", "position_ids is [3, 2]");
 
-    mf_init(&m);                                   /* pos_emb of another width */
-    mf_add(&m, "input_ids", TFM_I64, 2, 1, 2);
-    mf_add(&m, "word_emb", TFM_F32, 2, 4, 6);
-    mf_add(&m, "pos_emb", TFM_F32, 2, 5, 7);
-    expect_error(&m, "E = 6");
+    tu_mem_init(&m);                               /* pos_emb of another width */
+    tu_mem_put(&m, "input_ids", TFM_I64, POOL_I64, 2, (size_t[]){1, 2});
+    tu_mem_put(&m, "word_emb", TFM_F32, POOL_F32, 2, (size_t[]){4, 6});
+    tu_mem_put(&m, "pos_emb", TFM_F32, POOL_F32, 2, (size_t[]){5, 7});
+    tu_expect_refused(positional_run, &m.gf, "", "E = 6");
 
-    mf_init(&m);                                   /* word_emb missing */
-    mf_add(&m, "input_ids", TFM_I64, 2, 1, 2);
-    mf_add(&m, "pos_emb", TFM_F32, 2, 5, 7);
-    expect_error(&m, "word_emb");
+    tu_mem_init(&m);                               /* word_emb missing */
+    tu_mem_put(&m, "input_ids", TFM_I64, POOL_I64, 2, (size_t[]){1, 2});
+    tu_mem_put(&m, "pos_emb", TFM_F32, POOL_F32, 2, (size_t[]){5, 7});
+    tu_expect_refused(positional_run, &m.gf, "", "word_emb");
 
-    mf_embeddings(&m, 1, 2, 4, 5, 6);              /* input_ids as float */
-    m.tensors[0].dtype = TFM_F32;
-    expect_error(&m, "input_ids");
+    mem_embeddings(&m, 1, 2, 4, 5, 6);             /* input_ids as float */
+    tu_mem_put(&m, "input_ids", TFM_F32, POOL_I64, 2, (size_t[]){1, 2});
+    tu_expect_refused(positional_run, &m.gf, "", "input_ids");
 }
 END_TEST
 
@@ -595,8 +553,8 @@ START_TEST(test_errata_000_3_3)
     float *art[2], *ours[2][2];
     size_t E = 0;
     for (int c = 0; c < 2; c++) {
-        E = (size_t)tensor_i64(golden(&gf, cases[c], "d_model", TFM_I64))[0];
-        const Tensor *pos = golden(&gf, cases[c], "positions", TFM_I64);
+        E = (size_t)tensor_i64(tu_case_tensor(&gf, cases[c], "d_model", TFM_I64))[0];
+        const Tensor *pos = tu_case_tensor(&gf, cases[c], "positions", TFM_I64);
         ck_assert_uint_eq(pos->shape[0], Ns[c]);
         ck_assert_int_eq(tensor_i64(pos)[4], 5);   /* row 4 is position 5 */
         /* 1. our C reading of the article reproduces PyTorch's: the difference shown below is
@@ -604,9 +562,10 @@ START_TEST(test_errata_000_3_3)
         art[c] = tu_malloc(Ns[c] * E * sizeof(float));
         pe_article_000_3_3(art[c], Ns[c], E);
         tu_assert_close("C article table vs PyTorch float64", art[c], Ns[c] * E,
-                        golden(&gf, cases[c], "out_article_f64", TFM_F64), TOL_03_TRUTH_ATOL, 0.0);
+                        tu_case_tensor(&gf, cases[c], "out_article_f64", TFM_F64),
+                        TOL_03_TRUTH_ATOL, 0.0);
         tu_assert_close("C article table vs PyTorch float32", art[c], Ns[c] * E,
-                        golden(&gf, cases[c], "out_article", TFM_F32), ch->atol, ch->rtol);
+                        tu_case_tensor(&gf, cases[c], "out_article", TFM_F32), ch->atol, ch->rtol);
         for (int v = 0; v < 2; v++) {
             ours[c][v] = tu_malloc(Ns[c] * E * sizeof(float));
             PE_FN[v](ours[c][v], tensor_i64(pos), Ns[c], E);
@@ -621,16 +580,16 @@ START_TEST(test_errata_000_3_3)
                     "%.3f\n", diff);
     ck_assert_msg(diff > 0.5, "the article's code for position 5 barely moved (%.3g)", diff);
     /*    ... in PyTorch's goldens too */
-    const float *g10 = tensor_f32(golden(&gf, cases[0], "out_article", TFM_F32)) + 4 * E;
-    const float *g20 = tensor_f32(golden(&gf, cases[1], "out_article", TFM_F32)) + 4 * E;
+    const float *g10 = tensor_f32(tu_case_tensor(&gf, cases[0], "out_article", TFM_F32)) + 4 * E;
+    const float *g20 = tensor_f32(tu_case_tensor(&gf, cases[1], "out_article", TFM_F32)) + 4 * E;
     ck_assert(memcmp(g10, g20, E * sizeof(float)) != 0);
     /* 3. ... while the real encoding of position 5 is the same bits in both tables, in both
      *    variants and in PyTorch's goldens. */
     for (int v = 0; v < 2; v++)
         ck_assert_msg(memcmp(ours[0][v] + 4 * E, ours[1][v] + 4 * E, E * sizeof(float)) == 0,
                       "%s: PE(5) depends on the table length", tfm_variant_name((TfmVariant)v));
-    const float *t10 = tensor_f32(golden(&gf, cases[0], "out", TFM_F32)) + 4 * E;
-    const float *t20 = tensor_f32(golden(&gf, cases[1], "out", TFM_F32)) + 4 * E;
+    const float *t10 = tensor_f32(tu_case_tensor(&gf, cases[0], "out", TFM_F32)) + 4 * E;
+    const float *t20 = tensor_f32(tu_case_tensor(&gf, cases[1], "out", TFM_F32)) + 4 * E;
     ck_assert(memcmp(t10, t20, E * sizeof(float)) == 0);
     /* 4. The article's table is the paper's exactly when N happens to equal d_model. */
     float *sq = tu_malloc(E * E * sizeof(float)), *real = tu_malloc(E * E * sizeof(float));

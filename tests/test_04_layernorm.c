@@ -30,16 +30,6 @@ END_TEST
 START_TEST(test_fast_vs_goldens) { tu_check_all_cases(CH, TFM_FAST); }
 END_TEST
 
-/* "<c>/<t>" of the chapter's golden file, required. */
-static const Tensor *golden(const GoldenFile *gf, const char *c, const char *t, TfmDType dt)
-{
-    char name[128], err[TFM_ERR_LEN];
-    snprintf(name, sizeof name, "%s/%s", c, t);
-    const Tensor *x = golden_require(gf, name, dt, -1, err, sizeof err);
-    ck_assert_msg(x != NULL, "%s", err);
-    return x;
-}
-
 /* ---------------------------------------------------------------- fast vs naive */
 
 typedef void (*LnFn)(float *, float *, float *, const float *, const float *, const float *,
@@ -337,12 +327,12 @@ START_TEST(test_offset_rows_vs_truth)
     const TfmChapter *ch;
     tu_load_chapter(&gf, &ch, CH);
     const char *c = "offset_1e4";
-    const Tensor *x = golden(&gf, c, "x_offset", TFM_F32);
-    const Tensor *t_out = golden(&gf, c, "out_offset_f64", TFM_F64);
-    const Tensor *t_mean = golden(&gf, c, "mean_offset_f64", TFM_F64);
-    const Tensor *t_rstd = golden(&gf, c, "rstd_offset_f64", TFM_F64);
-    const Tensor *p_out = golden(&gf, c, "out_offset", TFM_F32);
-    const Tensor *p_rstd = golden(&gf, c, "rstd_offset", TFM_F32);
+    const Tensor *x = tu_case_tensor(&gf, c, "x_offset", TFM_F32);
+    const Tensor *t_out = tu_case_tensor(&gf, c, "out_offset_f64", TFM_F64);
+    const Tensor *t_mean = tu_case_tensor(&gf, c, "mean_offset_f64", TFM_F64);
+    const Tensor *t_rstd = tu_case_tensor(&gf, c, "rstd_offset_f64", TFM_F64);
+    const Tensor *p_out = tu_case_tensor(&gf, c, "out_offset", TFM_F32);
+    const Tensor *p_rstd = tu_case_tensor(&gf, c, "rstd_offset", TFM_F32);
     const size_t N = x->shape[0], E = x->shape[1];
     float *y = tu_malloc(N * E * sizeof(float)), m[8], r[8];
     ck_assert_uint_le(N, 8);
@@ -447,12 +437,14 @@ START_TEST(test_overflow_rows)
     const TfmChapter *ch;
     tu_load_chapter(&gf, &ch, CH);
     const char *c = "overflow_2e19";
-    const Tensor *x18 = golden(&gf, c, "x_1e18", TFM_F32), *x5 = golden(&gf, c, "x_5e19", TFM_F32);
+    const Tensor *x18 = tu_case_tensor(&gf, c, "x_1e18", TFM_F32);
+    const Tensor *x5 = tu_case_tensor(&gf, c, "x_5e19", TFM_F32);
     const size_t N = x18->shape[0], E = x18->shape[1];
     float *y = tu_malloc(N * E * sizeof(float)), r[8];
     ck_assert_uint_le(N, 8);
     /* PyTorch, pinned */
-    const Tensor *p18 = golden(&gf, c, "out_1e18", TFM_F32), *p5 = golden(&gf, c, "out_5e19", TFM_F32);
+    const Tensor *p18 = tu_case_tensor(&gf, c, "out_1e18", TFM_F32);
+    const Tensor *p5 = tu_case_tensor(&gf, c, "out_5e19", TFM_F32);
     for (size_t i = 0; i < N * E; i++) {
         ck_assert(tensor_f32(p18)[i] == 0.0f);
         ck_assert(isnan(tensor_f32(p5)[i]));
@@ -461,9 +453,9 @@ START_TEST(test_overflow_rows)
         LnFn ln = v ? layernorm_forward_fast : layernorm_forward_naive;
         ln(y, NULL, r, tensor_f32(x18), NULL, NULL, 1e-5f, N, E);
         tu_assert_close(v ? "fast 1e18 vs truth" : "naive 1e18 vs truth", y, N * E,
-                        golden(&gf, c, "out_1e18_f64", TFM_F64), ATOL, RTOL);
+                        tu_case_tensor(&gf, c, "out_1e18_f64", TFM_F64), ATOL, RTOL);
         tu_assert_close(v ? "fast 1e18 rstd" : "naive 1e18 rstd", r, N,
-                        golden(&gf, c, "rstd_1e18_f64", TFM_F64), 0.0, 1e-6);
+                        tu_case_tensor(&gf, c, "rstd_1e18_f64", TFM_F64), 0.0, 1e-6);
         ln(y, NULL, r, tensor_f32(x5), NULL, NULL, 1e-5f, N, E);
         for (size_t n = 0; n < N; n++)
             ck_assert_msg(r[n] == 0.0f, "5e19: rstd %g", (double)r[n]);
@@ -477,89 +469,66 @@ END_TEST
 
 /* ---------------------------------------------------------------- the runner refuses bad input */
 
-/* A small in-memory golden file: tensors added by name, all views of caller memory. */
-typedef struct {
-    GoldenFile gf;
-    char names[12][48];
-    char *name_ptrs[12];
-    Tensor tensors[12];
-} MemFile;
-
-static void mem_add(MemFile *m, const char *name, TfmDType dt, void *data, int ndim,
-                    const size_t *shape)
-{
-    const size_t i = m->gf.n++;
-    snprintf(m->names[i], sizeof m->names[i], "%s", name);
-    m->name_ptrs[i] = m->names[i];
-    m->tensors[i] = tensor_view(dt, data, ndim, shape);
-}
-
-static void expect_refusal(MemFile *m, const char *needle)
-{
-    m->gf.names = m->name_ptrs;
-    m->gf.tensors = m->tensors;
-    m->gf.path = (char *)"mem";
-    OpOutputs res;
-    memset(&res, 0, sizeof res);
-    char err[TFM_ERR_LEN] = "";
-    const int rc = layernorm_run(&res, &m->gf, "", TFM_FAST, err, sizeof err);
-    op_outputs_free(&res);
-    ck_assert_msg(rc == -1, "bad input accepted (expected an error about '%s')", needle);
-    ck_assert_msg(strstr(err, needle) != NULL, "error '%s' does not mention '%s'", err, needle);
-}
-
+/* Each bad input is a GoldenFile in memory (TuMemFile) with no case prefix, viewing buf, d and
+ * neg; both variants must refuse it. */
 START_TEST(test_runner_refuses_bad_input)
 {
-    float buf[64] = {0};
-    double d[2] = {1e-5, 1e-5}, neg = -1.0;
-    const size_t s23[2] = {2, 3}, s32[2] = {3, 2}, s2[1] = {2}, s3[1] = {3}, s33[2] = {3, 3},
-                 s20[2] = {2, 0}, s0[1] = {0};
-    MemFile m;
-#define FRESH() (memset(&m, 0, sizeof m))
-    FRESH();
-    mem_add(&m, "gamma", TFM_F32, buf, 1, s3);
-    expect_refusal(&m, "'x' is missing");
-    FRESH();
-    mem_add(&m, "x", TFM_F64, d, 1, s2);
-    expect_refusal(&m, "expected F32");
-    FRESH();
-    mem_add(&m, "x", TFM_F32, buf, 2, s20);
-    expect_refusal(&m, "at least 1");
-    FRESH();
-    mem_add(&m, "x", TFM_F32, buf, 2, s23);
-    mem_add(&m, "gamma", TFM_F32, buf, 1, s2);
-    expect_refusal(&m, "gamma is [2]");
-    FRESH();
-    mem_add(&m, "x", TFM_F32, buf, 2, s23);
-    mem_add(&m, "beta", TFM_F32, buf, 2, s23);
-    expect_refusal(&m, "beta");
-    FRESH();
-    mem_add(&m, "x", TFM_F32, buf, 2, s23);
-    mem_add(&m, "eps", TFM_F64, &neg, 0, s0);
-    expect_refusal(&m, "eps is -1");
-    FRESH();
-    mem_add(&m, "x", TFM_F32, buf, 2, s23);
-    mem_add(&m, "eps", TFM_F32, buf, 0, s0);
-    expect_refusal(&m, "expected F64");
-    FRESH();
-    mem_add(&m, "x", TFM_F32, buf, 2, s23);
-    mem_add(&m, "s", TFM_F32, buf, 2, s32);
-    expect_refusal(&m, "equal shapes");
-    FRESH();
-    mem_add(&m, "x", TFM_F32, buf, 2, s23);
-    mem_add(&m, "w", TFM_F32, buf, 2, s23);
-    expect_refusal(&m, "must be [3, 3]");
-    FRESH();
-    mem_add(&m, "x", TFM_F32, buf, 2, s23);
-    mem_add(&m, "w", TFM_F32, buf, 2, s33);
-    mem_add(&m, "bias", TFM_F32, buf, 1, s2);
-    expect_refusal(&m, "bias is [2]");
-    FRESH();
-    mem_add(&m, "x", TFM_F32, buf, 2, s23);
-    mem_add(&m, "w", TFM_F32, buf, 2, s33);
-    mem_add(&m, "s", TFM_F32, buf, 2, s23);
-    expect_refusal(&m, "give one");
-#undef FRESH
+    const float buf[64] = {0};
+    const double d[2] = {1e-5, 1e-5}, neg = -1.0;
+    TuMemFile m;
+    tu_mem_init(&m);
+    tu_mem_put(&m, "gamma", TFM_F32, buf, 1, (size_t[]){3});
+    tu_expect_refused(layernorm_run, &m.gf, "", "'x' is missing");
+
+    tu_mem_init(&m);
+    tu_mem_put(&m, "x", TFM_F64, d, 1, (size_t[]){2});
+    tu_expect_refused(layernorm_run, &m.gf, "", "expected F32");
+
+    tu_mem_init(&m);
+    tu_mem_put(&m, "x", TFM_F32, buf, 2, (size_t[]){2, 0});
+    tu_expect_refused(layernorm_run, &m.gf, "", "at least 1");
+
+    tu_mem_init(&m);
+    tu_mem_put(&m, "x", TFM_F32, buf, 2, (size_t[]){2, 3});
+    tu_mem_put(&m, "gamma", TFM_F32, buf, 1, (size_t[]){2});
+    tu_expect_refused(layernorm_run, &m.gf, "", "gamma is [2]");
+
+    tu_mem_init(&m);
+    tu_mem_put(&m, "x", TFM_F32, buf, 2, (size_t[]){2, 3});
+    tu_mem_put(&m, "beta", TFM_F32, buf, 2, (size_t[]){2, 3});
+    tu_expect_refused(layernorm_run, &m.gf, "", "beta");
+
+    tu_mem_init(&m);
+    tu_mem_put(&m, "x", TFM_F32, buf, 2, (size_t[]){2, 3});
+    tu_mem_put(&m, "eps", TFM_F64, &neg, 0, NULL);
+    tu_expect_refused(layernorm_run, &m.gf, "", "eps is -1");
+
+    tu_mem_init(&m);
+    tu_mem_put(&m, "x", TFM_F32, buf, 2, (size_t[]){2, 3});
+    tu_mem_put(&m, "eps", TFM_F32, buf, 0, NULL);
+    tu_expect_refused(layernorm_run, &m.gf, "", "expected F64");
+
+    tu_mem_init(&m);
+    tu_mem_put(&m, "x", TFM_F32, buf, 2, (size_t[]){2, 3});
+    tu_mem_put(&m, "s", TFM_F32, buf, 2, (size_t[]){3, 2});
+    tu_expect_refused(layernorm_run, &m.gf, "", "equal shapes");
+
+    tu_mem_init(&m);
+    tu_mem_put(&m, "x", TFM_F32, buf, 2, (size_t[]){2, 3});
+    tu_mem_put(&m, "w", TFM_F32, buf, 2, (size_t[]){2, 3});
+    tu_expect_refused(layernorm_run, &m.gf, "", "must be [3, 3]");
+
+    tu_mem_init(&m);
+    tu_mem_put(&m, "x", TFM_F32, buf, 2, (size_t[]){2, 3});
+    tu_mem_put(&m, "w", TFM_F32, buf, 2, (size_t[]){3, 3});
+    tu_mem_put(&m, "bias", TFM_F32, buf, 1, (size_t[]){2});
+    tu_expect_refused(layernorm_run, &m.gf, "", "bias is [2]");
+
+    tu_mem_init(&m);
+    tu_mem_put(&m, "x", TFM_F32, buf, 2, (size_t[]){2, 3});
+    tu_mem_put(&m, "w", TFM_F32, buf, 2, (size_t[]){3, 3});
+    tu_mem_put(&m, "s", TFM_F32, buf, 2, (size_t[]){2, 3});
+    tu_expect_refused(layernorm_run, &m.gf, "", "give one");
 }
 END_TEST
 
@@ -576,8 +545,10 @@ START_TEST(test_errata_000_3_4)
     const TfmChapter *ch;
     tu_load_chapter(&gf, &ch, CH);
     const char *c = "errata_000_3_4";
-    const Tensor *x = golden(&gf, c, "x", TFM_F32), *g = golden(&gf, c, "gamma", TFM_F32);
-    const Tensor *b = golden(&gf, c, "beta", TFM_F32), *mu = golden(&gf, c, "mu", TFM_F32);
+    const Tensor *x = tu_case_tensor(&gf, c, "x", TFM_F32);
+    const Tensor *g = tu_case_tensor(&gf, c, "gamma", TFM_F32);
+    const Tensor *b = tu_case_tensor(&gf, c, "beta", TFM_F32);
+    const Tensor *mu = tu_case_tensor(&gf, c, "mu", TFM_F32);
     const size_t N = x->shape[0], E = x->shape[1];
     const float *X = tensor_f32(x), *G = tensor_f32(g), *B = tensor_f32(b), *M = tensor_f32(mu);
     float *art = tu_malloc(N * E * sizeof(float)), *pre = tu_malloc(N * E * sizeof(float));
@@ -591,7 +562,7 @@ START_TEST(test_errata_000_3_4)
             art[n * E + e] = G[e] * pre[n * E + e] + M[e];
         }
     tu_assert_close("article formula vs PyTorch", art, N * E,
-                    golden(&gf, c, "out_article", TFM_F32), ATOL, RTOL);
+                    tu_case_tensor(&gf, c, "out_article", TFM_F32), ATOL, RTOL);
 
     /* 2. Before their affine steps: LayerNorm's rows have mean 0 and variance 1, the article's
      *    sigma(X + beta) rows neither (mean > 0: a ReLU output; variance: the row's own). */
@@ -609,7 +580,7 @@ START_TEST(test_errata_000_3_4)
     ck_assert_msg(far == (int)N, "only %d of %zu article rows are off (mean 0, var 1)", far, N);
 
     /* 3. And the outputs themselves are different functions of x. */
-    CompareResult r = compare_f32(art, N * E, golden(&gf, c, "out", TFM_F32), ATOL, RTOL);
+    CompareResult r = compare_f32(art, N * E, tu_case_tensor(&gf, c, "out", TFM_F32), ATOL, RTOL);
     ck_assert_msg(r.rel_fro > 0.5, "article vs LayerNorm: rel_fro %.3g", r.rel_fro);
     free(art);
     free(pre);

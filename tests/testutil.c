@@ -4,6 +4,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "rng.h"
 
 void tu_load_chapter(GoldenFile *gf, const TfmChapter **ch, const char *chapter_key) {
     *ch = tfm_chapter_find(chapter_key);
@@ -11,6 +14,15 @@ void tu_load_chapter(GoldenFile *gf, const TfmChapter **ch, const char *chapter_
     char path[1024], err[TFM_ERR_LEN];
     tfm_golden_path(path, sizeof path, *ch);
     if (golden_load(gf, path, err, sizeof err) != 0) ck_abort_msg("%s", err);
+}
+
+const Tensor *tu_case_tensor(const GoldenFile *gf, const char *case_name, const char *name,
+                             TfmDType dt) {
+    char full[256], err[TFM_ERR_LEN];
+    snprintf(full, sizeof full, "%s/%s", case_name, name);
+    const Tensor *t = golden_require(gf, full, dt, -1, err, sizeof err);
+    if (t == NULL) ck_abort_msg("%s", err);
+    return t;
 }
 
 void tu_check_all_cases(const char *chapter_key, TfmVariant variant) {
@@ -58,14 +70,59 @@ void tu_assert_close_f32(const char *label, const float *got, const float *want,
     tu_assert_close(label, got, w.numel, &w, atol, rtol);
 }
 
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+void tu_mem_init(TuMemFile *m) {
+    memset(m, 0, sizeof *m);
+    m->gf.path = (char *)"(in memory)";   /* names the file in the runner's messages */
+    m->gf.names = m->name_ptrs;
+    m->gf.tensors = m->tensors;
 }
 
-double tu_uniform(TuRng *r) { return (double)(splitmix64(&r->s) >> 11) * 0x1.0p-53; }
+void tu_mem_put(TuMemFile *m, const char *name, TfmDType dt, const void *data, int ndim,
+                const size_t *shape) {
+    size_t i = 0;
+    while (i < m->gf.n && strcmp(m->names[i], name) != 0) i++;
+    if (i == m->gf.n) {
+        ck_assert_msg(i < TU_MEM_MAX, "TuMemFile is full (%d tensors)", TU_MEM_MAX);
+        ck_assert_msg(strlen(name) < sizeof m->names[i], "tensor name '%s' is too long", name);
+        snprintf(m->names[i], sizeof m->names[i], "%s", name);
+        m->name_ptrs[i] = m->names[i];
+        m->gf.n++;
+    }
+    /* A Tensor's data is not const; a runner only reads its inputs. */
+    m->tensors[i] = tensor_view(dt, (void *)(uintptr_t)data, ndim, shape);
+}
+
+void tu_mem_from_case(TuMemFile *m, const GoldenFile *src, const char *case_name,
+                      const char *prefix, const char *skip) {
+    tu_mem_init(m);
+    const size_t len = strlen(case_name);
+    for (size_t i = 0; i < src->n; i++) {
+        const char *full = src->names[i];
+        if (strncmp(full, case_name, len) != 0 || full[len] != '/') continue;
+        const char *name = full + len + 1;
+        if (skip && strcmp(name, skip) == 0) continue;
+        char renamed[256];   /* too long for names[]: tu_mem_put says so */
+        snprintf(renamed, sizeof renamed, "%s%s%s", prefix, prefix[0] ? "/" : "", name);
+        const Tensor *t = &src->tensors[i];
+        tu_mem_put(m, renamed, t->dtype, t->data, t->ndim, t->shape);
+    }
+}
+
+void tu_expect_refused(OpRunner run, const GoldenFile *gf, const char *prefix, const char *needle) {
+    for (int v = TFM_NAIVE; v <= TFM_FAST; v++) {
+        OpOutputs out;
+        memset(&out, 0, sizeof out);
+        char err[TFM_ERR_LEN] = "";
+        const int rc = run(&out, gf, prefix, (TfmVariant)v, err, sizeof err);
+        op_outputs_free(&out);
+        ck_assert_msg(rc == -1, "%s: bad input accepted (expected an error about '%s')",
+                      tfm_variant_name((TfmVariant)v), needle);
+        ck_assert_msg(strstr(err, needle) != NULL, "%s: error '%s' does not mention '%s'",
+                      tfm_variant_name((TfmVariant)v), err, needle);
+    }
+}
+
+double tu_uniform(TuRng *r) { return tfm_rng_uniform_next(&r->s); }
 
 float tu_normal(TuRng *r) {
     double u1 = tu_uniform(r), u2 = tu_uniform(r);

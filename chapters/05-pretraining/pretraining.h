@@ -99,12 +99,6 @@ float gelu_erf(float x);
 
 /* ---------------------------------------------------------------- masking (pretraining_mask.c) */
 
-/* tfm's one random-number generator: splitmix64 (Steele, Lea, Flood 2014). Its n-th output is a
- * pure function of (seed, n), so any draw can be computed directly, in any order, by any thread. */
-uint64_t tfm_rng_at(uint64_t seed, uint64_t n);
-/* The n-th draw as a double uniform in [0, 1): its top 53 bits times 2^-53. */
-double tfm_rng_uniform_at(uint64_t seed, uint64_t n);
-
 typedef struct {
     double mlm_probability;      /* 0.15: chance that a non-special token is selected */
     double mask_replace_prob;    /* 0.8: chance that a selected token becomes [MASK] */
@@ -113,7 +107,7 @@ typedef struct {
     size_t vocab_size;           /* V: random ids are drawn uniformly from [0, V) */
     const int64_t *special_ids;  /* [n_special] ids never selected: [CLS], [SEP], [PAD], ... */
     size_t n_special;
-    uint64_t seed;
+    uint64_t seed;               /* of tfm's generator (rng.h) */
 } MlmMaskConfig;
 
 /* What DataCollatorForLanguageModeling does to a batch: each token whose id is not special is
@@ -121,8 +115,9 @@ typedef struct {
  * probability mask_replace_prob, else a uniformly random id with probability
  * random_replace_prob / (1 - mask_replace_prob), else stays; labels hold the original id at the
  * selected positions and -100 elsewhere. Deterministic in cfg->seed; token n uses draws
- * 4n..4n+3 of the generator, so the result depends on neither the thread count nor on how the
- * rows are batched. masked may equal ids (in place). */
+ * 4n..4n+3 of tfm's generator (tfm_rng_at(cfg->seed, .), chapters/00-tensors/rng.h), so the
+ * result depends on neither the thread count nor on how the rows are batched. masked may equal
+ * ids (in place). */
 void mlm_mask(int64_t *masked,            /* [N] */
               int64_t *labels,            /* [N] */
               const int64_t *ids,         /* [N] */

@@ -23,7 +23,9 @@
  *     log-softmax and then drops it). With logits given for every position that is 85% of the
  *     exps at BERT's masking rate.
  *  F4 vector reductions: a block's maximum and its sum of exps are `omp simd` reductions, partial
- *     results in independent lanes instead of one chain of dependent scalar operations.
+ *     results in independent lanes instead of one chain of dependent scalar operations; the exps
+ *     themselves are tfm_expf (chapters/00-tensors/tfm_exp.h), branch-free and so vectorized,
+ *     where libm's expf would be one scalar call per logit.
  *  F5 OpenMP over rows (schedule static): each row's loss is written by one thread into its own
  *     slot; the mean is then summed in row order, in double, by one thread, exactly as naive
  *     does. So the result is bitwise the same for any thread count.
@@ -31,7 +33,8 @@
  *
  * The NSP head works on B rows of width E; beyond F6 there is nothing in it worth optimizing.
  *
- * Numerics as in naive, without -ffast-math: exp is libm's expf, NaN and inf follow IEEE rules.
+ * Numerics as in naive, without -ffast-math: exp is tfm_expf (within 1 ulp of the correctly
+ * rounded exp, like libm's expf), NaN and inf follow IEEE rules.
  * A row whose logits are all -inf, or that holds a +inf or a NaN, has loss NaN in both variants
  * (and in PyTorch); -inf at the label alone gives +inf.
  */
@@ -44,6 +47,7 @@
 
 #include "layernorm.h"
 #include "matmul.h"
+#include "tfm_exp.h"
 
 /* Logits per online-softmax block: 256 B, a few cache lines that stay in L1 between the max and
  * the exp pass over them; large enough that the one rescaling exp per block costs < 2%. */
@@ -69,11 +73,14 @@ static float row_loss(const float *restrict z, size_t V, size_t y)
     for (size_t v0 = 0; v0 < V; v0 += BV) {
         const size_t nv = V - v0 < BV ? V - v0 : BV;
         const float *restrict blk = z + v0;
-        float bm = -INFINITY;
+        /* bm starts at blk[0], not at the reduction's identity, which OpenMP leaves to the
+         * compiler (-inf in gcc, -FLT_MAX in clang): a block of all -inf must give -inf. */
+        float bm = blk[0];
 #pragma omp simd reduction(max : bm)
-        for (size_t v = 0; v < nv; v++)
+        for (size_t v = 1; v < nv; v++)
             bm = blk[v] > bm ? blk[v] : bm;
-        /* A NaN is never "greater", so a NaN logit does not enter the max; it reaches s through
+        /* A NaN is never "greater", so a NaN logit does not enter the max (a NaN in blk[0] leaves
+         * bm NaN, and NaN > m is false: the same outcome); it reaches s through
          * exp(NaN - m) = NaN below, which is all we need: the row's loss is NaN. */
         const float m_new = bm > m ? bm : m;
         if (m_new == -INFINITY) {
@@ -88,7 +95,7 @@ static float row_loss(const float *restrict z, size_t V, size_t y)
         float bs = 0.0f;
 #pragma omp simd reduction(+ : bs)
         for (size_t v = 0; v < nv; v++)
-            bs += expf(blk[v] - m_new);
+            bs += tfm_expf(blk[v] - m_new);
         /* exp(m - m_new) rescales the earlier terms; when m = -inf it is 0 and so is s. */
         s = (m_new == m ? s : s * exp((double)m - m_new)) + bs;
         m = m_new;

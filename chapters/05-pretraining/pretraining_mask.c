@@ -1,5 +1,5 @@
-/* pretraining_mask.c — the MLM masking of Hugging Face's DataCollatorForLanguageModeling, and
- * tfm's one random-number generator.
+/* pretraining_mask.c — the MLM masking of Hugging Face's DataCollatorForLanguageModeling, drawing
+ * from tfm's one random-number generator (splitmix64, chapters/00-tensors/rng.h).
  *
  * Dimension legend: n < N token positions (a batch [B, T] flattened, N = B*T), V vocabulary.
  *
@@ -26,24 +26,7 @@
  */
 #include "pretraining.h"
 
-#include <math.h>
-
-/* splitmix64 (G. Steele, D. Lea, C. Flood, "Fast splittable pseudorandom number generators",
- * OOPSLA 2014; the constants are those of java.util.SplittableRandom). The state advances by a
- * fixed odd constant, so the state after n+1 steps is seed + (n+1)*gamma and output n is the
- * mixing function of that: any draw can be computed directly. It passes BigCrush. */
-uint64_t tfm_rng_at(uint64_t seed, uint64_t n)
-{
-    uint64_t z = seed + (n + 1) * 0x9e3779b97f4a7c15ULL;   /* wraps modulo 2^64, as intended */
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-double tfm_rng_uniform_at(uint64_t seed, uint64_t n)
-{
-    return (double)(tfm_rng_at(seed, n) >> 11) * 0x1.0p-53;   /* 53 random bits */
-}
+#include "rng.h"
 
 static int is_special(int64_t id, const MlmMaskConfig *cfg)
 {
