@@ -3,7 +3,8 @@
 #   make bench           PyTorch (both configurations), then `tfm bench`: every chapter's naive and
 #                        fast variant, OpenBLAS, and the machine's ceilings, on 1 and 2 threads;
 #                        tables on stdout and in build/bench/bench.txt, build/bench/bench.json,
-#                        build/bench/ratios.png and .svg. Under 15 minutes on a quiet machine.
+#                        build/bench/ratios.png and .svg, and the book's table in
+#                        build/bench/summary.md. Under 15 minutes on a quiet machine.
 #   make bench-quick     the same with --quick: fewer samples, smaller STREAM arrays; < 2 minutes.
 #   BENCH_CHAPTER=01     only one chapter's cases;  BENCH_THREADS=1,2  the thread counts.
 #
@@ -47,5 +48,6 @@ bench bench-quick: deps
 	 for ext in png svg; do \
 	   gnuplot -e "datafile='$(BENCH_DIR)/ratios.dat'; outfile='$(BENCH_DIR)/ratios.$$ext'" \
 	     bench/ratios.gp || rc=1; done; \
-	 echo "written: $(BENCH_DIR)/bench.txt bench.json ratios.png ratios.svg"; \
+	 tools/bench-summary.py $(BENCH_DIR)/bench.json > $(BENCH_DIR)/summary.md || rc=1; \
+	 echo "written: $(BENCH_DIR)/bench.txt bench.json summary.md ratios.png ratios.svg"; \
 	 exit $$rc

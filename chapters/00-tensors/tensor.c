@@ -79,6 +79,15 @@ Tensor tensor_view(TfmDType dt, void *data, int ndim, const size_t *shape) {
     return t;
 }
 
+void *tfm_xcalloc(size_t count, size_t size, const char *who) {
+    void *p = (count && size) ? calloc(count, size) : calloc(1, 1);
+    if (p == NULL) {
+        fprintf(stderr, "%s: out of memory for %zu x %zu bytes\n", who, count, size);
+        abort();
+    }
+    return p;
+}
+
 void tensor_free(Tensor *t) {
     if (t->owns) free(t->data);
     memset(t, 0, sizeof *t);

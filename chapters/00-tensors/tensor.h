@@ -43,6 +43,11 @@ int tensor_alloc(Tensor *t, TfmDType dt, int ndim, const size_t *shape, char *er
 Tensor tensor_view(TfmDType dt, void *data, int ndim, const size_t *shape);
 void tensor_free(Tensor *t);
 
+/* Zeroed memory for count elements of size bytes, or a message naming `who` on stderr and
+ * abort(). For kernels, whose signatures have no error path (the runners check sizes before they
+ * call one); never returns NULL, never allocates 0 bytes, and count * size cannot overflow. */
+void *tfm_xcalloc(size_t count, size_t size, const char *who);
+
 /* numel for a shape, or 0 and *overflow = 1 if the product does not fit in size_t. */
 size_t tfm_shape_numel(int ndim, const size_t *shape, int *overflow);
 /* Writes "[2, 3, 4]" into buf. */

@@ -15,8 +15,8 @@
  *  O3 unit-stride, restrict-qualified inner loops (over keys in Kt, over Dv in V) marked
  *     `omp simd`: full-width vector FMAs (FAST_CFLAGS contracts a*b+c into one FMA).
  *  O4 online softmax (probs == NULL): a running max m and sum l per row and an accumulator that
- *     is rescaled by exp(m_old - m_new) when the max grows. Only one BQ x BK score tile exists per
- *     thread, never the Tq x Tk matrix: no Tq*Tk memory traffic at all, and out is written once.
+ *     is rescaled by exp(m_old - m_new) when the max grows. Only one score tile (BQ x BKS) exists
+ *     per thread, never the Tq x Tk matrix: no Tq*Tk memory traffic at all, and out is written once.
  *  O5 causal tile skipping: key tiles lying entirely above the diagonal (every j > every i of the
  *     block) are neither computed nor exponentiated, and inside the diagonal tile each row's exps
  *     stop at j = i. That halves causal attention (about Tq*Tk/2 scores and exps, not Tq*Tk).
@@ -31,6 +31,15 @@
  *     one [B, T, H*D] buffer (chapter 02) needs no transpose into [B, H, T, D] and back: that
  *     saves a copy of each of Q, K and V, and one of out, per call. Inner loops still run over the
  *     contiguous feature dimension.
+ * O10 transposed tiles in the streaming path (score_tile_t, pv_tile_t): the block's queries are
+ *     transposed once per task into Qt [Dk, BQ] and the score tile is stored by keys, St [BKS,
+ *     BQ]. A vector then holds 16 query rows of one key, so SK = 8 keys x BQ rows of
+ *     accumulators stay in registers, each Qt (or probability) load feeds 8 FMAs and each K (or
+ *     V) entry is one broadcast. The earlier row-major tiles transposed K once per tile and task
+ *     and reloaded each V vector for every row it served; loads, not FMAs, bounded them.
+ *  O11 vertical online softmax: with St stored by keys, the running max, the exps, the sums and
+ *     the rescale of all BQ rows are lane-wise vector operations (lane r is row r), with no
+ *     horizontal reduction and no per-row branch.
  *
  * Determinism: every output element is computed by exactly one thread, in an order fixed by the
  * code (no atomics, no cross-thread reduction), so results do not depend on scheduling, and not
@@ -41,8 +50,10 @@
  * written so that the loop over a score row vectorizes (O7).
  */
 #include "attention.h"
+#include "tensor.h"
 #include "tfm_exp.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,18 +64,12 @@
  * L2. Measured on Zen 5 at B=1 H=8 T=2048 D=64, one thread, over BQ 16..64 x BK 32..128: this
  * choice is within 15% of the best (BQ 64, BK 128), every BK = 32 is about 30% slower (more
  * rescales and loop overhead per key). BQ is a multiple of the 4-row register block, and small
- * enough to leave many tasks for the threads when sequences are short. */
-enum { BQ = 32, BK = 64 };
+ * enough to leave many tasks for the threads when sequences are short. BK is the key tile of the
+ * path that stores probs; the streaming path (O10) takes BKS = 128 keys per tile, a 16 KiB St,
+ * which halves its per-tile overhead (the rescale of the accumulator) against BKS = 64. */
+enum { BQ = 32, BK = 64, BKS = 128 };
 
-static void *xmalloc(size_t bytes)
-{
-    void *p = malloc(bytes ? bytes : 1);
-    if (p == NULL) {
-        fprintf(stderr, "attention_forward_fast: out of memory (%zu bytes)\n", bytes);
-        abort();
-    }
-    return p;
-}
+static const char WHO[] = "attention_forward_fast";   /* names us in an out-of-memory message */
 
 static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 
@@ -160,15 +165,20 @@ static void score_tile(float *restrict S, size_t lds, const float *restrict Q, s
 
 static float row_max(const float *restrict x, size_t n)
 {
-    if (n == 0)
-        return -INFINITY;
-    /* Start from x[0], not from the reduction's identity: OpenMP leaves the identity of a max
-     * reduction to the compiler (gcc starts its lanes at -inf, clang at -FLT_MAX), and a row of
-     * all -inf must come out as -inf, or a fully masked row would not be recognized. */
-    float m = x[0];
+    /* OpenMP leaves the starting value of each lane of a max reduction to the compiler: gcc
+     * starts at -inf, clang at -FLT_MAX, and the starting value is always combined into the
+     * result. So a row of all -inf (fully masked) comes out of clang's loop as -FLT_MAX. Any
+     * result that low is recomputed with a plain scalar loop, which is exact: a fully masked
+     * row must be recognized as -inf, and this costs nothing on rows with a finite score. */
+    float m = -INFINITY;
 #pragma omp simd reduction(max : m)
-    for (size_t c = 1; c < n; c++)
+    for (size_t c = 0; c < n; c++)
         m = x[c] > m ? x[c] : m;
+    if (m <= -FLT_MAX) {
+        m = -INFINITY;
+        for (size_t c = 0; c < n; c++)
+            m = x[c] > m ? x[c] : m;
+    }
     return m;
 }
 
@@ -269,6 +279,131 @@ static size_t row_at(AttnStride s, size_t b, size_t h, size_t t)
     return b * s.batch + h * s.head + t * s.token;
 }
 
+/* Streaming score tile, stored by keys: St[c*BQ + r] = scale * (q_{i0+r} . k_{j0+c}) + M, for
+ * c < nc and all BQ rows r (rows past the block's nr hold zero queries, so their scores are a
+ * harmless 0). Qt is the block's [Dk, BQ] transposed queries (pack_queries), K points at key j0
+ * with row stride ldk (O9); am, pad, causal, i0, j0 as for score_tile.
+ *
+ * O10 transposed score tile: the roles of score_tile are swapped. The queries are transposed
+ * once per task (BQ*Dk copies, shared by all Tk keys) instead of transposing K once per tile
+ * and task (BK*Dk copies per tile), and each score column is built as
+ * s[0..BQ) += k[d] * Qt[d][0..BQ), a unit-stride vector FMA over the block's rows. SK keys run
+ * together, so SK x BQ accumulators stay in registers and each Qt load feeds SK FMAs, while
+ * k[d] is one broadcast. Storing S by keys also makes every softmax step of the tile a
+ * vertical, lane-wise operation across the BQ rows (O11). Each score is still summed over d in
+ * order 0, 1, ..., Dk-1. */
+enum { SK = 8 };
+
+static void score_tile_t(float *restrict St, const float *restrict Qt, const float *restrict K,
+                         size_t ldk, size_t nr, size_t nc, size_t Dk, float scale,
+                         const float *restrict am, size_t Tk, const uint8_t *restrict pad,
+                         int causal, size_t i0, size_t j0)
+{
+    size_t c = 0;
+    for (; c + SK <= nc; c += SK) {
+        float s[SK][BQ] = {{0}};
+        const float *restrict kc = K + c * ldk;
+        for (size_t d = 0; d < Dk; d++) {
+            const float *restrict qt = Qt + d * BQ;
+            for (size_t u = 0; u < SK; u++) {
+                const float kd = kc[u * ldk + d];
+#pragma omp simd
+                for (size_t r = 0; r < BQ; r++)
+                    s[u][r] += kd * qt[r];
+            }
+        }
+        for (size_t u = 0; u < SK; u++)
+#pragma omp simd
+            for (size_t r = 0; r < BQ; r++)
+                St[(c + u) * BQ + r] = scale * s[u][r];
+    }
+    for (; c < nc; c++) {   /* the last nc % SK keys, one at a time */
+        float s0[BQ] = {0};
+        const float *restrict kc = K + c * ldk;
+        for (size_t d = 0; d < Dk; d++) {
+            const float kd = kc[d];
+            const float *restrict qt = Qt + d * BQ;
+#pragma omp simd
+            for (size_t r = 0; r < BQ; r++)
+                s0[r] += kd * qt[r];
+        }
+#pragma omp simd
+        for (size_t r = 0; r < BQ; r++)
+            St[c * BQ + r] = scale * s0[r];
+    }
+
+    /* + M: the additive mask, then -inf for padding keys and for the future (j > i). */
+    if (am)
+        for (size_t r = 0; r < nr; r++)
+            for (c = 0; c < nc; c++)
+                St[c * BQ + r] += am[r * Tk + c];
+    if (pad)
+        for (c = 0; c < nc; c++)
+            if (pad[c])
+                for (size_t r = 0; r < nr; r++)
+                    St[c * BQ + r] = -INFINITY;
+    if (causal && j0 + nc > i0 + 1)   /* only a tile that reaches past the block's first row */
+        for (c = 0; c < nc; c++)
+            for (size_t r = 0; r < nr; r++)
+                if (j0 + c > i0 + r)
+                    St[c * BQ + r] = -INFINITY;
+}
+
+/* Qt[d*BQ + r] = Q[r*ldq + d] for r < nr, zero for the rows a short last block lacks. */
+static void pack_queries(float *restrict Qt, const float *restrict Q, size_t ldq, size_t nr,
+                         size_t Dk)
+{
+    for (size_t d = 0; d < Dk; d++)
+        for (size_t r = 0; r < BQ; r++)
+            Qt[d * BQ + r] = r < nr ? Q[r * ldq + d] : 0.0f;
+}
+
+/* Streaming P V, transposed like the scores: At[e*BQ + r] += sum_{c < nc} St[c*BQ + r] *
+ * V[c*ldv + e] for all BQ rows and e < Dv. At is the [Dv, BQ] accumulator of the block.
+ *
+ * O10 for P V: the same register block as score_tile_t, with St's key row in the role of Qt's
+ * row and V's entries in the role of k's: SK value columns x BQ rows of accumulators stay in
+ * registers over all keys of the tile, each load of probabilities feeds SK FMAs and each V
+ * entry is one broadcast. (The row-major pv_tile reloads each V vector for every row it
+ * serves, and loads, not FMAs, then bound the loop.) Each At element still sums its keys in
+ * order c = 0, 1, ... */
+static void pv_tile_t(float *restrict At, const float *restrict St, const float *restrict V,
+                      size_t ldv, size_t nc, size_t Dv)
+{
+    size_t e0 = 0;
+    for (; e0 + SK <= Dv; e0 += SK) {
+        float a[SK][BQ];
+        for (size_t u = 0; u < SK; u++)
+#pragma omp simd
+            for (size_t r = 0; r < BQ; r++)
+                a[u][r] = At[(e0 + u) * BQ + r];
+        for (size_t c = 0; c < nc; c++) {
+            const float *restrict pc = St + c * BQ;
+            const float *restrict vc = V + c * ldv + e0;
+            for (size_t u = 0; u < SK; u++) {
+                const float ve = vc[u];
+#pragma omp simd
+                for (size_t r = 0; r < BQ; r++)
+                    a[u][r] += ve * pc[r];
+            }
+        }
+        for (size_t u = 0; u < SK; u++)
+#pragma omp simd
+            for (size_t r = 0; r < BQ; r++)
+                At[(e0 + u) * BQ + r] = a[u][r];
+    }
+    for (; e0 < Dv; e0++) {   /* the last Dv % SK columns, one at a time */
+        float *restrict at = At + e0 * BQ;
+        for (size_t c = 0; c < nc; c++) {
+            const float ve = V[c * ldv + e0];
+            const float *restrict pc = St + c * BQ;
+#pragma omp simd
+            for (size_t r = 0; r < BQ; r++)
+                at[r] += ve * pc[r];
+        }
+    }
+}
+
 /* probs == NULL: online softmax (O4) over key tiles, one BQ x BK score tile per thread. */
 static void forward_streaming(float *out, const float *q, const float *k, const float *v,
                               const AttnMask *mask, float scale, const AttnLayout *lay, size_t B,
@@ -280,17 +415,17 @@ static void forward_streaming(float *out, const float *q, const float *k, const 
 
 #pragma omp parallel
     {
-        _Alignas(64) float S[BQ * BK];   /* the only scores that ever exist */
-        float m[BQ], l[BQ];              /* running max and running sum per row */
-        float *acc = xmalloc((size_t)BQ * Dv * sizeof *acc);   /* unnormalized sum p_j v_j */
-        float *Kt = xmalloc((size_t)BK * Dk * sizeof *Kt);
+        _Alignas(64) float St[BKS * BQ];   /* [BKS, BQ]: the only scores that ever exist */
+        _Alignas(64) float m[BQ], l[BQ];   /* running max and running sum per row */
+        _Alignas(64) float m_new[BQ], shift[BQ], alpha[BQ], psum[BQ];
+        float *acc = tfm_xcalloc((size_t)Dv * BQ, sizeof *acc, WHO);   /* [Dv, BQ]: sum p v */
+        float *Qt = tfm_xcalloc((size_t)Dk * BQ, sizeof *Qt, WHO);     /* [Dk, BQ] */
 
 #pragma omp for collapse(3) schedule(static, 1)   /* O8 */
         for (size_t b = 0; b < B; b++) {
             for (size_t h = 0; h < H; h++) {
                 for (size_t qb = 0; qb < nqb; qb++) {
                     const size_t i0 = qb * BQ, nr = min_sz(BQ, Tq - i0);
-                    const float *Q = q + row_at(lay->q, b, h, i0);
                     const float *K = k + row_at(lay->k, b, h, 0);
                     const float *V = v + row_at(lay->v, b, h, 0);
                     const float *am = (mask && mask->attn_mask)
@@ -301,51 +436,61 @@ static void forward_streaming(float *out, const float *q, const float *k, const 
                     /* O5: keys j >= i0 + nr are in the future of every row of the block. */
                     const size_t jend = causal ? min_sz(Tk, i0 + nr) : Tk;
 
-                    for (size_t r = 0; r < nr; r++) {
+                    pack_queries(Qt, q + row_at(lay->q, b, h, i0), ldq, nr, Dk);   /* O10 */
+                    for (size_t r = 0; r < BQ; r++) {
                         m[r] = -INFINITY;
                         l[r] = 0.0f;
                     }
-                    memset(acc, 0, nr * Dv * sizeof *acc);
+                    memset(acc, 0, Dv * BQ * sizeof *acc);
 
-                    for (size_t j0 = 0; j0 < jend; j0 += BK) {
-                        const size_t nc = min_sz(BK, jend - j0);
-                        score_tile(S, BK, Q, ldq, K + j0 * ldk, ldk, Kt, nr, nc, Dk, scale,
-                                   am ? am + j0 : NULL, Tk, pad ? pad + j0 : NULL, causal, i0, j0);
+                    for (size_t j0 = 0; j0 < jend; j0 += BKS) {
+                        const size_t nc = min_sz(BKS, jend - j0);
+                        score_tile_t(St, Qt, K + j0 * ldk, ldk, nr, nc, Dk, scale,
+                                     am ? am + j0 : NULL, Tk, pad ? pad + j0 : NULL, causal, i0,
+                                     j0);
 
-                        /* Turn each score row into unnormalized probabilities p_c =
-                         * exp(s_c - m_new), rescaling what the row accumulated so far. */
-                        for (size_t r = 0; r < nr; r++) {
-                            float *restrict srow = S + r * BK;
-                            const size_t kr = row_keys(i0 + r, Tk, causal);
-                            /* O5 inside the diagonal tile: the row's keys end at kr; the rest
-                             * of the tile is its future, probability 0. */
-                            const size_t ncr = kr > j0 ? min_sz(nc, kr - j0) : 0;
-                            /* m_new = max(m_old, max_c s_c). If it is still -inf, every score
-                             * so far is -inf: the tile adds nothing (p = 0), and skipping the
-                             * exps avoids exp(-inf - (-inf)) = NaN, which would poison a row
-                             * that a later tile may still fill. */
-                            const float m_new = fmaxf(m[r], row_max(srow, ncr));
-                            if (m_new == -INFINITY) {
-                                fill(srow, nc, 0.0f);
-                                continue;
-                            }
-                            const float psum = exp_shift_sum(srow, ncr, m_new);
-                            fill(srow + ncr, nc - ncr, 0.0f);
-                            if (m_new != m[r]) {
-                                /* Rescale: earlier terms were exp(s - m_old); now they must be
-                                 * exp(s - m_new) = exp(s - m_old) * exp(m_old - m_new). When
-                                 * m_old = -inf, alpha = exp(-inf) = 0 and l, acc are 0 anyway. */
-                                const float alpha = tfm_expf(m[r] - m_new);
-                                float *restrict a = acc + r * Dv;
-                                l[r] *= alpha;
+                        /* O11: the online-softmax update of all BQ rows at once, lane r being
+                         * row r. m_new = max(m_old, max_c s_c), a running max down the keys. */
 #pragma omp simd
-                                for (size_t e = 0; e < Dv; e++)
-                                    a[e] *= alpha;
-                                m[r] = m_new;
-                            }
-                            l[r] += psum;
+                        for (size_t r = 0; r < BQ; r++)
+                            m_new[r] = m[r];
+                        for (size_t c = 0; c < nc; c++)
+#pragma omp simd
+                            for (size_t r = 0; r < BQ; r++)
+                                m_new[r] = St[c * BQ + r] > m_new[r] ? St[c * BQ + r] : m_new[r];
+                        /* p_c = exp(s_c - m_new). While m_new is still -inf, every score so far
+                         * is -inf and the tile adds nothing: shifting by 0 gives exp(-inf) = 0
+                         * instead of exp(-inf - (-inf)) = NaN, which would poison a row that a
+                         * later tile may still fill. Earlier terms were exp(s - m_old) and must
+                         * become exp(s - m_new) = exp(s - m_old) * alpha, alpha =
+                         * exp(m_old - m_new); alpha = 1 exactly when the max did not grow (and
+                         * when m_old = -inf < m_new, alpha = 0 with l, acc already 0). */
+#pragma omp simd
+                        for (size_t r = 0; r < BQ; r++) {
+                            shift[r] = m_new[r] == -INFINITY ? 0.0f : m_new[r];
+                            alpha[r] = m_new[r] == m[r] ? 1.0f : tfm_expf(m[r] - m_new[r]);
+                            psum[r] = 0.0f;
                         }
-                        pv_tile(acc, Dv, S, BK, V + j0 * ldv, ldv, nr, nc, Dv);   /* acc += P V */
+                        /* O7: exponentials and their sums, 16 rows per vector; each row sums
+                         * its keys in order c = 0, 1, ... */
+                        for (size_t c = 0; c < nc; c++)
+#pragma omp simd
+                            for (size_t r = 0; r < BQ; r++) {
+                                const float p = tfm_expf(St[c * BQ + r] - shift[r]);
+                                St[c * BQ + r] = p;
+                                psum[r] += p;
+                            }
+                        /* Rescale (vertical too: a multiply by alpha = 1 is exact). */
+                        for (size_t e = 0; e < Dv; e++)
+#pragma omp simd
+                            for (size_t r = 0; r < BQ; r++)
+                                acc[e * BQ + r] *= alpha[r];
+#pragma omp simd
+                        for (size_t r = 0; r < BQ; r++) {
+                            l[r] = l[r] * alpha[r] + psum[r];
+                            m[r] = m_new[r];
+                        }
+                        pv_tile_t(acc, St, V + j0 * ldv, ldv, nc, Dv);   /* acc += P V */
                     }
 
                     /* out_i = acc_i / l_i. l = 0 only if no key had a finite score (a tile with
@@ -353,20 +498,18 @@ static void forward_streaming(float *out, const float *q, const float *k, const 
                      * returns as NaN (softmax of all -inf), and so do we. */
                     for (size_t r = 0; r < nr; r++) {
                         float *restrict o = out + row_at(lay->out, b, h, i0 + r);
-                        const float *restrict a = acc + r * Dv;
                         if (l[r] == 0.0f) {
                             fill(o, Dv, NAN);
                             continue;
                         }
                         const float inv = 1.0f / l[r];   /* O6 */
-#pragma omp simd
                         for (size_t e = 0; e < Dv; e++)
-                            o[e] = a[e] * inv;
+                            o[e] = acc[e * BQ + r] * inv;
                     }
                 }
             }
         }
-        free(Kt);
+        free(Qt);
         free(acc);
     }
 }
@@ -384,7 +527,7 @@ static void forward_with_probs(float *out, float *probs, const float *q, const f
 
 #pragma omp parallel
     {
-        float *Kt = xmalloc((size_t)BK * Dk * sizeof *Kt);
+        float *Kt = tfm_xcalloc((size_t)BK * Dk, sizeof *Kt, WHO);
 
 #pragma omp for collapse(3) schedule(static, 1)   /* O8 */
         for (size_t b = 0; b < B; b++) {

@@ -17,6 +17,7 @@
  * exp() overflows however large the logits are (PyTorch does the same).
  */
 #include "attention.h"
+#include "tensor.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -39,14 +40,8 @@ void attention_forward_naive(float *out, float *probs, const float *q, const flo
     /* One [Tq, Tk] scratch for the scores, reused by every (b, h). When the caller asks for
      * probs we compute in place there instead and need no scratch at all. */
     float *scratch = NULL;
-    if (probs == NULL && Tq > 0 && Tk > 0) {
-        scratch = malloc(Tq * Tk * sizeof *scratch);
-        if (scratch == NULL) {
-            fprintf(stderr, "attention_forward_naive: out of memory for [%zu, %zu] scores\n",
-                    Tq, Tk);
-            abort();
-        }
-    }
+    if (probs == NULL)
+        scratch = tfm_xcalloc(Tq * Tk, sizeof *scratch, "attention_forward_naive");
 
     for (size_t b = 0; b < B; b++) {
         for (size_t h = 0; h < H; h++) {

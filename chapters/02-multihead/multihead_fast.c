@@ -31,18 +31,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "tensor.h"
+
 #include "attention.h"
 #include "matmul.h"
 
-static float *alloc_floats(size_t n)
-{
-    float *p = malloc(n * sizeof *p + 1);   /* + 1: never malloc(0) */
-    if (p == NULL) {
-        fprintf(stderr, "multihead_forward_fast: out of memory for %zu floats\n", n);
-        abort();
-    }
-    return p;
-}
+/* Names the function in an out-of-memory message. */
+static const char WHO[] = "multihead_forward_fast";
 
 /* F4: w[b][i][:] = (sum_h probs[b][h][i][:]) / H, h in increasing order (as naive does). */
 static void average_heads(float *w, const float *probs, size_t B, size_t H, size_t Tq, size_t Tk)
@@ -83,7 +78,8 @@ void multihead_forward_fast(float *out, float *weights, const float *query, cons
     const size_t T[3] = {Tq, Tk, Tk};
     const float *proj[3];
     size_t ld[3];
-    float *qkv = alloc_floats(B * (Tq + 2 * Tk) * E);   /* every group's buffer, back to back */
+    /* every group's buffer, back to back */
+    float *qkv = tfm_xcalloc(B * (Tq + 2 * Tk) * E, sizeof(float), WHO);
     float *next = qkv;
     for (size_t r = 0; r < 3;) {
         size_t n = 1;
@@ -100,7 +96,8 @@ void multihead_forward_fast(float *out, float *weights, const float *query, cons
     }
 
     /* F2, F3: head h of row t of a role is proj + (b*T + t)*ld + h*D. */
-    float *ctx = alloc_floats(B * Tq * E);   /* [B, Tq, E]: the heads, concatenated */
+    /* [B, Tq, E]: the heads, concatenated */
+    float *ctx = tfm_xcalloc(B * Tq * E, sizeof(float), WHO);
     const AttnLayout layout = {
         .q = {Tq * ld[0], D, ld[0]},
         .k = {Tk * ld[1], D, ld[1]},
@@ -109,7 +106,7 @@ void multihead_forward_fast(float *out, float *weights, const float *query, cons
     };
     float *probs = NULL;   /* [B, H, Tq, Tk] */
     if (weights)
-        probs = average_weights ? alloc_floats(B * H * Tq * Tk) : weights;
+        probs = average_weights ? tfm_xcalloc(B * H * Tq * Tk, sizeof(float), WHO) : weights;
     attention_forward_fast_strided(ctx, probs, proj[0], proj[1], proj[2], mask, 0.0f, &layout,
                                    B, H, Tq, Tk, D, D);
 

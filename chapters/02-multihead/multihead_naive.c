@@ -23,18 +23,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "tensor.h"
+
 #include "attention.h"
 #include "matmul.h"
 
-static float *alloc_floats(size_t n)
-{
-    float *p = malloc(n * sizeof *p + 1);   /* + 1: never malloc(0) */
-    if (p == NULL) {
-        fprintf(stderr, "multihead_forward_naive: out of memory for %zu floats\n", n);
-        abort();
-    }
-    return p;
-}
+/* Names the function in an out-of-memory message. */
+static const char WHO[] = "multihead_forward_naive";
 
 /* x [B, T, E] -> xh [B, H, T, D]: head h of token t is x[b][t][h*D .. h*D+D). */
 static void split_heads(float *xh, const float *x, size_t B, size_t H, size_t T, size_t D)
@@ -71,16 +66,19 @@ void multihead_forward_naive(float *out, float *weights, const float *query, con
     const float *b_k = p->in_proj_bias ? p->in_proj_bias + E : NULL;
     const float *b_v = p->in_proj_bias ? p->in_proj_bias + 2 * E : NULL;
 
-    float *Q = alloc_floats(B * Tq * E), *K = alloc_floats(B * Tk * E);   /* [B, T, E] */
-    float *V = alloc_floats(B * Tk * E);
-    float *qh = alloc_floats(B * Tq * E), *kh = alloc_floats(B * Tk * E);  /* [B, H, T, D] */
-    float *vh = alloc_floats(B * Tk * E), *ctxh = alloc_floats(B * Tq * E);
-    float *ctx = alloc_floats(B * Tq * E);                                   /* [B, Tq, E] */
+    float *Q = tfm_xcalloc(B * Tq * E, sizeof(float), WHO);      /* [B, Tq, E] */
+    float *K = tfm_xcalloc(B * Tk * E, sizeof(float), WHO);      /* [B, Tk, E] */
+    float *V = tfm_xcalloc(B * Tk * E, sizeof(float), WHO);      /* [B, Tk, E] */
+    float *qh = tfm_xcalloc(B * Tq * E, sizeof(float), WHO);     /* [B, H, Tq, D] */
+    float *kh = tfm_xcalloc(B * Tk * E, sizeof(float), WHO);     /* [B, H, Tk, D] */
+    float *vh = tfm_xcalloc(B * Tk * E, sizeof(float), WHO);     /* [B, H, Tk, D] */
+    float *ctxh = tfm_xcalloc(B * Tq * E, sizeof(float), WHO);   /* [B, H, Tq, D] */
+    float *ctx = tfm_xcalloc(B * Tq * E, sizeof(float), WHO);    /* [B, Tq, E] */
     /* [B, H, Tq, Tk]: the per-head probabilities. Written straight into weights when the caller
      * wants them per head, into scratch when they are to be averaged. */
     float *probs = NULL;
     if (weights)
-        probs = average_weights ? alloc_floats(B * H * Tq * Tk) : weights;
+        probs = average_weights ? tfm_xcalloc(B * H * Tq * Tk, sizeof(float), WHO) : weights;
 
     /* 1. Project: [B*T, E] x [E, E]^T + bias, three times (chapter 00's linear). */
     linear_naive(Q, query, w_q, b_q, B * Tq, E, E);

@@ -43,20 +43,11 @@
  * addition order is the naive one, (word + type) + pos, so the result is the same bit for bit.
  */
 #include "positional.h"
+#include "tensor.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-static void *xmalloc(size_t bytes)
-{
-    void *p = malloc(bytes ? bytes : 1);
-    if (p == NULL) {
-        fprintf(stderr, "positional_fast: out of memory (%zu bytes)\n", bytes);
-        abort();
-    }
-    return p;
-}
 
 /* Stores one row from the double state: sin in even columns, cos in odd ones, and for odd E
  * the last column's sin alone. */
@@ -95,7 +86,7 @@ void pe_sinusoidal_fast(float *pe, const int64_t *positions, size_t T, size_t E)
     if (T == 0 || E == 0)
         return;
     const size_t npair = (E + 1) / 2;   /* frequencies, the unpaired last column's included */
-    double *w = xmalloc(npair * sizeof *w);
+    double *w = tfm_xcalloc(npair, sizeof *w, "pe_sinusoidal_fast");
     for (size_t i = 0; i < npair; i++)  /* O1 */
         w[i] = pow(10000.0, -(double)(2 * i) / (double)E);
     const size_t R = PE_ANCHOR_EVERY;
@@ -104,7 +95,7 @@ void pe_sinusoidal_fast(float *pe, const int64_t *positions, size_t T, size_t E)
 #pragma omp parallel
     {
         /* per thread: the state (s, c) of the current row and the block's rotation (rc, rs) */
-        double *buf = xmalloc(4 * npair * sizeof *buf);
+        double *buf = tfm_xcalloc(4 * npair, sizeof *buf, "pe_sinusoidal_fast");
         double *s = buf, *c = s + npair, *rc = c + npair, *rs = rc + npair;
 
 #pragma omp for schedule(static)   /* O4 */

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 
 #include "matmul.h"
+#include "tensor.h"
 
 void layernorm_forward_naive(float *out, float *mean, float *rstd, const float *x,
                              const float *gamma, const float *beta, float eps, size_t N, size_t E)
@@ -101,21 +102,11 @@ void layernorm_forward_onepass_unsafe(float *out, float *mean, float *rstd, cons
     }
 }
 
-static float *scratch(size_t count, const char *who)
-{
-    float *p = malloc(count * sizeof *p + 1);   /* + 1: never malloc(0) */
-    if (p == NULL) {
-        fprintf(stderr, "%s: out of memory for %zu floats\n", who, count);
-        abort();
-    }
-    return p;
-}
-
 void add_norm_forward_naive(float *out, float *mean, float *rstd, const float *x, const float *s,
                             const float *gamma, const float *beta, float eps, size_t N, size_t E)
 {
     /* h = x + s, the residual connection; then out = LN(h). */
-    float *h = scratch(N * E, "add_norm_forward_naive");
+    float *h = tfm_xcalloc(N * E, sizeof(float), "add_norm_forward_naive");
     for (size_t i = 0; i < N * E; i++)
         h[i] = x[i] + s[i];
     layernorm_forward_naive(out, mean, rstd, h, gamma, beta, eps, N, E);

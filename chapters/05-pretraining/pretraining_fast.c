@@ -39,7 +39,9 @@
  * (and in PyTorch); -inf at the label alone gives +inf.
  */
 #include "pretraining.h"
+#include "tensor.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,16 +55,7 @@
  * the exp pass over them; large enough that the one rescaling exp per block costs < 2%. */
 enum { BV = 64 };
 
-/* Zeroed, so that no path (B = 0, S = 0) ever hands a kernel memory nobody wrote. */
-static void *xcalloc(size_t bytes)
-{
-    void *p = calloc(bytes ? bytes : 1, 1);
-    if (p == NULL) {
-        fprintf(stderr, "pretraining_fast: out of memory (%zu bytes)\n", bytes);
-        abort();
-    }
-    return p;
-}
+static const char WHO[] = "pretraining_fast";   /* names us in an out-of-memory message */
 
 /* -log softmax(z)[y] in one pass over z [V] (F2, F4). */
 static float row_loss(const float *restrict z, size_t V, size_t y)
@@ -73,14 +66,19 @@ static float row_loss(const float *restrict z, size_t V, size_t y)
     for (size_t v0 = 0; v0 < V; v0 += BV) {
         const size_t nv = V - v0 < BV ? V - v0 : BV;
         const float *restrict blk = z + v0;
-        /* bm starts at blk[0], not at the reduction's identity, which OpenMP leaves to the
-         * compiler (-inf in gcc, -FLT_MAX in clang): a block of all -inf must give -inf. */
-        float bm = blk[0];
+        /* The starting value of each lane of a max reduction is the compiler's choice (-inf in
+         * gcc, -FLT_MAX in clang) and is combined into the result: a block of all -inf would
+         * come out of clang as -FLT_MAX. A result that low is redone by a scalar loop (exact). */
+        float bm = -INFINITY;
 #pragma omp simd reduction(max : bm)
-        for (size_t v = 1; v < nv; v++)
+        for (size_t v = 0; v < nv; v++)
             bm = blk[v] > bm ? blk[v] : bm;
-        /* A NaN is never "greater", so a NaN logit does not enter the max (a NaN in blk[0] leaves
-         * bm NaN, and NaN > m is false: the same outcome); it reaches s through
+        if (bm <= -FLT_MAX) {
+            bm = -INFINITY;
+            for (size_t v = 0; v < nv; v++)
+                bm = blk[v] > bm ? blk[v] : bm;
+        }
+        /* A NaN is never "greater", so a NaN logit does not enter the max; it reaches s through
          * exp(NaN - m) = NaN below, which is all we need: the row's loss is NaN. */
         const float m_new = bm > m ? bm : m;
         if (m_new == -INFINITY) {
@@ -109,7 +107,7 @@ static float row_loss(const float *restrict z, size_t V, size_t y)
 void cross_entropy_fast(float *loss, float *token_loss, const float *logits,
                         const int64_t *labels, size_t N, size_t V)
 {
-    float *l = token_loss ? token_loss : xcalloc(N * sizeof *l);
+    float *l = token_loss ? token_loss : tfm_xcalloc(N, sizeof *l, WHO);
 
 #pragma omp parallel for schedule(static)   /* F5 */
     for (size_t n = 0; n < N; n++) {
@@ -135,11 +133,11 @@ void mlm_forward_fast(float *loss, float *masked_logits, const float *hidden,
                       const int64_t *labels, const MlmHead *head, size_t N, size_t E, size_t V)
 {
     const size_t S = mlm_count_selected(labels, N);
-    float *hs = xcalloc(S * E * sizeof *hs);   /* the labelled rows of hidden, [S, E] */
-    float *a = xcalloc(S * E * sizeof *a);
-    float *t = xcalloc(S * E * sizeof *t);
-    float *z = masked_logits ? masked_logits : xcalloc(S * V * sizeof *z);
-    int64_t *ys = xcalloc(S * sizeof *ys);
+    float *hs = tfm_xcalloc(S * E, sizeof *hs, WHO);   /* the labelled rows of hidden, [S, E] */
+    float *a = tfm_xcalloc(S * E, sizeof *a, WHO);
+    float *t = tfm_xcalloc(S * E, sizeof *t, WHO);
+    float *z = masked_logits ? masked_logits : tfm_xcalloc(S * V, sizeof *z, WHO);
+    int64_t *ys = tfm_xcalloc(S, sizeof *ys, WHO);
 
     /* F1: gather, then run the head on S rows instead of N. */
     for (size_t n = 0, s = 0; n < N; n++) {
@@ -167,8 +165,8 @@ void mlm_forward_fast(float *loss, float *masked_logits, const float *hidden,
 void nsp_forward_fast(float *loss, float *logits, float *pooled_out, const float *hidden,
                       const int64_t *labels, const NspHead *head, size_t B, size_t T, size_t E)
 {
-    float *cls = xcalloc(B * E * sizeof *cls);
-    float *pooled = pooled_out ? pooled_out : xcalloc(B * E * sizeof *pooled);
+    float *cls = tfm_xcalloc(B * E, sizeof *cls, WHO);
+    float *pooled = pooled_out ? pooled_out : tfm_xcalloc(B * E, sizeof *pooled, WHO);
     for (size_t b = 0; b < B; b++)
         memcpy(cls + b * E, hidden + b * T * E, E * sizeof *cls);
     linear_fast(pooled, cls, head->pooler_w, head->pooler_b, B, E, E);

@@ -25,17 +25,9 @@
 
 #include "layernorm.h"
 #include "matmul.h"
+#include "tensor.h"
 
-/* Zeroed, so that no path (B = 0, S = 0) ever hands a kernel memory nobody wrote. */
-static void *xcalloc(size_t bytes)
-{
-    void *p = calloc(bytes ? bytes : 1, 1);
-    if (p == NULL) {
-        fprintf(stderr, "pretraining_naive: out of memory (%zu bytes)\n", bytes);
-        abort();
-    }
-    return p;
-}
+static const char WHO[] = "pretraining_naive";   /* names us in an out-of-memory message */
 
 float gelu_erf(float x)
 {
@@ -54,7 +46,7 @@ size_t mlm_count_selected(const int64_t *labels, size_t N)
 void cross_entropy_naive(float *loss, float *token_loss, const float *logits,
                          const int64_t *labels, size_t N, size_t V)
 {
-    float *logp = xcalloc(V * sizeof *logp);   /* one row of log-probabilities */
+    float *logp = tfm_xcalloc(V, sizeof *logp, WHO);   /* one row of log-probabilities */
     double sum = 0.0;                          /* sum of l_n over the kept rows */
     size_t count = 0;                          /* S, the kept rows */
 
@@ -89,10 +81,11 @@ void cross_entropy_naive(float *loss, float *token_loss, const float *logits,
     free(logp);
 }
 
+
 /* t = LayerNorm(GELU(W_t h + b_t)) for M rows of h: the MLM head's transform. */
 static void mlm_transform(float *t, const float *h, const MlmHead *p, size_t M, size_t E)
 {
-    float *a = xcalloc(M * E * sizeof *a);
+    float *a = tfm_xcalloc(M * E, sizeof *a, WHO);
     linear_naive(a, h, p->dense_w, p->dense_b, M, E, E);   /* a = W_t h + b_t */
     for (size_t i = 0; i < M * E; i++)
         a[i] = gelu_erf(a[i]);                              /* a = GELU(a) */
@@ -103,8 +96,8 @@ static void mlm_transform(float *t, const float *h, const MlmHead *p, size_t M, 
 void mlm_forward_naive(float *loss, float *masked_logits, const float *hidden,
                        const int64_t *labels, const MlmHead *head, size_t N, size_t E, size_t V)
 {
-    float *t = xcalloc(N * E * sizeof *t);
-    float *z = xcalloc(N * V * sizeof *z);
+    float *t = tfm_xcalloc(N * E, sizeof *t, WHO);
+    float *z = tfm_xcalloc(N * V, sizeof *z, WHO);
 
     mlm_transform(t, hidden, head, N, E);                           /* t = transform(h), [N, E] */
     linear_naive(z, t, head->decoder_w, head->decoder_b, N, E, V);  /* z = W_emb t + b, [N, V] */
@@ -124,8 +117,8 @@ void mlm_forward_naive(float *loss, float *masked_logits, const float *hidden,
 void nsp_forward_naive(float *loss, float *logits, float *pooled_out, const float *hidden,
                        const int64_t *labels, const NspHead *head, size_t B, size_t T, size_t E)
 {
-    float *cls = xcalloc(B * E * sizeof *cls);
-    float *pooled = pooled_out ? pooled_out : xcalloc(B * E * sizeof *pooled);
+    float *cls = tfm_xcalloc(B * E, sizeof *cls, WHO);
+    float *pooled = pooled_out ? pooled_out : tfm_xcalloc(B * E, sizeof *pooled, WHO);
 
     for (size_t b = 0; b < B; b++)                    /* h[b, 0]: the [CLS] token's state */
         memcpy(cls + b * E, hidden + b * T * E, E * sizeof *cls);
