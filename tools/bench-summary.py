@@ -16,11 +16,16 @@ def main(path):
     for r in rows:
         by.setdefault((r["chapter"], r["key"]), {})[r["threads"]] = r
     ceil = {(c["name"], c["threads"]): c["best"] for c in d["ceilings"]}
-    print(f"*{d['cpu']}, {d['compiler']}, OpenBLAS kernels {d['openblas_core']}; "
-          f"{d['date']}. Ceilings measured in the same run: FMA peak "
-          f"{ceil.get(('fma_peak', 1), float('nan')):.0f} GFLOP/s on 1 thread, "
-          f"{ceil.get(('fma_peak', 2), float('nan')):.0f} on 2; copy bandwidth "
-          f"{ceil.get(('copy', 1), float('nan')):.1f} GB/s on 1 thread.*\n")
+    def ceiling(name, label, threads, unit):
+        v = ceil.get((name, threads))
+        return None if v is None else f"{label} {v:.1f} {unit} on {threads} thread{'s' if threads > 1 else ''}"
+
+    measured = [c for c in (ceiling("fma_peak", "FMA peak", 1, "GFLOP/s"),
+                            ceiling("fma_peak", "FMA peak", 2, "GFLOP/s"),
+                            ceiling("copy", "copy", 1, "GB/s"),
+                            ceiling("copy", "copy", 2, "GB/s")) if c]
+    print(f"*{d['cpu']}, {d['compiler']}, OpenBLAS kernels {d['openblas_core']}; {d['date']}. "
+          f"Ceilings measured in the same run: {'; '.join(measured)}.*\n")
     print("| ch | op and shape | fast, 1 thread | of ceiling | vs naive | vs PyTorch shipped | "
           "vs PyTorch tuned | fast, 2 threads | vs PyTorch tuned (2T) | 2T vs 1T |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -404,7 +404,7 @@ static void pv_tile_t(float *restrict At, const float *restrict St, const float 
     }
 }
 
-/* probs == NULL: online softmax (O4) over key tiles, one BQ x BK score tile per thread. */
+/* probs == NULL: online softmax (O4) over key tiles, one BQ x BKS score tile per thread. */
 static void forward_streaming(float *out, const float *q, const float *k, const float *v,
                               const AttnMask *mask, float scale, const AttnLayout *lay, size_t B,
                               size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv)
