@@ -1,5 +1,6 @@
 /* test_00_tensors.c — chapter 00: the tensor type, and both matmul variants against PyTorch's
  * goldens and against each other. */
+#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "matmul.h"
+#include "tfm_exp.h"
 #include "testutil.h"
 
 /* ---------------------------------------------------------------- the tensor type */
@@ -460,6 +462,74 @@ START_TEST(test_exact_small_integers) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- tfm_expf (tfm_exp.h) */
+
+/* The spacing of floats at t (>= 0): 2^(e-24) for t in [2^(e-1), 2^e), 2^-149 below FLT_MIN. */
+static double float_ulp(double t) {
+    if (t < FLT_MIN)
+        return ldexp(1.0, -149);
+    int e;
+    frexp(t, &e);
+    return ldexp(1.0, e - 24);
+}
+
+/* Every 61st float in [-104, 89] (37 million of them, both signs), through a vectorizable loop
+ * as the fast files use it, against float64 exp: at most 1.2 ulp, as tfm_exp.h promises (0.94
+ * with FMA contraction, as the fast files are built; this file is built without it). */
+START_TEST(test_expf_within_one_ulp) {
+    enum { CHUNK = 4096 };
+    static float xs[CHUNK], ys[CHUNK];
+    double worst = 0.0;
+    float worst_x = 0.0f;
+    size_t n = 0, checked = 0;
+    for (int sign = 0; sign < 2; sign++) {
+        for (uint64_t bits = 0; bits < 0x7f800000u; bits += 61) {
+            const uint32_t u = (uint32_t)bits | (sign ? 0x80000000u : 0u);
+            float x;
+            memcpy(&x, &u, sizeof x);
+            if (x > 89.0f || x < -104.0f)
+                continue;
+            xs[n++] = x;
+            if (n < CHUNK && bits + 61 < 0x7f800000u)
+                continue;
+#pragma omp simd
+            for (size_t i = 0; i < n; i++)
+                ys[i] = tfm_expf(xs[i]);
+            for (size_t i = 0; i < n; i++) {
+                const double truth = exp((double)xs[i]);
+                if (truth > FLT_MAX)   /* x in (88.72, 89]: +inf is the right float answer */
+                    ck_assert_msg(isinf(ys[i]), "exp(%.9g) = %.9g, want inf", xs[i], ys[i]);
+                else {
+                    const double err = fabs((double)ys[i] - truth) / float_ulp(truth);
+                    if (err > worst) {
+                        worst = err;
+                        worst_x = xs[i];
+                    }
+                }
+            }
+            checked += n;
+            n = 0;
+        }
+    }
+    printf("tfm_expf: %zu floats in [-104, 89], worst %.3f ulp at x = %.9g\n", checked, worst,
+           worst_x);
+    ck_assert_uint_gt(checked, 30000000);
+    ck_assert_msg(worst <= 1.2, "tfm_expf: %.3f ulp at x = %.9g (allowed 1.2)", worst, worst_x);
+}
+END_TEST
+
+START_TEST(test_expf_special_values) {
+    ck_assert(isnan(tfm_expf(NAN)));
+    ck_assert(isnan(tfm_expf(-NAN)));
+    ck_assert(isinf(tfm_expf(INFINITY)) && tfm_expf(INFINITY) > 0.0f);
+    ck_assert(tfm_expf(-INFINITY) == 0.0f);
+    ck_assert(tfm_expf(0.0f) == 1.0f && tfm_expf(-0.0f) == 1.0f);
+    ck_assert(isinf(tfm_expf(88.73f)) && tfm_expf(1e30f) > FLT_MAX);
+    ck_assert(tfm_expf(-104.0f) == 0.0f && tfm_expf(-1e30f) == 0.0f);
+    ck_assert(tfm_expf(-103.9f) > 0.0f);   /* the smallest subnormal, 2^-149, is exp(-103.28) */
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("00-tensors");
     TCase *tensor = tcase_create("tensor");
@@ -469,6 +539,12 @@ static Suite *suite(void) {
     tcase_add_test(tensor, test_index_and_shape_strings);
     tcase_add_test(tensor, test_dtype_names);
     suite_add_tcase(s, tensor);
+
+    TCase *expf = tcase_create("tfm_expf");
+    tcase_set_timeout(expf, 60);
+    tcase_add_test(expf, test_expf_within_one_ulp);
+    tcase_add_test(expf, test_expf_special_values);
+    suite_add_tcase(s, expf);
 
     TCase *runner = tcase_create("runner");
     tcase_add_test(runner, test_runner_computes_both_ops);
