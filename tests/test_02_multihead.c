@@ -141,7 +141,10 @@ static void run(const Inputs *in, TfmVariant v, int want_weights, float **out, f
 }
 
 /* Around chapter 01's tiles (32 queries, 64 keys) and chapter 00's direct path (< 5 rows):
- * E = H = 1, odd widths, every kind of input sharing, masks, BERT-base width. */
+ * E = H = 1, odd widths, every kind of input sharing, masks, BERT-base width. The last three
+ * are batches that the fast variant splits into chunks (multihead_fast.c, F6: 1024 rows):
+ * 3 + 2 sequences of 300 (per-(b, h) masks must follow the chunk), 1 + 1 of 1100, and
+ * 4 + 4 + 2 of 260 keys whose queries (9) are fewer than the keys. */
 static const Problem PROBLEMS[] = {
     {1, 1, 1, 1, 1, SELF, 0, MASK_NONE, W_AVG},
     {2, 2, 5, 5, 6, SELF, 0, MASK_NONE, W_AVG},
@@ -153,6 +156,9 @@ static const Problem PROBLEMS[] = {
     {2, 8, 1, 130, 64, MEMORY, 0, MASK_NONE, W_HEADS},
     {1, 6, 17, 3, 30, CROSS, 0, MASK_BIAS_SHARED, W_AVG},
     {2, 3, 34, 34, 15, QK_SHARED, 1, MASK_BOOL_PER_HEAD, W_HEADS},
+    {5, 2, 300, 300, 8, SELF, 1, MASK_BOOL_PER_HEAD, W_AVG},
+    {2, 1, 1100, 1100, 4, SELF, 1, MASK_NONE, W_NONE},
+    {10, 2, 9, 260, 6, MEMORY, 1, MASK_BIAS_SHARED, W_HEADS},
 };
 #define N_PROBLEMS (sizeof PROBLEMS / sizeof PROBLEMS[0])
 
