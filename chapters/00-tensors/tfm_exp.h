@@ -24,14 +24,22 @@
 static inline float tfm_expf(float x)
 {
     /* Inputs past these limits give inf or 0 anyway; clamping keeps n inside the range where the
-     * two exponent factors below are normal floats. A NaN is computed as 0 (converting a NaN n
-     * to int below would be undefined behaviour) and restored at the end. */
-    const float xc = x > 89.0f ? 89.0f : (x < -105.0f ? -105.0f : (x == x ? x : 0.0f));
+     * two exponent factors below are normal floats. Both comparisons are false for a NaN, which
+     * passes through unchanged and makes every later float operation NaN, the result included.
+     * (Written as two plain selects, so that the compiler emits one vector max and one min.) */
+    float xc = x < -105.0f ? -105.0f : x;
+    xc = xc > 89.0f ? 89.0f : xc;
 
     /* n = round(x / ln2): adding 1.5 * 2^23 pushes the fraction bits out of the float, so the sum
-     * rounds to an integer (round to nearest even); subtracting it back leaves that integer. */
-    const float shifter = 12582912.0f;
-    const float n = (xc * 1.44269504088896341f + shifter) - shifter;
+     * rounds to an integer (round to nearest even); subtracting it back leaves that integer. The
+     * sum's low mantissa bits then hold n itself (plus 2^22), which is where the integer n is
+     * taken from: bit operations, defined for any input (a float-to-int conversion of a NaN
+     * would be undefined behaviour). */
+    const float shifter = 12582912.0f;   /* 1.5 * 2^23, bits 0x4b400000 */
+    const float kf = xc * 1.44269504088896341f + shifter;
+    const float n = kf - shifter;
+    union { float f; uint32_t u; } k = {kf};
+    const int32_t ni = (int32_t)(k.u - 0x4b400000u);   /* n, in [-152, 129] */
 
     /* r = x - n ln2 in two steps: LN2_HI has 8 significant bits, so n * LN2_HI is exact. */
     const float LN2_HI = 0.693359375f, LN2_LO = -2.12194440e-4f;
@@ -49,15 +57,14 @@ static inline float tfm_expf(float x)
     p = p * r + 1.0f;
     p = p * r + 1.0f;
 
-    /* 2^n as two factors 2^n1 * 2^n2, each with a normal exponent (n is in [-152, 129]), so that
-     * a subnormal result is rounded once, in the last multiplication. */
-    const int32_t ni = (int32_t)n;
+    /* 2^n as two factors 2^n1 * 2^n2, each with a normal exponent, so that a subnormal result
+     * is rounded once, in the last multiplication. (For a NaN, ni is meaningless, and so are
+     * the factors; p is NaN and so is the product.) */
     const int32_t n1 = ni / 2, n2 = ni - n1;
     union { uint32_t u; float f; } s1, s2;
-    s1.u = (uint32_t)(n1 + 127) << 23;
-    s2.u = (uint32_t)(n2 + 127) << 23;
-    const float y = p * s1.f * s2.f;
-    return x != x ? x : y;   /* NaN in, NaN out */
+    s1.u = ((uint32_t)n1 + 127u) << 23;
+    s2.u = ((uint32_t)n2 + 127u) << 23;
+    return p * s1.f * s2.f;
 }
 
 #endif

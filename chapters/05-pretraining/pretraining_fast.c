@@ -11,30 +11,35 @@
  *     with BERT's 15% masking S ~ 0.15 N, so the head does 1/0.15 ~ 6.7x less work and writes an
  *     [S, V] score matrix instead of [N, V] (BertForPreTraining scores every position and then
  *     throws 85% of the rows away in the loss).
- *  F2 one pass per row: the log-sum-exp is computed online. A running maximum m and a running
- *     sum s = sum exp(z_v - m) are updated block by block (BV logits, in L1): s is rescaled by
- *     exp(m_old - m_new) when a block raises the maximum (s is a double: one addition per block,
- *     and no drift over the 477 blocks of a 30522-wide row). The row is read from memory once,
- *     instead of three times (max, sum of exps, then log-probabilities) plus a V-float
- *     log-probability row written and read back; at V = 30522 a row is 120 KiB, larger than L1
- *     and a good part of L2. The log-probabilities are never formed: l = log s - (z_y - m) needs
- *     only the label's logit.
+ *  F2 two passes per row, the second from L2. The log-sum-exp needs the row's maximum m before
+ *     its sum s = sum exp(z_v - m); a row is 120 KiB at V = 30522, which stays in L2 (1 MiB per
+ *     core on the machines measured) between the two passes, so memory delivers it once. (An online softmax, one pass with a
+ *     running max and s rescaled block by block, was the first version here: per block of 64
+ *     logits it needed a horizontal max, a horizontal sum and a branch, and was slower.) The
+ *     log-probabilities are never formed, nor written: l = log s - (z_y - m) needs only the
+ *     label's logit. Naive reads the row three times (max, sum, log-probabilities) and writes and
+ *     reads back a V-float row of log-probabilities.
  *  F3 ignored rows are skipped entirely: not read, not exponentiated (naive computes their
  *     log-softmax and then drops it). With logits given for every position that is 85% of the
  *     exps at BERT's masking rate.
- *  F4 vector reductions: a block's maximum and its sum of exps are `omp simd` reductions, partial
- *     results in independent lanes instead of one chain of dependent scalar operations; the exps
- *     themselves are tfm_expf (chapters/00-tensors/tfm_exp.h), branch-free and so vectorized,
- *     where libm's expf would be one scalar call per logit.
+ *  F4 vector reductions: the maximum is an `omp simd` reduction, partial results in independent
+ *     lanes instead of one chain of dependent scalar operations; the sum has 16 double lanes
+ *     (each lane sums every 16th term, about 1900 at V = 30522, in double, so no drift), added in
+ *     lane order at the end. The exps are tfm_expf (chapters/00-tensors/tfm_exp.h), branch-free
+ *     and so vectorized, where libm's expf would be one scalar call per logit.
  *  F5 OpenMP over rows (schedule static): each row's loss is written by one thread into its own
  *     slot; the mean is then summed in row order, in double, by one thread, exactly as naive
  *     does. So the result is bitwise the same for any thread count.
  *  F6 the linear layers are chapter 00's linear_fast, LayerNorm is chapter 04's layernorm_fast.
+ *  F7 prefetch the next row. Pass 2 is arithmetic on a row already in L2; meanwhile it asks for
+ *     the next labelled row, one cache line per 16 logits, so memory works during pass 2 and the
+ *     next pass 1 reads from L2. Without it the passes take turns: memory idles during the exps,
+ *     the exp units during the reads.
  *
  * The NSP head works on B rows of width E; beyond F6 there is nothing in it worth optimizing.
  *
- * Numerics as in naive, without -ffast-math: exp is tfm_expf (within 1 ulp of the correctly
- * rounded exp, like libm's expf), NaN and inf follow IEEE rules.
+ * Numerics as in naive, without -ffast-math: exp is tfm_expf (within 1.2 ulp of the true
+ * exp; libm's expf is within 1 ulp), NaN and inf follow IEEE rules.
  * A row whose logits are all -inf, or that holds a +inf or a NaN, has loss NaN in both variants
  * (and in PyTorch); -inf at the label alone gives +inf.
  */
@@ -51,56 +56,54 @@
 #include "matmul.h"
 #include "tfm_exp.h"
 
-/* Logits per online-softmax block: 256 B, a few cache lines that stay in L1 between the max and
- * the exp pass over them; large enough that the one rescaling exp per block costs < 2%. */
-enum { BV = 64 };
+/* Independent sums per row in pass 2 (F2): 16 double lanes, two AVX-512 registers. */
+enum { LANES = 16 };
+
+/* Floats per 64-byte cache line: pass 2 prefetches one line of the next row per LINE logits. */
+enum { LINE = 16 };
 
 static const char WHO[] = "pretraining_fast";   /* names us in an out-of-memory message */
 
-/* -log softmax(z)[y] in one pass over z [V] (F2, F4). */
-static float row_loss(const float *restrict z, size_t V, size_t y)
+/* -log softmax(z)[y] over z [V], in two passes over the row (F2, F4); next [V] is the row this
+ * thread reads after this one, or NULL, and is prefetched during pass 2 (F7). */
+static float row_loss(const float *restrict z, size_t V, size_t y, const float *next)
 {
-    float m = -INFINITY;   /* running max of the blocks seen */
-    double s = 0.0;        /* running sum of exp(z_v - m) over those blocks; double, so that
-                              V/BV block sums (477 at V = 30522) add without drift */
-    for (size_t v0 = 0; v0 < V; v0 += BV) {
-        const size_t nv = V - v0 < BV ? V - v0 : BV;
-        const float *restrict blk = z + v0;
-        /* The starting value of each lane of a max reduction is the compiler's choice (-inf in
-         * gcc, -FLT_MAX in clang) and is combined into the result: a block of all -inf would
-         * come out of clang as -FLT_MAX. A result that low is redone by a scalar loop (exact). */
-        float bm = -INFINITY;
-#pragma omp simd reduction(max : bm)
-        for (size_t v = 0; v < nv; v++)
-            bm = blk[v] > bm ? blk[v] : bm;
-        if (bm <= -FLT_MAX) {
-            bm = -INFINITY;
-            for (size_t v = 0; v < nv; v++)
-                bm = blk[v] > bm ? blk[v] : bm;
-        }
-        /* A NaN is never "greater", so a NaN logit does not enter the max; it reaches s through
-         * exp(NaN - m) = NaN below, which is all we need: the row's loss is NaN. */
-        const float m_new = bm > m ? bm : m;
-        if (m_new == -INFINITY) {
-            /* Every logit so far is -inf (or NaN): they add exp(-inf) = 0, and skipping avoids
-             * exp(-inf - (-inf)) = NaN for a row that later blocks may still fill. A NaN must
-             * still poison the row, as it does in naive and PyTorch. */
-            for (size_t v = 0; v < nv; v++)
-                if (isnan(blk[v]))
-                    s = (double)NAN;
-            continue;
-        }
-        float bs = 0.0f;
-#pragma omp simd reduction(+ : bs)
-        for (size_t v = 0; v < nv; v++)
-            bs += tfm_expf(blk[v] - m_new);
-        /* exp(m - m_new) rescales the earlier terms; when m = -inf it is 0 and so is s. */
-        s = (m_new == m ? s : s * exp((double)m - m_new)) + bs;
-        m = m_new;
+    /* Pass 1: m = max_v z_v. The starting value of each lane of a max reduction is the
+     * compiler's choice (-inf in gcc, -FLT_MAX in clang) and is combined into the result: a row
+     * of all -inf would come out of clang as -FLT_MAX. A result that low is redone by a scalar
+     * loop (exact). A NaN is never "greater", so it does not enter the max; it reaches the sum
+     * through exp(NaN - m) = NaN, which is all we need: the row's loss is NaN. */
+    float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+    for (size_t v = 0; v < V; v++)
+        m = z[v] > m ? z[v] : m;
+    if (m <= -FLT_MAX) {
+        m = -INFINITY;
+        for (size_t v = 0; v < V; v++)
+            m = z[v] > m ? z[v] : m;
     }
+
+    /* Pass 2: s = sum_v exp(z_v - m), the row now coming from L2. Each exp is at most 1; lane l
+     * sums the logits v = l (mod 16) in double, and the lanes are added in order at the end, so
+     * the result is fixed by the code, whatever the thread count. m = -inf (every logit -inf)
+     * or m = +inf gives NaN terms and a NaN loss, as in naive and PyTorch. */
+    double acc[LANES] = {0};
+    size_t v0 = 0;
+    for (; v0 + LANES <= V; v0 += LANES) {
+        if (next)
+            __builtin_prefetch(next + v0, 0, 2);   /* F7: read, keep in L2 */
+#pragma omp simd
+        for (size_t l = 0; l < LANES; l++)
+            acc[l] += (double)tfm_expf(z[v0 + l] - m);
+    }
+    for (size_t l = 0; v0 + l < V; l++)
+        acc[l] += (double)tfm_expf(z[v0 + l] - m);
+    double s = 0.0;
+    for (size_t l = 0; l < LANES; l++)
+        s += acc[l];
+
     /* log s - (z_y - m): the label's log-probability, negated, in the same order of operations
-     * as naive's (z_y - m) - log s. An all -inf row has m = -inf: (-inf) - (-inf) = NaN, as
-     * PyTorch's log_softmax gives. */
+     * as naive's (z_y - m) - log s. */
     return (float)log(s) - (z[y] - m);
 }
 
@@ -112,8 +115,16 @@ void cross_entropy_fast(float *loss, float *token_loss, const float *logits,
 #pragma omp parallel for schedule(static)   /* F5 */
     for (size_t n = 0; n < N; n++) {
         const int64_t y = labels[n];
-        l[n] = (y == TFM_IGNORE_INDEX) ? 0.0f   /* F3: the row is not touched */
-                                       : row_loss(logits + n * V, V, (size_t)y);
+        if (y == TFM_IGNORE_INDEX) {
+            l[n] = 0.0f;   /* F3: the row is not touched */
+            continue;
+        }
+        /* F7: the next labelled row (at the end of a thread's share, a row another thread reads:
+         * one wasted prefetch per thread) */
+        size_t nx = n + 1;
+        while (nx < N && labels[nx] == TFM_IGNORE_INDEX)
+            nx++;
+        l[n] = row_loss(logits + n * V, V, (size_t)y, nx < N ? logits + nx * V : NULL);
     }
 
     double sum = 0.0;
