@@ -53,7 +53,7 @@ sanitize: deps
 # portable paths; the memory they touch is the same). -g for line numbers in the reports.
 VG_DIR   := $(BUILD)/valgrind
 VG_OPT   := -O2 -g
-VG_FAST  := -O3 -g -ffp-contract=fast -fno-trapping-math
+VG_FAST  := -O3 -g -ffp-contract=fast -fno-trapping-math -fno-tree-loop-distribute-patterns
 # Errors (invalid reads/writes, uninitialised values, bad frees) and definite leaks fail the run;
 # "possibly lost" and "still reachable" blocks are what a live thread pool looks like at exit.
 # tests/valgrind.supp explains its one suppression. To see where an uninitialised value came

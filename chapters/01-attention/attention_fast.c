@@ -301,7 +301,11 @@ static void score_tile_t(float *restrict St, const float *restrict Qt, const flo
 {
     size_t c = 0;
     for (; c + SK <= nc; c += SK) {
-        float s[SK][BQ] = {{0}};
+        float s[SK][BQ];   /* the accumulators: SK * BQ / 16 vector registers */
+        for (size_t u = 0; u < SK; u++)
+#pragma omp simd
+            for (size_t r = 0; r < BQ; r++)
+                s[u][r] = 0.0f;
         const float *restrict kc = K + c * ldk;
         for (size_t d = 0; d < Dk; d++) {
             const float *restrict qt = Qt + d * BQ;
