@@ -26,7 +26,7 @@ static inline float tfm_expf(float x)
     /* Inputs past these limits give inf or 0 anyway; clamping keeps n inside the range where the
      * two exponent factors below are normal floats. Both comparisons are false for a NaN, which
      * passes through unchanged and makes every later float operation NaN, the result included.
-     * (Written as two plain selects, so that the compiler emits one vector max and one min.) */
+     * (Two plain selects: in a vector loop they become compares and blends, no branch.) */
     float xc = x < -105.0f ? -105.0f : x;
     xc = xc > 89.0f ? 89.0f : xc;
 

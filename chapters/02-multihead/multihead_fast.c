@@ -7,9 +7,9 @@
  *  F1 shared projections. Inputs passed as the same pointer are projected by ONE product over
  *     the consecutive rows of in_proj_weight they use: query == key == value (self-attention)
  *     is a single [n*T, E] x [E, 3E] linear_fast (n sequences, F6) into a packed [n, T, 3E]
- *     buffer; key == value (cross-attention over an encoder's output) a single [n*Tk, E] x [E, 2E]. The input is read
- *     and packed once instead of three (or two) times, and one wide product keeps the GEMM's
- *     cache blocks fuller than three narrow ones. Equality is by pointer, on purpose: comparing
+ *     buffer; key == value (cross-attention over an encoder's output) a single [n*Tk, E] x
+ *     [E, 2E]. The input is read and packed once instead of three (or two) times, and one wide
+ *     product keeps the GEMM's cache blocks fuller than three narrow ones. Equality is by pointer, on purpose: comparing
  *     contents would cost a pass over the inputs, and equal pointers are how a caller says
  *     "self-attention" (PyTorch's fast path tests the same thing: query is key is value).
  *  F2 no head transposes. Head h of token t is the D columns h*D .. h*D+D-1 of the projection's
@@ -28,9 +28,10 @@
  *     chunk, not of the batch: at B = 8, T = 512, E = 768 it is 12.6 MB instead of 50 MB. That
  *     matters twice. The projections of a chunk are still in the last-level cache when the
  *     heads read them. And glibc serves blocks above 32 MiB with fresh pages from the kernel on
- *     every call, each page faulted in on first touch; a chunk's blocks come from the heap and are reused.
- *     At that shape, on one thread, the pass went from about 260 ms to 160 ms. Short sequences are
- *     grouped up to CHUNK_ROWS rows per chunk, so the products stay large enough to block well.
+ *     every call, each page faulted in on first touch; a chunk's blocks come from the heap and
+ *     are reused. At that shape, on one thread, the pass went from about 260 ms to 160 ms. Short
+ *     sequences are grouped up to CHUNK_ROWS rows per chunk, so the products stay large enough
+ *     to block well.
  *
  * Determinism: linear_fast and attention_forward_fast_strided are deterministic for a fixed
  * thread count, and F4 sums heads in increasing h for every element, on one thread.

@@ -13,12 +13,12 @@
  *     throws 85% of the rows away in the loss).
  *  F2 two passes per row, the second from L2. The log-sum-exp needs the row's maximum m before
  *     its sum s = sum exp(z_v - m); a row is 120 KiB at V = 30522, which stays in L2 (1 MiB per
- *     core on the machines measured) between the two passes, so memory delivers it once. (An online softmax, one pass with a
- *     running max and s rescaled block by block, was the first version here: per block of 64
- *     logits it needed a horizontal max, a horizontal sum and a branch, and was slower.) The
- *     log-probabilities are never formed, nor written: l = log s - (z_y - m) needs only the
- *     label's logit. Naive reads the row three times (max, sum, log-probabilities) and writes and
- *     reads back a V-float row of log-probabilities.
+ *     core on the machines measured) between the two passes, so memory delivers it once. (An
+ *     online softmax, one pass with a running max and s rescaled block by block, was the first
+ *     version here: per block of 64 logits it needed a horizontal max, a horizontal sum and a
+ *     branch, and was slower.) The log-probabilities are never formed, nor written:
+ *     l = log s - (z_y - m) needs only the label's logit. Naive reads the row three times (max,
+ *     sum, log-probabilities) and writes and reads back a V-float row of log-probabilities.
  *  F3 ignored rows are skipped entirely: not read, not exponentiated (naive computes their
  *     log-softmax and then drops it). With logits given for every position that is 85% of the
  *     exps at BERT's masking rate.
@@ -56,11 +56,9 @@
 #include "matmul.h"
 #include "tfm_exp.h"
 
-/* Independent sums per row in pass 2 (F2): 16 double lanes, two AVX-512 registers. */
+/* Independent sums per row in pass 2 (F2): 16 double lanes, two AVX-512 registers. 16 floats
+ * are also one 64-byte cache line, the unit of F7's prefetch: one per iteration. */
 enum { LANES = 16 };
-
-/* Floats per 64-byte cache line: pass 2 prefetches one line of the next row per LINE logits. */
-enum { LINE = 16 };
 
 static const char WHO[] = "pretraining_fast";   /* names us in an out-of-memory message */
 
