@@ -11,30 +11,29 @@
  *     with BERT's 15% masking S ~ 0.15 N, so the head does 1/0.15 ~ 6.7x less work and writes an
  *     [S, V] score matrix instead of [N, V] (BertForPreTraining scores every position and then
  *     throws 85% of the rows away in the loss).
- *  F2 two passes per row, the second from L2. The log-sum-exp needs the row's maximum m before
- *     its sum s = sum exp(z_v - m); a row is 120 KiB at V = 30522, which stays in L2 (1 MiB per
- *     core on the machines measured) between the two passes, so memory delivers it once. (An
- *     online softmax, one pass with a running max and s rescaled block by block, was the first
- *     version here: per block of 64 logits it needed a horizontal max, a horizontal sum and a
- *     branch, and was slower.) The log-probabilities are never formed, nor written:
- *     l = log s - (z_y - m) needs only the label's logit. Naive reads the row three times (max,
- *     sum, log-probabilities) and writes and reads back a V-float row of log-probabilities.
+ *  F2 one pass per row: the log-sum-exp online, lane by lane. Each of 16 lanes keeps a running
+ *     max m_l and a running sum s_l = sum exp(z_v - m_l) of the logits v = l (mod 16); the row
+ *     is consumed in blocks of 256 logits (1 KiB, in L1 between its max and its exps), and a
+ *     block that raises a lane's max rescales that lane's sum by exp(m_old - m_new). Every step
+ *     is a lane-wise vector operation: no horizontal reduction and no branch per block (the form
+ *     of chapter 01's O11). The 16 lanes are merged once, at the end of the row. The row is read
+ *     from memory once; naive reads it three times (max, sum, log-probabilities) and writes and
+ *     reads back a V-float row of log-probabilities, which is never formed here:
+ *     l = log s - (z_y - m) needs only the label's logit. (Two earlier versions measured slower
+ *     at 512 x 30522: an online pass with one running max per row, which paid a horizontal max,
+ *     a horizontal sum and a branch per block of 64 logits, 8.9 ms; and two passes per row, the
+ *     max and then the sum from L2 with the next row prefetched, 6.5 ms; this one takes 5.0.)
  *  F3 ignored rows are skipped entirely: not read, not exponentiated (naive computes their
  *     log-softmax and then drops it). With logits given for every position that is 85% of the
  *     exps at BERT's masking rate.
- *  F4 vector reductions: the maximum is an `omp simd` reduction, partial results in independent
- *     lanes instead of one chain of dependent scalar operations; the sum has 16 double lanes
- *     (each lane sums every 16th term, about 1900 at V = 30522, in double, so no drift), added in
- *     lane order at the end. The exps are tfm_expf (chapters/00-tensors/tfm_exp.h), branch-free
- *     and so vectorized, where libm's expf would be one scalar call per logit.
+ *  F4 vector arithmetic throughout: the maxima and the sums are lane-wise; a block's sums are
+ *     floats (16 terms <= 1 per lane), the running sums doubles (120 blocks in a 30522-wide
+ *     row), merged in lane order. The exps are tfm_expf (chapters/00-tensors/tfm_exp.h),
+ *     branch-free and so vectorized, where libm's expf would be one scalar call per logit.
  *  F5 OpenMP over rows (schedule static): each row's loss is written by one thread into its own
  *     slot; the mean is then summed in row order, in double, by one thread, exactly as naive
  *     does. So the result is bitwise the same for any thread count.
  *  F6 the linear layers are chapter 00's linear_fast, LayerNorm is chapter 04's layernorm_fast.
- *  F7 prefetch the next row. Pass 2 is arithmetic on a row already in L2; meanwhile it asks for
- *     the next labelled row, one cache line per 16 logits, so memory works during pass 2 and the
- *     next pass 1 reads from L2. Without it the passes take turns: memory idles during the exps,
- *     the exp units during the reads.
  *
  * The NSP head works on B rows of width E; beyond F6 there is nothing in it worth optimizing.
  *
@@ -56,53 +55,81 @@
 #include "matmul.h"
 #include "tfm_exp.h"
 
-/* Independent sums per row in pass 2 (F2): 16 double lanes, two AVX-512 registers. 16 floats
- * are also one 64-byte cache line, the unit of F7's prefetch: one per iteration. */
-enum { LANES = 16 };
+/* F2: LANES independent running (max, sum) pairs per row, one vector register of floats; the
+ * row is consumed in blocks of BLOCK logits (1 KiB, in L1 between its max and its exps). */
+enum { LANES = 16, BLOCK = 16 * LANES };
 
 static const char WHO[] = "pretraining_fast";   /* names us in an out-of-memory message */
 
-/* -log softmax(z)[y] over z [V], in two passes over the row (F2, F4); next [V] is the row this
- * thread reads after this one, or NULL, and is prefetched during pass 2 (F7). */
-static float row_loss(const float *restrict z, size_t V, size_t y, const float *next)
+/* One block of the online log-sum-exp (F2). Lane l holds m[l], the max of the logits
+ * v = l (mod LANES) seen so far, and s[l] = sum of exp(z_v - m[l]) over them. The block's
+ * logits blk[j*LANES + l] update lane l: a new max m' = max(m, block max); the old sum is
+ * rescaled, s * exp(m - m'), because exp(z - m') = exp(z - m) exp(m - m'); the block adds
+ * sum exp(z - m'). Every step is lane-wise: no horizontal reduction, no branch. */
+static void lse_block(float *restrict m, double *restrict s, const float *restrict blk)
 {
-    /* Pass 1: m = max_v z_v. The starting value of each lane of a max reduction is the
-     * compiler's choice (-inf in gcc, -FLT_MAX in clang) and is combined into the result: a row
-     * of all -inf would come out of clang as -FLT_MAX. A result that low is redone by a scalar
-     * loop (exact). A NaN is never "greater", so it does not enter the max; it reaches the sum
-     * through exp(NaN - m) = NaN, which is all we need: the row's loss is NaN. */
-    float m = -INFINITY;
-#pragma omp simd reduction(max : m)
-    for (size_t v = 0; v < V; v++)
-        m = z[v] > m ? z[v] : m;
-    if (m <= -FLT_MAX) {
-        m = -INFINITY;
-        for (size_t v = 0; v < V; v++)
-            m = z[v] > m ? z[v] : m;
-    }
-
-    /* Pass 2: s = sum_v exp(z_v - m), the row now coming from L2. Each exp is at most 1; lane l
-     * sums the logits v = l (mod 16) in double, and the lanes are added in order at the end, so
-     * the result is fixed by the code, whatever the thread count. m = -inf (every logit -inf)
-     * or m = +inf gives NaN terms and a NaN loss, as in naive and PyTorch. */
-    double acc[LANES] = {0};
-    size_t v0 = 0;
-    for (; v0 + LANES <= V; v0 += LANES) {
-        if (next)
-            __builtin_prefetch(next + v0, 0, 2);   /* F7: read, keep in L2 */
+    float mb[LANES], shift[LANES], sb[LANES];
+#pragma omp simd
+    for (size_t l = 0; l < LANES; l++)
+        mb[l] = m[l];
+    for (size_t j = 0; j < BLOCK; j += LANES)
 #pragma omp simd
         for (size_t l = 0; l < LANES; l++)
-            acc[l] += (double)tfm_expf(z[v0 + l] - m);
+            mb[l] = blk[j + l] > mb[l] ? blk[j + l] : mb[l];   /* a NaN never enters the max */
+    /* While a lane's max is still -inf, every logit it has seen is -inf (or NaN): shifting by
+     * 0 gives exp(-inf) = 0, where exp(-inf - (-inf)) = NaN would poison a lane that later
+     * blocks may still fill. A NaN logit gives exp(NaN) = NaN, and the loss is NaN. */
+#pragma omp simd
+    for (size_t l = 0; l < LANES; l++) {
+        shift[l] = mb[l] == -INFINITY ? 0.0f : mb[l];
+        sb[l] = 0.0f;
     }
-    for (size_t l = 0; v0 + l < V; l++)
-        acc[l] += (double)tfm_expf(z[v0 + l] - m);
-    double s = 0.0;
-    for (size_t l = 0; l < LANES; l++)
-        s += acc[l];
+    for (size_t j = 0; j < BLOCK; j += LANES)
+#pragma omp simd
+        for (size_t l = 0; l < LANES; l++)
+            sb[l] += tfm_expf(blk[j + l] - shift[l]);   /* 16 terms <= 1 per lane: float is fine */
+    /* alpha = exp(m - m'), exactly 1 when the block did not raise the max (and 0 when m = -inf
+     * < m', with s already 0). The running sums are doubles: a 30522-wide row has 120 blocks. */
+#pragma omp simd
+    for (size_t l = 0; l < LANES; l++) {
+        const float alpha = mb[l] == m[l] ? 1.0f : tfm_expf(m[l] - mb[l]);
+        s[l] = s[l] * (double)alpha + (double)sb[l];
+        m[l] = mb[l];
+    }
+}
 
-    /* log s - (z_y - m): the label's log-probability, negated, in the same order of operations
-     * as naive's (z_y - m) - log s. */
-    return (float)log(s) - (z[y] - m);
+/* -log softmax(z)[y] over z [V], in one pass over the row (F2, F4). */
+static float row_loss(const float *restrict z, size_t V, size_t y)
+{
+    float m[LANES];
+    double s[LANES];
+    for (size_t l = 0; l < LANES; l++) {
+        m[l] = -INFINITY;
+        s[l] = 0.0;
+    }
+    size_t v0 = 0;
+    for (; v0 + BLOCK <= V; v0 += BLOCK)
+        lse_block(m, s, z + v0);
+    if (v0 < V) {   /* the last V % BLOCK logits, padded with -inf, which adds exp(-inf) = 0 */
+        float tail[BLOCK];
+        for (size_t j = 0; j < BLOCK; j++)
+            tail[j] = v0 + j < V ? z[v0 + j] : -INFINITY;
+        lse_block(m, s, tail);
+    }
+
+    /* The lanes merged, in lane order: M = max_l m[l], S = sum_l s[l] exp(m[l] - M) (a lane that
+     * saw only -inf has s[l] = 0 and adds 0). A row of all -inf has M = -inf and S = NaN, and
+     * so a NaN loss, as in naive and PyTorch; a +inf or a NaN logit has made its lane's sum NaN. */
+    float M = -INFINITY;
+    for (size_t l = 0; l < LANES; l++)
+        M = m[l] > M ? m[l] : M;
+    double S = 0.0;
+    for (size_t l = 0; l < LANES; l++)
+        S += s[l] * exp((double)m[l] - (double)M);
+
+    /* log S - (z_y - M): the label's log-probability, negated, in the same order of operations
+     * as naive's (z_y - M) - log S. */
+    return (float)log(S) - (z[y] - M);
 }
 
 void cross_entropy_fast(float *loss, float *token_loss, const float *logits,
@@ -117,12 +144,7 @@ void cross_entropy_fast(float *loss, float *token_loss, const float *logits,
             l[n] = 0.0f;   /* F3: the row is not touched */
             continue;
         }
-        /* F7: the next labelled row (at the end of a thread's share, a row another thread reads:
-         * one wasted prefetch per thread) */
-        size_t nx = n + 1;
-        while (nx < N && labels[nx] == TFM_IGNORE_INDEX)
-            nx++;
-        l[n] = row_loss(logits + n * V, V, (size_t)y, nx < N ? logits + nx * V : NULL);
+        l[n] = row_loss(logits + n * V, V, (size_t)y);
     }
 
     double sum = 0.0;
