@@ -20,7 +20,6 @@
 #include "tensor.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 void attn_mask_from_bool(float *dst, const uint8_t *keep, size_t n)

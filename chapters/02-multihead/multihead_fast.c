@@ -38,7 +38,6 @@
  */
 #include "multihead.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "tensor.h"

@@ -20,7 +20,6 @@
  */
 #include "multihead.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "tensor.h"

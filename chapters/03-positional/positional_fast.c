@@ -46,7 +46,6 @@
 #include "tensor.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 /* Stores one row from the double state: sin in even columns, cos in odd ones, and for odd E

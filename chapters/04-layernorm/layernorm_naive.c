@@ -24,7 +24,6 @@
 #include "layernorm.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "matmul.h"

@@ -45,9 +45,7 @@
 #include "pretraining.h"
 #include "tensor.h"
 
-#include <float.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -19,7 +19,6 @@
 #include "pretraining.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,7 +79,6 @@ void cross_entropy_naive(float *loss, float *token_loss, const float *logits,
     loss[0] = (float)(sum / (double)count);
     free(logp);
 }
-
 
 /* t = LayerNorm(GELU(W_t h + b_t)) for M rows of h: the MLM head's transform. */
 static void mlm_transform(float *t, const float *h, const MlmHead *p, size_t M, size_t E)
