@@ -108,12 +108,15 @@ figures-check:
 	 done; for f in figures/*.svg; do [ -e "$(FIG)/$$(basename $$f)" ] || { echo "$$f is drawn by no rule"; fail=1; }; done; \
 	 [ $$fail = 0 ] && echo "figures/ is current"
 
+# The writer runs on one thread, so that regenerating commits as no change; the check leaves the
+# thread counts (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS) to the environment, since it proves that
+# PyTorch computes the same functions, however it rounds (oracle/verify.py).
 oracle: deps
-	$(PYTHON) oracle/export.py --out oracle/golden
+	$(PYTHON) oracle/export.py --threads 1 --out oracle/golden
 
 oracle-verify: deps
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	 $(PYTHON) oracle/export.py --out "$$tmp" && \
+	 $(PYTHON) oracle/export.py --threads env --out "$$tmp" && \
 	 $(PYTHON) oracle/verify.py "$$tmp" oracle/golden
 
 # Notebooks are committed without outputs (reviewable diffs); this checks that, then executes

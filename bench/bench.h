@@ -32,10 +32,10 @@
  *   matmul    [M, K, N]              C[M,N] = A[M,K] B[K,N]
  *   linear    [M, K, N]              Y[M,N] = X[M,K] W[N,K]^T + bias[N]
  *   attention [B, H, T, D, causal]   softmax(Q K^T / sqrt(D) (+ causal mask)) V, Q,K,V [B,H,T,D]
- *   multihead [B, T, E, H]           nn.MultiheadAttention(E, H) self-attention on x [B,T,E]
- *   positional [T, E]                the sinusoidal table PE[T,E]
+ *   mha       [B, T, E, H]           nn.MultiheadAttention(E, H) self-attention on x [B,T,E]
+ *   pe        [T, E]                 the sinusoidal table PE[T,E]
  *   layernorm [N, E]                 LayerNorm over the last dimension of x [N,E]
- *   mlm_loss  [N, V, keep_percent]   cross entropy of logits [N,V], keep_percent% of labels kept
+ *   mlm-loss  [N, V, keep_percent]   cross entropy of logits [N,V], keep_percent% of labels kept
  */
 #ifndef TFM_BENCH_H
 #define TFM_BENCH_H
@@ -69,7 +69,8 @@ typedef struct {
 typedef struct BenchCase BenchCase;
 struct BenchCase {
     int chapter;              /* 0, 1, ...: also selects the tolerance (oracle/tolerances.h) */
-    const char *op;           /* "linear", "attention", ...: torch_bench.py's name for the op */
+    const char *op;           /* an op of the op table (oracle/ops.c): its tolerance, its kernels;
+                                 also torch_bench.py's name for the op */
     const char *shape;        /* as the table prints it; "<op> <shape>" is the PyTorch key */
     size_t dims[BENCH_MAX_DIMS]; /* the op's dimensions, conventions above */
     double flops;             /* useful floating-point operations of one run */

@@ -51,7 +51,7 @@
 /* Self-attention through nn.MultiheadAttention's layers: 8 B T E^2 (projections) + 4 B T^2 E
  * (attention). Bytes: x, the 4 E^2 weights, out. */
 #define MULTIHEAD(B, T, E, H, BIG)                                                               \
-    {.chapter = 2, .op = "multihead", .shape = "B" #B " T" #T " E" #E " H" #H,                    \
+    {.chapter = 2, .op = "mha", .shape = "B" #B " T" #T " E" #E " H" #H,                    \
      .dims = {B, T, E, H}, .flops = 8.0 * (B) * (T) * (double)(E) * (E) + 4.0 * (B) * (double)(T) * (T) * (E), \
      .bytes = 4.0 * (2.0 * (B) * (T) * (E) + 4.0 * (double)(E) * (E)), .bound = BENCH_COMPUTE,  \
      .big = BIG, .setup = bench_multihead_setup, .run_naive = bench_multihead_naive,             \
@@ -59,7 +59,7 @@
 
 /* The sinusoidal table: memory-bound, T E floats written. */
 #define POSITIONAL(T, E, BIG)                                                                    \
-    {.chapter = 3, .op = "positional", .shape = #T "x" #E, .dims = {T, E},                       \
+    {.chapter = 3, .op = "pe", .shape = #T "x" #E, .dims = {T, E},                       \
      .bytes = 4.0 * (T) * (E), .bound = BENCH_MEMORY, .big = BIG,                                 \
      .setup = bench_positional_setup, .run_naive = bench_positional_naive,                        \
      .run_fast = bench_positional_fast, .teardown = bench_positional_teardown}
@@ -73,7 +73,7 @@
 
 /* MLM loss: memory-bound, the floor(N KEEP / 100) kept rows of logits read once. */
 #define MLM_LOSS(N, V, KEEP, BIG)                                                                \
-    {.chapter = 5, .op = "mlm_loss", .shape = #N "x" #V " keep" #KEEP, .dims = {N, V, KEEP},     \
+    {.chapter = 5, .op = "mlm-loss", .shape = #N "x" #V " keep" #KEEP, .dims = {N, V, KEEP},     \
      .bytes = 4.0 * (double)((N) * (KEEP) / 100) * (V), .bound = BENCH_MEMORY, .big = BIG,        \
      .setup = bench_mlm_loss_setup, .run_naive = bench_mlm_loss_naive,                            \
      .run_fast = bench_mlm_loss_fast, .teardown = bench_mlm_loss_teardown}

@@ -93,15 +93,17 @@ oom:
 void bench_attention_naive(void *state)
 {
     AttnState *s = state;
-    attention_forward_naive(s->naive_out, NULL, s->q, s->k, s->v, &s->mask, 0.0f, 1, s->BHn, s->T,
-                            s->T, s->D, s->D);
+    const float scale = 1.0f / sqrtf((float)s->D);   /* PyTorch's default */
+    attention_forward_naive(s->naive_out, NULL, s->q, s->k, s->v, &s->mask, scale, 1, s->BHn,
+                            s->T, s->T, s->D, s->D);
 }
 
 void bench_attention_fast(void *state)
 {
     AttnState *s = state;
-    attention_forward_fast(s->out, NULL, s->q, s->k, s->v, &s->mask, 0.0f, s->B, s->H, s->T, s->T,
-                           s->D, s->D);
+    const float scale = 1.0f / sqrtf((float)s->D);   /* PyTorch's default */
+    attention_forward_fast(s->out, NULL, s->q, s->k, s->v, &s->mask, scale, s->B, s->H, s->T,
+                           s->T, s->D, s->D);
 }
 
 /* Peak memory of the streaming path at B=1, H=12, T=8192, D=64, where the T x T scores of all
@@ -132,7 +134,7 @@ int bench_attention_memory(BenchMemory *m, int threads, char *err, size_t errlen
         AttnMask mask = {0};
         const int reset = bench_reset_peak_rss() == 0;
         const double before = reset ? bench_rss_bytes() : bench_peak_rss_bytes();
-        attention_forward_fast(out, NULL, q, k, v, &mask, 0.0f, B, H, T, T, D, D);
+        attention_forward_fast(out, NULL, q, k, v, &mask, 1.0f / sqrtf((float)D), B, H, T, T, D, D);
         const double after = bench_peak_rss_bytes();
         m->growth_bytes = (before < 0 || after < 0) ? -1.0 : after - before;
         snprintf(m->method, sizeof m->method, "%s, %d threads",

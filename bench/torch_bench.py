@@ -33,7 +33,7 @@ same state as the C rows only if the machine was quiet.
       the environment set)
 
 Ops and their dims (bench/bench.h): matmul [M,K,N], linear [M,K,N], attention [B,H,T,D,causal],
-multihead [B,T,E,H], positional [T,E], layernorm [N,E], mlm_loss [N,V,keep_percent].
+mha [B,T,E,H], pe [T,E], layernorm [N,E], mlm-loss [N,V,keep_percent].
 """
 import argparse
 import json
@@ -108,12 +108,12 @@ def make_op(torch, op, dims, gen):
                 s = s.masked_fill(future, float("-inf"))
             return torch.matmul(torch.softmax(s, dim=-1), v)
         return attention
-    if op == "multihead":
+    if op == "mha":
         B, T, E, H = dims[:4]
         mha = torch.nn.MultiheadAttention(E, H, batch_first=True).eval()
         x = rand(B, T, E)
         return lambda: mha(x, x, x, need_weights=False)[0]
-    if op == "positional":
+    if op == "pe":
         T, E = dims[:2]
 
         def table():
@@ -129,7 +129,7 @@ def make_op(torch, op, dims, gen):
         N, E = dims[:2]
         x, w, b = rand(N, E), rand(E), rand(E)
         return lambda: F.layer_norm(x, (E,), w, b, eps=1e-12)
-    if op == "mlm_loss":
+    if op == "mlm-loss":
         N, V, keep = dims[:3]
         logits = rand(N, V) * 4
         # row n kept when floor((n+1) keep / 100) > floor(n keep / 100): the C side's rule

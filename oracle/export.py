@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """export.py — writes the golden tensors the C side is checked against.
 
-    export.py --out DIR [--chapter 00|01]
+    export.py --out DIR [--chapter NN] [--threads N|env]
 
 For each chapter: first the ref module's crosscheck() (our literal formulas against PyTorch's own
 ops; if they disagree, the goldens would be wrong, so nothing is written), then
@@ -9,12 +9,18 @@ DIR/NN-name.safetensors.gz.
 
 Naming (oracle/cases.h): inputs "<case>/<input>"; each output <o> twice, "<case>/<o>" computed in
 float32 from the float32 inputs and "<case>/<o>_f64" computed by the same function from those
-same inputs converted to float64 (the truth, up to float64 rounding).
+same inputs converted to float64 (the truth, up to float64 rounding). What each case is goes in
+the file's __metadata__: "<case>/op", "<case>/params", "<case>/against" (oracle/goldenlib.py),
+beside the file's own keys below (torch_version, seed, seeding, script, format, cases).
 
-Reproducibility: the same torch on the same machine gives byte-identical files (make
-oracle-verify relies on it). Hence one thread everywhere, explicit generators, and inputs drawn in
-float64 and rounded to float32: torch's float32 randn has an AVX2-only vectorized path with its
-own log/cos, so float32 draws could differ between CPUs; the float64 path is scalar.
+Reproducibility: the same torch on the same machine gives byte-identical files, so that a
+regenerated golden commits as no change. Hence one thread (--threads 1, the default: make oracle),
+explicit generators, and inputs drawn in float64 and rounded to float32: torch's float32 randn
+has an AVX2-only vectorized path with its own log/cos, so float32 draws could differ between CPUs;
+the float64 path is scalar. Inputs are therefore the same bits on any machine; outputs may round
+differently with other BLAS kernels or thread counts, which make oracle-verify allows
+(oracle/verify.py) and exercises: it exports with --threads env, leaving OMP_NUM_THREADS,
+OPENBLAS_NUM_THREADS and MKL_NUM_THREADS (and torch's default thread count) to the environment.
 Each case has its own generator, seeded from the chapter seed and the case name, so adding,
 removing or reordering cases leaves every other case's inputs unchanged.
 """
@@ -25,9 +31,27 @@ import importlib
 import os
 import sys
 
-# Before torch loads: OpenBLAS and OpenMP read these once, at library load.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+
+def _threads_from_argv(argv):
+    """--threads N|env (default 1), read before torch loads: OpenBLAS and OpenMP read their
+    thread counts once, at library load. Returns N, or None for env."""
+    val = "1"
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            val = argv[i + 1]
+        elif a.startswith("--threads="):
+            val = a[len("--threads="):]
+    if val == "env":
+        return None
+    if not val.isdigit() or int(val) < 1:
+        sys.exit(f"export.py: --threads takes a positive integer or 'env', not {val!r}")
+    return int(val)
+
+
+THREADS = _threads_from_argv(sys.argv[1:]) if __name__ == "__main__" else 1
+if THREADS is not None:
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = str(THREADS)
 sys.dont_write_bytecode = True  # no __pycache__ left in oracle/ or ref/
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,9 +86,18 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="output folder (created if missing)")
     ap.add_argument("--chapter", choices=sorted(CHAPTERS), help="only this chapter")
+    ap.add_argument("--threads", default="1", metavar="N|env",
+                    help="N threads (default 1: byte-identical files), or env: leave the "
+                         "thread count to OMP_NUM_THREADS etc.")
     args = ap.parse_args(argv)
 
-    torch.set_num_threads(1)
+    if THREADS is not None:
+        torch.set_num_threads(THREADS)
+    env = ", ".join(f"{v}={os.environ[v]}" for v in
+                    ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE")
+                    if v in os.environ)
+    print(f"export.py: torch uses {torch.get_num_threads()} thread(s)"
+          f"{' (' + env + ')' if env else ''}")
     chosen = [args.chapter] if args.chapter else sorted(CHAPTERS)
 
     for num in chosen:
@@ -78,7 +111,8 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     for num in chosen:
         fname, seed = CHAPTERS[num].NAME, CHAPTERS[num].SEED
-        tensors, cases = CHAPTERS[num].build(seed)
+        g = CHAPTERS[num].build(seed)
+        tensors, cases = g.tensors, g.cases
         meta = {
             "torch_version": torch.__version__,
             "seed": str(seed),
@@ -87,6 +121,8 @@ def main(argv=None):
             "format": FORMAT,
             "cases": ",".join(cases),
         }
+        assert not set(meta) & set(g.metadata), sorted(set(meta) & set(g.metadata))
+        meta.update(g.metadata)
         path = os.path.join(args.out, fname + ".safetensors.gz")
         safetensors_io.save(path, tensors, meta)
         print(f"wrote {path}: {len(cases)} cases, {len(tensors)} tensors, "

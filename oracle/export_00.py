@@ -2,11 +2,11 @@
 
 Imported by oracle/export.py, which finds every oracle/export_NN.py: NAME is the golden file's
 stem, SEED the chapter seed, REF the ref/ module whose crosscheck() must pass first, and
-build(seed) returns (tensors, case names).
+build(seed) returns a goldenlib.Golden (tensors, case names, case metadata).
 """
 
 import ch00_matmul
-from goldenlib import Case, emit, to_f64
+from goldenlib import Case, Golden, emit, to_f64
 
 NAME = "00-tensors"
 SEED = 0
@@ -28,20 +28,18 @@ LINEAR_CASES = [  # name, M, K, N, bias
 
 
 def build(seed):
-    out, names = {}, []
+    out = Golden()
     for name, M, K, N in MATMUL_CASES:
         c = Case(seed, name)
         a, b = c.randn(M, K), c.randn(K, N)
         emit(out, name, {"a": a, "b": b},
              {"out": ch00_matmul.matmul(a, b)},
-             {"out": ch00_matmul.matmul(to_f64(a), to_f64(b))})
-        names.append(name)
+             {"out": ch00_matmul.matmul(to_f64(a), to_f64(b))}, op="matmul")
     for name, M, K, N, has_bias in LINEAR_CASES:
         c = Case(seed, name)
         x, w = c.randn(M, K), c.randn(N, K)
         bias = c.randn(N) if has_bias else None
         emit(out, name, {"x": x, "w": w, "bias": bias},
              {"out": ch00_matmul.linear(x, w, bias)},
-             {"out": ch00_matmul.linear(to_f64(x), to_f64(w), to_f64(bias))})
-        names.append(name)
-    return out, names
+             {"out": ch00_matmul.linear(to_f64(x), to_f64(w), to_f64(bias))}, op="linear")
+    return out

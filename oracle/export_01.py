@@ -3,14 +3,14 @@ erratum case for article 000 §3.1.
 
 Imported by oracle/export.py, which finds every oracle/export_NN.py: NAME is the golden file's
 stem, SEED the chapter seed, REF the ref/ module whose crosscheck() must pass first, and
-build(seed) returns (tensors, case names).
+build(seed) returns a goldenlib.Golden (tensors, case names, case metadata).
 """
 import math
 
 import torch
 
 import ch01_attention
-from goldenlib import Case, emit, to_f64
+from goldenlib import Case, Golden, emit, padding_mask, to_f64
 
 NAME = "01-attention"
 SEED = 1
@@ -29,15 +29,6 @@ def _bool_mask(c, Tq, Tk):
     return _keep_to_additive(keep)
 
 
-def _padding(lengths, Tk):
-    """key_padding_mask [B, Tk], True for the last `n` keys of each batch row."""
-    kpm = torch.zeros(len(lengths), Tk, dtype=torch.bool)
-    for b, n in enumerate(lengths):
-        if n:
-            kpm[b, Tk - n:] = True
-    return kpm
-
-
 def _fully_masked_row(Tq, Tk, row):
     m = torch.zeros(Tq, Tk, dtype=torch.float32)
     m[row] = -math.inf
@@ -53,7 +44,7 @@ ATTENTION_CASES = [
     ("cross", (2, 2, 5, 11, 8, 8), None),
     ("causal", (1, 2, 13, 13, 8, 8), lambda c: {"is_causal": True}),
     ("causal_cross", (1, 1, 4, 9, 8, 8), lambda c: {"is_causal": True}),
-    ("padded", (3, 2, 6, 6, 8, 8), lambda c: {"key_padding_mask": _padding([0, 2, 3], 6)}),
+    ("padded", (3, 2, 6, 6, 8, 8), lambda c: {"key_padding_mask": padding_mask([0, 2, 3], 6)}),
     ("bool_mask", (1, 2, 6, 6, 4, 4), lambda c: {"attn_mask": _bool_mask(c, 6, 6)}),
     ("float_mask", (2, 2, 5, 5, 8, 8), lambda c: {"attn_mask": c.randn(5, 5)}),
     ("per_head_mask", (2, 3, 4, 6, 8, 8), lambda c: {"attn_mask": c.randn(2, 3, 4, 6)}),
@@ -66,7 +57,7 @@ Q_SCALE = {"large_logits": 100.0}  # logits ~1e3: exp overflows unless the max i
 
 
 def build(seed):
-    out, names = {}, []
+    out = Golden()
     for name, (B, H, Tq, Tk, Dk, Dv), extras in ATTENTION_CASES:
         c = Case(seed, name)
         q, k, v = c.randn(B, H, Tq, Dk), c.randn(B, H, Tk, Dk), c.randn(B, H, Tk, Dv)
@@ -79,12 +70,12 @@ def build(seed):
         o64, p64 = ch01_attention.attention(to_f64(q), to_f64(k), to_f64(v), **kw64)
         inputs = {"q": q, "k": k, "v": v,
                   "attn_mask": kw.get("attn_mask"),
-                  "key_padding_mask": kw.get("key_padding_mask"),
-                  "is_causal": torch.tensor(1, dtype=torch.int64) if kw.get("is_causal") else None}
-        emit(out, name, inputs, {"out": o32, "probs": p32}, {"out": o64, "probs": p64})
+                  "key_padding_mask": kw.get("key_padding_mask")}
+        params = {"is_causal": 1} if kw.get("is_causal") else None
+        emit(out, name, inputs, {"out": o32, "probs": p32}, {"out": o64, "probs": p64},
+             op="attention", params=params)
         has_nan = bool(o64.isnan().any())
         assert has_nan == (name == "fully_masked_row"), f"{name}: unexpected NaN state {has_nan}"
-        names.append(name)
 
     name = "errata_000_3_1"
     c = Case(seed, name)
@@ -92,7 +83,7 @@ def build(seed):
     ws = {w: c.randn(8, 8) for w in ("w_q", "w_k", "w_v", "w_o")}
     good32, art32 = ch01_attention.article_000_3_1(x, **ws)
     good64, art64 = ch01_attention.article_000_3_1(to_f64(x), **{k: to_f64(w) for k, w in ws.items()})
-    emit(out, name, {"x": x, **ws}, {"out": good32, "out_article": art32},
-         {"out": good64, "out_article": art64})
-    names.append(name)
-    return out, names
+    emit(out, name, {"x": x, **ws}, {"out": good32}, {"out": good64}, op="self-attention")
+    # The article's A X W_o beside it: PyTorch's value of a formula no tfm op computes.
+    emit(out, name + "_article", {}, {"out_article": art32}, {"out_article": art64}, op="pin")
+    return out

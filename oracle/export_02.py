@@ -4,7 +4,7 @@ case for article 000 §3.2.
 
 Imported by oracle/export.py, which finds every oracle/export_NN.py: NAME is the golden file's
 stem, SEED the chapter seed, REF the ref/ module whose crosscheck() must pass first, and
-build(seed) returns (tensors, case names).
+build(seed) returns a goldenlib.Golden (tensors, case names, case metadata).
 
 Parameters. nn.MultiheadAttention initializes in_proj_bias and out_proj.bias to zero, which
 would leave the biases untested, so every parameter is drawn from the case's generator and copied
@@ -27,7 +27,7 @@ import torch
 
 import ch02_multihead
 from ch02_multihead import FastPathCounter, module, run_module
-from goldenlib import Case, emit, to_f64
+from goldenlib import Case, Golden, emit, padding_mask, to_f64
 
 NAME = "02-multihead"
 SEED = 2
@@ -46,15 +46,6 @@ def _params(c, E, grid=None, qk_gain=1.0):
         w_in, w_out = (torch.round(w / grid) * grid for w in (w_in, w_out))
     return {"in_proj_weight": w_in, "in_proj_bias": c.randn(3 * E) * 0.5,
             "out_proj_weight": w_out, "out_proj_bias": c.randn(E) * 0.5}
-
-
-def _padding(lengths, Tk):
-    """key_padding_mask [B, Tk]: True for the last n keys of batch row b."""
-    kpm = torch.zeros(len(lengths), Tk, dtype=torch.bool)
-    for b, n in enumerate(lengths):
-        if n:
-            kpm[b, Tk - n:] = True
-    return kpm
 
 
 def _causal(T):
@@ -94,24 +85,26 @@ MHA_CASES = [
     ("cross_kv_e12_h4", (2, 5, 9, 12, 4), "cross", lambda c: {"average_attn_weights": False}),
     ("single_token", (1, 1, 1, 4, 2), "self", None),
     ("one_key", (2, 3, 1, 6, 3), "memory", None),
-    ("padded", (3, 6, 6, 16, 4), "self", lambda c: {"key_padding_mask": _padding([0, 2, 3], 6)}),
+    ("padded", (3, 6, 6, 16, 4), "self",
+     lambda c: {"key_padding_mask": padding_mask([0, 2, 3], 6)}),
     ("causal", (2, 7, 7, 16, 4), "self", lambda c: {"attn_mask": _causal(7)}),
     ("float_mask", (2, 5, 5, 8, 2), "self", lambda c: {"attn_mask": _float_mask(c, 5, 5)}),
     ("bool_mask_3d", (2, 4, 6, 8, 2), "memory",
      lambda c: {"attn_mask": _blocked(c, 4, 4, 6), "average_attn_weights": False}),
     ("float_mask_3d", (2, 5, 5, 12, 3), "self", lambda c: {"attn_mask": _float_mask(c, 6, 5, 5)}),
     ("padded_causal", (2, 6, 6, 8, 2), "self",
-     lambda c: {"attn_mask": _causal(6), "key_padding_mask": _padding([0, 2], 6)}),
+     lambda c: {"attn_mask": _causal(6), "key_padding_mask": padding_mask([0, 2], 6)}),
     ("padded_float_mask_3d", (2, 6, 6, 8, 4), "self",
-     lambda c: {"attn_mask": _float_mask(c, 8, 6, 6), "key_padding_mask": _padding([1, 3], 6),
+     lambda c: {"attn_mask": _float_mask(c, 8, 6, 6), "key_padding_mask": padding_mask([1, 3], 6),
                 "average_attn_weights": False}),
     ("no_weights", (2, 6, 6, 16, 4), "self", lambda c: {"need_weights": False}),
     ("no_weights_cross", (2, 4, 7, 12, 3), "cross", lambda c: {"need_weights": False}),
     # Batch 1 is all padding, and row 2 of every batch element blocks every key: NaN there.
     ("fully_masked", (2, 4, 4, 8, 2), "self",
-     lambda c: {"key_padding_mask": _padding([0, 4], 4), "attn_mask": _fully_masked_row(4, 2)}),
+     lambda c: {"key_padding_mask": padding_mask([0, 4], 4), "attn_mask": _fully_masked_row(4, 2)}),
     # Batch 1 all padding on the fast path (no attn_mask): also NaN there.
-    ("fully_padded", (2, 4, 4, 8, 2), "self", lambda c: {"key_padding_mask": _padding([0, 4], 4)}),
+    ("fully_padded", (2, 4, 4, 8, 2), "self",
+     lambda c: {"key_padding_mask": padding_mask([0, 4], 4)}),
     ("large_logits", (1, 6, 6, 16, 4), "self", None),
     # The figure's input: 12 tokens, 8 heads, per-head weights; logits 4x larger sharpen the maps.
     ("sentence", (1, 12, 12, 32, 8), "self", lambda c: {"average_attn_weights": False}),
@@ -122,7 +115,8 @@ NAN_CASES = {"fully_masked", "fully_padded"}
 
 
 def _case(c, name, shape, kind, kw, grid=None):
-    """Inputs, parameters and the module's outputs (float32 and float64) of one case."""
+    """Inputs, parameters, scalar parameters (num_heads and the flags the case sets) and the
+    module's outputs (float32 and float64) of one case."""
     B, Tq, Tk, E, H = shape
     params = _params(c, E, grid=grid, qk_gain=QK_GAIN.get(name, 1.0))
     query = c.randn(B, Tq, E)
@@ -142,40 +136,41 @@ def _case(c, name, shape, kind, kw, grid=None):
     o32, w32 = run(torch.float32, lambda t: t)
     o64, w64 = run(torch.float64, to_f64)
     inputs = {"query": query, "key": key, "value": value, **params,
-              "num_heads": torch.tensor(H, dtype=torch.int64),
               "key_padding_mask": kw.get("key_padding_mask"), "attn_mask": kw.get("attn_mask")}
+    scalars = {"num_heads": H}
     for flag in ("need_weights", "average_attn_weights"):
         if flag in kw:
-            inputs[flag] = torch.tensor(int(kw[flag]), dtype=torch.int64)
+            scalars[flag] = int(kw[flag])
     outs32, outs64 = {"attn_output": o32}, {"attn_output": o64}
     if w32 is not None:
         outs32["attn_weights"], outs64["attn_weights"] = w32, w64
-    return inputs, params, outs32, outs64
+    return inputs, params, scalars, outs32, outs64
 
 
 def build(seed):
-    out, names = {}, []
+    out = Golden()
     for name, shape, kind, extras in MHA_CASES:
         c = Case(seed, name)
         kw = extras(c) if extras else {}
-        inputs, _, o32, o64 = _case(c, name, shape, kind, kw,
-                                    grid=GRID if name == "bert_base" else None)
-        emit(out, name, inputs, o32, o64)
+        inputs, _, scalars, o32, o64 = _case(c, name, shape, kind, kw,
+                                             grid=GRID if name == "bert_base" else None)
+        emit(out, name, inputs, o32, o64, op="mha", params=scalars)
         has_nan = bool(o64["attn_output"].isnan().any())
         assert has_nan == (name in NAN_CASES), f"{name}: unexpected NaN state {has_nan}"
-        names.append(name)
 
     # Erratum 000 §3.2: the article's multi-head attention is single-head attention over the
     # full width E (its steps are §3.1's, with no split into heads). With the same parameters
-    # that is the module with num_heads = 1: "out_article", computed by PyTorch beside the real
-    # 4-head output.
+    # that is the module with num_heads = 1: "out_article" (case errata_000_3_2_article, a pin),
+    # computed by PyTorch beside the real 4-head output.
     name, shape = "errata_000_3_2", (1, 6, 6, 16, 4)
     c = Case(seed, name)
-    inputs, params, o32, o64 = _case(c, name, shape, "self", {})
+    inputs, params, scalars, o32, o64 = _case(c, name, shape, "self", {})
     E = shape[3]
-    for dtype, conv, outs in ((torch.float32, lambda t: t, o32), (torch.float64, to_f64, o64)):
+    art = {}
+    for dtype, conv in ((torch.float32, lambda t: t), (torch.float64, to_f64)):
         m1 = module(E, 1, {k: conv(v) for k, v in params.items()}, dtype)
-        outs["out_article"] = run_module(m1, conv(inputs["query"]))[0]
-    emit(out, name, inputs, o32, o64)
-    names.append(name)
-    return out, names
+        art[dtype] = {"out_article": run_module(m1, conv(inputs["query"]))[0]}
+    emit(out, name, inputs, o32, o64, op="mha", params=scalars)
+    emit(out, name + "_article", {}, art[torch.float32], art[torch.float64], op="pin",
+         params={"num_heads": 1})
+    return out

@@ -3,7 +3,7 @@ the erratum of article 000 §3.3.
 
 Imported by oracle/export.py, which finds every oracle/export_NN.py: NAME is the golden file's
 stem, SEED the chapter seed, REF the ref/ module whose crosscheck() must pass first, and
-build(seed) returns (tensors, case names).
+build(seed) returns a goldenlib.Golden (tensors, case names, case metadata).
 
 Which PE rows are stored. A full 8193 x 768 table is 25 MB in float32 alone, so the goldens keep
 rows that show how the error behaves along the positions, at BERT-base's width E = 768:
@@ -16,7 +16,7 @@ import math
 import torch
 
 import ch03_positional
-from goldenlib import Case, emit, to_f64
+from goldenlib import Case, Golden, emit, to_f64
 
 NAME = "03-positional"
 SEED = 3
@@ -55,10 +55,11 @@ EMB_CASES = [
 
 
 def _pe_case(out, name, positions, d_model):
-    pos = _i64(positions)
+    pos = positions if isinstance(positions, torch.Tensor) else _i64(positions)
     pe32 = ch03_positional.sinusoidal(pos, d_model, torch.float32)
     pe64 = ch03_positional.sinusoidal(pos, d_model, torch.float64)
-    emit(out, name, {"positions": pos, "d_model": _i64(d_model)}, {"out": pe32}, {"out": pe64})
+    emit(out, name, {"positions": pos}, {"out": pe32}, {"out": pe64}, op="pe",
+         params={"d_model": d_model})
 
 
 def _emb_inputs(c, B, T, E, V, P, G, position_ids, token_type_ids):
@@ -82,7 +83,7 @@ def _emb_case(out, name, inputs):
             inputs["input_ids"], dtype_fn(inputs["word_emb"]), dtype_fn(inputs["pos_emb"]),
             dtype_fn(inputs.get("type_emb")), inputs.get("position_ids"),
             inputs.get("token_type_ids"))
-    emit(out, name, inputs, {"out": run(lambda t: t)}, {"out": run(to_f64)})
+    emit(out, name, inputs, {"out": run(lambda t: t)}, {"out": run(to_f64)}, op="embeddings")
 
 
 def _extreme_inputs():
@@ -98,28 +99,25 @@ def _extreme_inputs():
 
 
 def build(seed):
-    out, names = {}, []
+    out = Golden()
     for name, positions, d_model in PE_CASES:
         _pe_case(out, name, positions, d_model)
-        names.append(name)
 
     for name, B, T, E, V, P, G, pid, tt in EMB_CASES:
         c = Case(seed, name)
         _emb_case(out, name, _emb_inputs(c, B, T, E, V, P, G, pid, tt))
-        names.append(name)
     _emb_case(out, "emb_extreme", _extreme_inputs())
-    names.append("emb_extreme")
 
-    # Erratum 000 §3.3: the article's table for N = 10 and N = 20 (rows = positions 1..N), next
-    # to the true encoding of the same positions ("out", which tfm computes).
+    # Erratum 000 §3.3: the article's table for N = 10 and N = 20 (rows = positions 1..N), in the
+    # pin "<name>_article", next to the true encoding of the same positions ("<name>/out", which
+    # tfm computes).
     for N in (10, 20):
         name = f"errata_000_3_3_N{N}"
         d_model = 16
         pos = torch.arange(1, N + 1)
-        emit(out, name, {"positions": pos, "d_model": _i64(d_model)},
-             {"out": ch03_positional.sinusoidal(pos, d_model, torch.float32),
-              "out_article": ch03_positional.article_000_3_3(N, d_model, torch.float32)},
-             {"out": ch03_positional.sinusoidal(pos, d_model, torch.float64),
-              "out_article": ch03_positional.article_000_3_3(N, d_model, torch.float64)})
-        names.append(name)
-    return out, names
+        _pe_case(out, name, pos, d_model)
+        emit(out, name + "_article", {},
+             {"out_article": ch03_positional.article_000_3_3(N, d_model, torch.float32)},
+             {"out_article": ch03_positional.article_000_3_3(N, d_model, torch.float64)},
+             op="pin", params={"d_model": d_model})
+    return out

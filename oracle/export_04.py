@@ -4,7 +4,7 @@ edge cases, and the erratum case for article 000 §3.4.
 
 Imported by oracle/export.py, which finds every oracle/export_NN.py: NAME is the golden file's
 stem, SEED the chapter seed, REF the ref/ module whose crosscheck() must pass first, and
-build(seed) returns (tensors, case names).
+build(seed) returns a goldenlib.Golden (tensors, case names, case metadata).
 
 Two facts about PyTorch's float32 kernel (1.13, CPU) shape the edge cases; build() asserts both,
 so a PyTorch that behaves otherwise stops the export instead of writing different goldens:
@@ -14,15 +14,16 @@ so a PyTorch that behaves otherwise stops the export instead of writing differen
     powers of two (mean * rstd exact); tests/test_04_layernorm.c shows tfm returns exactly beta
     for any constant.
   - on rows with |mean| / std = 1e4 its float32 result is 1e-3 away from the truth (the same
-    fused form, plus float32 moments). tfm's are 1e-7 away. The compared case "offset_1e4"
-    therefore holds the rows shifted by their first element (exact in float32; LayerNorm does
-    not change under a shift) and keeps the raw rows with PyTorch's float32 and float64 results
-    under *_offset names, which the Check suite reads directly.
+    fused form, plus float32 moments). tfm's are 1e-7 away. The case "offset_1e4" therefore
+    holds the rows shifted by their first element (exact in float32; LayerNorm does not change
+    under a shift), held to PyTorch's float32 as usual, and the case "offset_1e4_raw" the raw
+    rows with PyTorch's float32 and float64 results, against=truth: tfm is held to the float64
+    truth there, not to PyTorch's float32.
 """
 import torch
 
 import ch04_layernorm as ref
-from goldenlib import Case, emit, to_f64
+from goldenlib import Case, Golden, emit, to_f64
 
 NAME = "04-layernorm"
 SEED = 4
@@ -34,10 +35,6 @@ def _affine(c, E):
     return 1.0 + 0.1 * c.randn(E), 0.1 * c.randn(E)
 
 
-def _eps(v):
-    return torch.tensor(v, dtype=torch.float64)
-
-
 def _pow2(c, *shape):
     """Random signed powers of two (and some zeros): mean * rstd is then exact in float32."""
     e = torch.floor(c.rand(*shape) * 6.0) - 3.0
@@ -46,44 +43,35 @@ def _pow2(c, *shape):
     return torch.where(c.rand(*shape) < 0.2, 0.0, v).to(torch.float32)
 
 
-def _ln_case(out, names, name, x, affine_params, eps):
+def _ln_case(out, name, x, affine_params, eps, op="layernorm", against=None):
+    """A layernorm case (op "pin": PyTorch's values kept for a test, not compared by tfm)."""
     gamma, beta = affine_params if affine_params else (None, None)
     o32, m32, r32 = ref.torch_layernorm(x, gamma, beta, eps)
     o64, m64, r64 = ref.torch_layernorm(to_f64(x), to_f64(gamma), to_f64(beta), eps)
-    emit(out, name, {"x": x, "gamma": gamma, "beta": beta, "eps": _eps(eps)},
-         {"out": o32, "mean": m32, "rstd": r32}, {"out": o64, "mean": m64, "rstd": r64})
-    names.append(name)
+    emit(out, name, {"x": x, "gamma": gamma, "beta": beta},
+         {"out": o32, "mean": m32, "rstd": r32}, {"out": o64, "mean": m64, "rstd": r64},
+         op=op, params={"eps": eps}, against=against)
     return o32, m32, r32
 
 
-def _raw(out, name, suffix, x, eps):
-    """PyTorch's float32 and float64 results on x, stored but not compared by `tfm check`."""
-    o32, m32, r32 = ref.torch_layernorm(x, None, None, eps)
-    o64, m64, r64 = ref.torch_layernorm(to_f64(x), None, None, eps)
-    emit(out, name, {f"x_{suffix}": x},
-         {f"out_{suffix}": o32, f"mean_{suffix}": m32, f"rstd_{suffix}": r32},
-         {f"out_{suffix}": o64, f"mean_{suffix}": m64, f"rstd_{suffix}": r64})
-    return o32, r32
-
-
 def build(seed):
-    out, names = {}, []
+    out = Golden()
 
     # ---- shapes: one value, width 1, odd, BERT, GPT-2 width, many rows
     c = Case(seed, "single")
-    _ln_case(out, names, "single", _pow2(c, 1, 1), _affine(c, 1), 1e-5)
+    _ln_case(out, "single", _pow2(c, 1, 1), _affine(c, 1), 1e-5)
     c = Case(seed, "width1")
-    _ln_case(out, names, "width1", _pow2(c, 6, 1), _affine(c, 1), 1e-5)
+    _ln_case(out, "width1", _pow2(c, 6, 1), _affine(c, 1), 1e-5)
     c = Case(seed, "tiny_3d")
-    _ln_case(out, names, "tiny_3d", c.randn(2, 3, 5), _affine(c, 5), 1e-5)
+    _ln_case(out, "tiny_3d", c.randn(2, 3, 5), _affine(c, 5), 1e-5)
     c = Case(seed, "odd")
-    _ln_case(out, names, "odd", c.randn(7, 37), _affine(c, 37), 1e-5)
+    _ln_case(out, "odd", c.randn(7, 37), _affine(c, 37), 1e-5)
     c = Case(seed, "bert_768")   # BERT-base: E = 768, eps = 1e-12
-    _ln_case(out, names, "bert_768", c.randn(2, 8, 768), _affine(c, 768), 1e-12)
+    _ln_case(out, "bert_768", c.randn(2, 8, 768), _affine(c, 768), 1e-12)
     c = Case(seed, "plain_1024")  # no affine parameters
-    _ln_case(out, names, "plain_1024", c.randn(8, 1024), None, 1e-5)
+    _ln_case(out, "plain_1024", c.randn(8, 1024), None, 1e-5)
     c = Case(seed, "many_rows")
-    _ln_case(out, names, "many_rows", 3.0 * c.randn(1000, 24) + 1.0, _affine(c, 24), 1e-5)
+    _ln_case(out, "many_rows", 3.0 * c.randn(1000, 24) + 1.0, _affine(c, 24), 1e-5)
 
     # ---- a residual stream: per-row offset and scale, two biased channels (the figure's input)
     c = Case(seed, "residual")
@@ -91,29 +79,30 @@ def build(seed):
     x = c.randn(T, E) * torch.exp(0.7 * c.randn(T, 1)) + 2.0 * c.randn(T, 1)
     x[:, 7] += 4.0
     x[:, 300] -= 3.0
-    _ln_case(out, names, "residual", x.to(torch.float32), None, 1e-5)
+    _ln_case(out, "residual", x.to(torch.float32), None, 1e-5)
 
     # ---- zero variance: out = beta, rstd = 1/sqrt(eps)
     c = Case(seed, "constant")
     rows = torch.tensor([1.0, -2.0, 0.5, 0.0, 8.0], dtype=torch.float32)
-    o32, _, r32 = _ln_case(out, names, "constant", rows[:, None].expand(5, 768).contiguous(),
+    o32, _, r32 = _ln_case(out, "constant", rows[:, None].expand(5, 768).contiguous(),
                            _affine(c, 768), 1e-5)
     assert torch.equal(o32, out["constant/beta"].expand(5, 768)), "constant rows: out != beta"
     c = Case(seed, "constant_bert")
     rows = torch.tensor([4.0, -0.25], dtype=torch.float32)
-    _ln_case(out, names, "constant_bert", rows[:, None].expand(2, 768).contiguous(),
+    _ln_case(out, "constant_bert", rows[:, None].expand(2, 768).contiguous(),
              _affine(c, 768), 1e-12)
 
-    # ---- large common offset: the rows shifted (compared), the raw rows (kept, see above)
+    # ---- large common offset: the rows shifted (against PyTorch), the raw rows (against the
+    # truth, see above)
     name = "offset_1e4"
     c = Case(seed, name)
     raw = (1e4 + c.randn(4, 768).to(torch.float64)).to(torch.float32)
     raw[3] = 1e4   # and one constant row at the offset
     shifted = raw - raw[:, :1]
     assert torch.equal(shifted + raw[:, :1], raw), "the shift must be exact"
-    _ln_case(out, names, name, shifted, None, 1e-5)
-    o32, _ = _raw(out, name, "offset", raw, 1e-5)
-    err = (o32.double() - out[f"{name}/out_offset_f64"]).abs().max().item()
+    _ln_case(out, name, shifted, None, 1e-5)
+    o32, _, _ = _ln_case(out, name + "_raw", raw, None, 1e-5, against="truth")
+    err = (o32.double() - out[f"{name}_raw/out_f64"]).abs().max().item()
     assert err > 1e-4, f"PyTorch float32 on offset rows is now accurate ({err:.2e}): revisit"
     assert o32[3].abs().max().item() > 0.01, "PyTorch float32 on a constant 1e4 row is now 0"
 
@@ -122,23 +111,25 @@ def build(seed):
     # a mean that cancels to 1e-3 of the values is known only to u * max|x|, in every precision
     # (that is the mean's conditioning, not the kernel's), and rtol would not describe it.
     c = Case(seed, "huge_1e18")
-    _ln_case(out, names, "huge_1e18", 1e18 * (c.randn(4, 64) + 2.0), _affine(c, 64), 1e-5)
+    _ln_case(out, "huge_1e18", 1e18 * (c.randn(4, 64) + 2.0), _affine(c, 64), 1e-5)
     c = Case(seed, "tiny_1e-18")  # var ~1e-36 << eps: rstd = 1/sqrt(eps), nothing normalized
-    _ln_case(out, names, "tiny_1e-18", 1e-18 * c.randn(4, 768), None, 1e-5)
+    _ln_case(out, "tiny_1e-18", 1e-18 * c.randn(4, 768), None, 1e-5)
 
     # ---- overflow: var > FLT_MAX. PyTorch float32 (and tfm): rstd = 0, out = beta.
     name = "overflow_2e19"
     c = Case(seed, name)
     prm = _affine(c, 768)
-    o32, _, r32 = _ln_case(out, names, name, 2e19 * c.randn(3, 768), prm, 1e-5)
+    o32, _, r32 = _ln_case(out, name, 2e19 * c.randn(3, 768), prm, 1e-5)
     assert torch.equal(r32, torch.zeros(3)) and torch.equal(o32, prm[1].expand(3, 768)), \
         "PyTorch float32 no longer returns rstd = 0, out = beta when var overflows"
-    # Pinned, not compared: at 1e18 PyTorch's float32 sum of squares already overflows (E * var
-    # > FLT_MAX: rstd = 0, out = 0) while var itself fits (tfm returns the truth); at 5e19 it
-    # returns NaN where tfm returns rstd = 0, out = beta as above.
-    o18, r18 = _raw(out, name, "1e18", 1e18 * c.randn(2, 768), 1e-5)
+    # At 1e18 PyTorch's float32 sum of squares already overflows (E * var > FLT_MAX: rstd = 0,
+    # out = 0) while var itself fits: tfm returns the truth, so "overflow_1e18" is held to it.
+    # At 5e19 PyTorch returns NaN where tfm returns rstd = 0, out = beta as above: pinned only.
+    # (Drawn from overflow_2e19's generator, after its rows, as before the split.)
+    o18, _, r18 = _ln_case(out, "overflow_1e18", 1e18 * c.randn(2, 768), None, 1e-5,
+                           against="truth")
     assert torch.equal(r18, torch.zeros(2)) and torch.equal(o18, torch.zeros(2, 768))
-    o5, r5 = _raw(out, name, "5e19", 5e19 * c.randn(2, 768), 1e-5)
+    o5, _, r5 = _ln_case(out, "overflow_5e19_pin", 5e19 * c.randn(2, 768), None, 1e-5, op="pin")
     assert o5.isnan().all() and r5.isnan().all()
 
     # ---- Add & Norm: post-LN (BERT) and pre-LN (GPT-2)
@@ -148,9 +139,9 @@ def build(seed):
         gamma, beta = _affine(c, shape[-1])
         o32, m32, r32 = ref.add_norm_post(x, s, gamma, beta, eps)
         o64, m64, r64 = ref.add_norm_post(to_f64(x), to_f64(s), to_f64(gamma), to_f64(beta), eps)
-        emit(out, name, {"x": x, "s": s, "gamma": gamma, "beta": beta, "eps": _eps(eps)},
-             {"out": o32, "mean": m32, "rstd": r32}, {"out": o64, "mean": m64, "rstd": r64})
-        names.append(name)
+        emit(out, name, {"x": x, "s": s, "gamma": gamma, "beta": beta},
+             {"out": o32, "mean": m32, "rstd": r32}, {"out": o64, "mean": m64, "rstd": r64},
+             op="add-norm", params={"eps": eps})
     for name, (N, E) in [("pre_ln", (5, 64)), ("pre_ln_odd", (4, 19))]:
         c = Case(seed, name)
         x = c.randn(N, E)
@@ -159,18 +150,19 @@ def build(seed):
         r32 = ref.pre_norm_linear(x, w, b, gamma, beta, 1e-5)
         r64 = ref.pre_norm_linear(*(to_f64(t) for t in (x, w, b, gamma, beta)), 1e-5)
         keys = ("out", "norm", "mean", "rstd")
-        emit(out, name, {"x": x, "w": w, "bias": b, "gamma": gamma, "beta": beta,
-                         "eps": _eps(1e-5)},
-             dict(zip(keys, r32)), dict(zip(keys, r64)))
-        names.append(name)
+        emit(out, name, {"x": x, "w": w, "bias": b, "gamma": gamma, "beta": beta},
+             dict(zip(keys, r32)), dict(zip(keys, r64)), op="pre-norm", params={"eps": 1e-5})
 
-    # ---- erratum 000 §3.4: the article's gamma * ReLU(x + beta) + mu next to nn.LayerNorm
+    # ---- erratum 000 §3.4: the article's gamma * ReLU(x + beta) + mu (the pin
+    # "errata_000_3_4_article": mu and PyTorch's value) next to nn.LayerNorm
     name = "errata_000_3_4"
     c = Case(seed, name)
     x = (3.0 * torch.exp(0.5 * c.randn(6, 1)) * c.randn(6, 32) + 2.0 * c.randn(6, 1))
     gamma, beta = _affine(c, 32)
     mu = c.randn(32)
-    _ln_case(out, names, name, x.to(torch.float32), (gamma, beta), 1e-5)
-    emit(out, name, {"mu": mu}, {"out_article": ref.article_000_3_4(x, gamma, beta, mu)},
-         {"out_article": ref.article_000_3_4(*(to_f64(t) for t in (x, gamma, beta, mu)))})
-    return out, names
+    _ln_case(out, name, x.to(torch.float32), (gamma, beta), 1e-5)
+    emit(out, name + "_article", {"mu": mu},
+         {"out_article": ref.article_000_3_4(x, gamma, beta, mu)},
+         {"out_article": ref.article_000_3_4(*(to_f64(t) for t in (x, gamma, beta, mu)))},
+         op="pin")
+    return out

@@ -278,7 +278,7 @@ static int parse_safetensors(GoldenFile *gf, const unsigned char *b, size_t len,
         }
         int ndim = cJSON_GetArraySize(jsh);
         if (ndim > TFM_MAX_DIMS) { rc = fail(err, errlen, label, "tensor '%s' has %d dimensions; tfm supports up to %d", name, ndim, TFM_MAX_DIMS); goto done; }
-        size_t shape[TFM_MAX_DIMS] = {1, 1, 1, 1};
+        size_t shape[TFM_MAX_DIMS] = {1, 1, 1, 1, 1, 1, 1, 1};
         for (int d = 0; d < ndim; d++)
             if (json_size(cJSON_GetArrayItem(jsh, d), &shape[d]) != 0) {
                 rc = fail(err, errlen, label, "tensor '%s' has a shape entry that is not a non-negative integer", name);
@@ -330,7 +330,7 @@ static int parse_safetensors(GoldenFile *gf, const unsigned char *b, size_t len,
         TfmDType dt;
         tfm_dtype_parse(cJSON_GetObjectItemCaseSensitive(it, "dtype")->valuestring, &dt);
         int ndim = cJSON_GetArraySize(jsh);
-        size_t shape[TFM_MAX_DIMS] = {1, 1, 1, 1}, begin = 0;
+        size_t shape[TFM_MAX_DIMS] = {1, 1, 1, 1, 1, 1, 1, 1}, begin = 0;
         for (int d = 0; d < ndim; d++) json_size(cJSON_GetArrayItem(jsh, d), &shape[d]);
         json_size(cJSON_GetArrayItem(joff, 0), &begin);
         char aerr[TFM_ERR_LEN];

@@ -1,7 +1,8 @@
 /* tfm — the command line of tfm.
  *
  *   tfm check [CHAPTER] [--variant naive|fast]      the oracle table; non-zero exit on any FAIL
- *   tfm run OP [--variant V] [--case NAME] IN OUT    run one op on your own tensors
+ *   tfm run OP [--variant V] [--case NAME] [--param N=V]... IN OUT   run one op on your tensors
+ *   tfm ops [--json]                                 the op table (oracle/ops.c)
  *   tfm inspect FILE                                 list a safetensors file's tensors and metadata
  *   tfm slice FILE TENSOR [--at I,J] OUT             write a 2-D slice as a gnuplot matrix
  *
@@ -27,10 +28,12 @@ static void usage(FILE *f) {
             "  check [CHAPTER] [--variant naive|fast]\n"
             "      run every golden case of every chapter (or one: 0, 01, attention, 01-attention)\n"
             "      and print the oracle table; exits 1 if any row FAILs\n"
-            "  run OP [--variant naive|fast] [--case NAME] IN.safetensors OUT.safetensors\n"
-            "      run one op on the tensors in IN (plain or .gz); writes its outputs to OUT\n"
+            "  run OP [--variant naive|fast] [--case NAME] [--param NAME=VALUE]... IN OUT\n"
+            "      run exactly OP on the tensors in IN (plain or .gz); writes its outputs to OUT\n"
             "      (gzip-compressed if OUT ends in .gz). --case NAME reads NAME/<tensor> instead\n"
             "      of <tensor>, e.g. a case of a golden file. 'tfm run --help' lists the ops\n"
+            "  ops [--json]\n"
+            "      the op table: every op's inputs, parameters, outputs, kernels, tolerance\n"
             "  inspect FILE\n"
             "      list the tensors (name, dtype, shape) and metadata of a safetensors file\n"
             "  slice FILE TENSOR [--at I[,J]] OUT.dat\n"
@@ -58,74 +61,25 @@ static int parse_variant(const char *s, TfmVariant *v) {
 
 /* ---- check ------------------------------------------------------------------------------ */
 
-static void fmt_err(char *buf, size_t n, const CompareResult *r) {
-    snprintf(buf, n, "%.2e", r->rel_fro);
-}
-
-static int check_chapter(const TfmChapter *ch, int variants, int *rows, int *fails) {
-    char path[1024], err[TFM_ERR_LEN];
-    tfm_golden_path(path, sizeof path, ch);
-    GoldenFile gf;
-    if (golden_load(&gf, path, err, sizeof err) != 0) {
-        printf("%-13s %-22s %-6s ERROR %s\n", ch->name, "-", "-", err);
-        (*rows)++;
-        (*fails)++;
-        return -1;
-    }
-    char **cases;
-    size_t n = golden_cases(&gf, &cases);
-    for (size_t i = 0; i < n; i++) {
-        for (int v = 0; v < 2; v++) {
-            if (!(variants & (1 << v))) continue;
-            CaseOutcome oc;
-            if (case_run(ch, &gf, cases[i], (TfmVariant)v, &oc, err, sizeof err) != 0) {
-                printf("%-13s %-22s %-6s ERROR %s\n", ch->name, cases[i], tfm_variant_name((TfmVariant)v), err);
-                (*rows)++;
-                (*fails)++;
-                continue;
-            }
-            for (size_t j = 0; j < oc.n; j++) {
-                const OutputCheck *c = &oc.outputs[j];
-                char label[96], ours[16] = "-", theirs[16] = "-";
-                snprintf(label, sizeof label, "%s/%s", cases[i], c->output);
-                if (c->has_truth) {
-                    fmt_err(ours, sizeof ours, &c->vs_truth);
-                    fmt_err(theirs, sizeof theirs, &c->torch_vs_truth);
-                }
-                printf("%-13s %-22s %-6s %10.2e %10.2e %10s | %-9s %s\n", ch->name, label,
-                       tfm_variant_name((TfmVariant)v), c->vs_torch.max_abs, c->vs_torch.rel_fro,
-                       ours, theirs, c->vs_torch.pass ? "PASS" : "FAIL");
-                if (!c->vs_torch.pass) {
-                    char l2[160];
-                    snprintf(l2, sizeof l2, "    %s %s", label, tfm_variant_name((TfmVariant)v));
-                    compare_print(stdout, l2, &c->vs_torch, c->want, ch->atol, ch->rtol);
-                    (*fails)++;
-                }
-                (*rows)++;
-            }
-        }
-    }
-    golden_free_cases(cases, n);
-    golden_free(&gf);
-    return 0;
-}
-
 static int cmd_check(int argc, char **argv) {
     const char *chapter = NULL;
-    int variants = 3;
+    unsigned variants = 3;
     for (int i = 0; i < argc; i++) {
         if (is_help(argv[i])) {
             printf("usage: tfm check [CHAPTER] [--variant naive|fast]\n"
-                   "Runs every golden case and prints, per output: max abs error and relative\n"
-                   "Frobenius error against PyTorch float32, then the relative Frobenius error\n"
+                   "Runs every golden case with the op its metadata names and prints, per output:\n"
+                   "max abs error and relative Frobenius error against PyTorch float32 (or the\n"
+                   "float64 truth, for a case marked 'vs truth'), then the relative Frobenius error\n"
                    "against the float64 truth for tfm and for PyTorch float32, and PASS/FAIL\n"
-                   "(|got - want| <= atol + rtol |want|, tolerances in oracle/tolerances.h).\n");
+                   "(|got - want| <= atol + rtol |want|, the op's tolerance, oracle/tolerances.h),\n"
+                   "then how many outputs of the case were compared. Every output a golden case\n"
+                   "holds must be one the op produces, and the other way round.\n");
             return 0;
         } else if (strcmp(argv[i], "--variant") == 0) {
             TfmVariant v;
             if (i + 1 >= argc) return usage_error("--variant needs a value (naive or fast)%s", "");
             if (parse_variant(argv[++i], &v) != 0) return usage_error("unknown variant '%s' (naive or fast)", argv[i]);
-            variants = 1 << v;
+            variants = 1u << v;
         } else if (argv[i][0] == '-') {
             return usage_error("check: unknown option '%s'", argv[i]);
         } else if (!chapter) {
@@ -138,29 +92,112 @@ static int cmd_check(int argc, char **argv) {
     const TfmChapter *chs = tfm_chapters(&nch);
     const TfmChapter *only = NULL;
     if (chapter && !(only = tfm_chapter_find(chapter))) return usage_error("check: no chapter '%s'", chapter);
-    printf("%-13s %-22s %-6s %10s %10s %10s | %-9s %s\n", "chapter", "case/output", "variant",
-           "max_abs", "rel_err", "vs f64:tfm", "torch", "result");
-    int rows = 0, fails = 0;
+    tfm_check_header(stdout);
+    CheckTotals tot = {0};
     for (size_t c = 0; c < nch; c++)
-        if (!only || only == &chs[c]) check_chapter(&chs[c], variants, &rows, &fails);
-    printf("%d rows, %d passed, %d failed\n", rows, rows - fails, fails);
-    return fails ? 1 : 0;
+        if (!only || only == &chs[c]) tfm_check_chapter(&chs[c], variants, stdout, &tot);
+    const size_t bad = tot.failed + tot.errors;
+    printf("%zu cases (%zu pins), %zu outputs compared: %zu passed, %zu failed, %zu errors\n",
+           tot.cases, tot.pin_cases, tot.outputs, tot.outputs - tot.failed, tot.failed, tot.errors);
+    return bad ? 1 : 0;
 }
 
-/* ---- run -------------------------------------------------------------------------------- */
+/* ---- run, ops --------------------------------------------------------------------------- */
+
+static const char *param_type_name(TfmParamType t) {
+    return t == TFM_PARAM_INT ? "int" : t == TFM_PARAM_FLOAT ? "float" : "word";
+}
 
 static void run_help(void) {
     size_t n;
     const TfmOp *ops = tfm_ops(&n);
-    printf("usage: tfm run OP [--variant naive|fast] [--case NAME] IN.safetensors OUT.safetensors\n"
-           "Reads the op's inputs from IN (float32 unless said), writes its float32 outputs to OUT.\n"
-           "Default variant: fast. Ops and their tensors:\n");
-    for (size_t i = 0; i < n; i++) printf("  %-10s %s\n", ops[i].name, ops[i].help);
+    printf("usage: tfm run OP [--variant naive|fast] [--case NAME] [--param NAME=VALUE]...\n"
+           "              IN.safetensors OUT.safetensors\n"
+           "Reads OP's inputs from IN (F32 unless said), writes its outputs to OUT. IN must hold\n"
+           "only tensors OP reads (under NAME/ with --case). A parameter is given with --param or\n"
+           "as a 0-d tensor of its name in IN (I64 for int, F32 or F64 for float), not both.\n"
+           "Default variant: fast. The ops (tfm ops --json prints this table as JSON):\n");
+    for (size_t i = 0; i < n; i++) {
+        const TfmOp *op = &ops[i];
+        printf("\n  %s  (chapter %02d) %s\n", op->name, op->chapter, op->summary);
+        for (size_t k = 0; k < tfm_op_n_inputs(op); k++) {
+            const TfmInputSpec *s = &op->inputs[k];
+            char dts[32] = "";
+            size_t used = 0;
+            static const TfmDType all[] = {TFM_F32, TFM_F64, TFM_I64, TFM_BOOL};
+            for (size_t d = 0; d < 4; d++)
+                if (s->dtypes & DT(all[d]))
+                    used += (size_t)snprintf(dts + used, sizeof dts - used, "%s%s", used ? "|" : "", tfm_dtype_name(all[d]));
+            printf("    in    %-42s %-8s %s%s\n", s->name, dts, s->shape, s->optional ? " (optional)" : "");
+        }
+        for (size_t k = 0; k < tfm_op_n_params(op); k++) {
+            const TfmParamSpec *p = &op->params[k];
+            char what[96];
+            if (p->type == TFM_PARAM_WORD) snprintf(what, sizeof what, "%s", p->words);
+            else snprintf(what, sizeof what, "%s in [%g, %g]", param_type_name(p->type), p->min, p->max);
+            printf("    param %-42s %s; %s%s%s\n", p->name, what, p->help,
+                   p->def ? "; default " : (p->optional ? "" : " (required)"), p->def ? p->def : "");
+        }
+        for (size_t k = 0; k < tfm_op_n_outputs(op); k++)
+            printf("    out   %-42s %s\n", op->outputs[k].name, op->outputs[k].shape);
+        printf("    kernels %s, %s; tolerance atol %g rtol %g\n", op->naive_name, op->fast_name, op->atol, op->rtol);
+    }
+}
+
+/* The op table as JSON, for the notebooks' helpers and scripts. */
+static int cmd_ops(int argc, char **argv) {
+    int json = 0;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) { printf("usage: tfm ops [--json]\nLists the op table (names; --json: everything).\n"); return 0; }
+        if (strcmp(argv[i], "--json") == 0) json = 1;
+        else return usage_error("ops: unexpected argument '%s'", argv[i]);
+    }
+    size_t n;
+    const TfmOp *ops = tfm_ops(&n);
+    if (!json) {
+        for (size_t i = 0; i < n; i++) printf("%-18s %02d  %s\n", ops[i].name, ops[i].chapter, ops[i].summary);
+        return 0;
+    }
+    static const TfmDType all[] = {TFM_F32, TFM_F64, TFM_I64, TFM_BOOL};
+    printf("[\n");
+    for (size_t i = 0; i < n; i++) {
+        const TfmOp *op = &ops[i];
+        printf("  {\"name\": \"%s\", \"chapter\": %d, \"summary\": \"%s\",\n   \"inputs\": [", op->name, op->chapter, op->summary);
+        for (size_t k = 0; k < tfm_op_n_inputs(op); k++) {
+            const TfmInputSpec *s = &op->inputs[k];
+            printf("%s{\"name\": \"%s\", \"dtypes\": [", k ? ", " : "", s->name);
+            int first = 1;
+            for (size_t d = 0; d < 4; d++)
+                if (s->dtypes & DT(all[d])) { printf("%s\"%s\"", first ? "" : ", ", tfm_dtype_name(all[d])); first = 0; }
+            printf("], \"min_rank\": %d, \"max_rank\": %d, \"optional\": %s, \"shape\": \"%s\"}",
+                   s->min_rank, s->max_rank, s->optional ? "true" : "false", s->shape);
+        }
+        printf("],\n   \"params\": [");
+        for (size_t k = 0; k < tfm_op_n_params(op); k++) {
+            const TfmParamSpec *p = &op->params[k];
+            printf("%s{\"name\": \"%s\", \"type\": \"%s\", ", k ? ", " : "", p->name, param_type_name(p->type));
+            if (p->def) printf("\"default\": \"%s\", ", p->def);
+            else printf("\"default\": null, ");
+            printf("\"required\": %s, ", !p->def && !p->optional ? "true" : "false");
+            if (p->type == TFM_PARAM_WORD) printf("\"words\": \"%s\", ", p->words);
+            else printf("\"min\": %.17g, \"max\": %.17g, ", p->min, p->max);
+            printf("\"help\": \"%s\"}", p->help);
+        }
+        printf("],\n   \"outputs\": [");
+        for (size_t k = 0; k < tfm_op_n_outputs(op); k++)
+            printf("%s{\"name\": \"%s\", \"shape\": \"%s\"}", k ? ", " : "", op->outputs[k].name, op->outputs[k].shape);
+        printf("],\n   \"naive\": \"%s\", \"fast\": \"%s\", \"atol\": %.17g, \"rtol\": %.17g}%s\n",
+               op->naive_name, op->fast_name, op->atol, op->rtol, i + 1 < n ? "," : "");
+    }
+    printf("]\n");
+    return 0;
 }
 
 static int cmd_run(int argc, char **argv) {
     const char *op_name = NULL, *in = NULL, *out = NULL, *case_name = "";
     TfmVariant variant = TFM_FAST;
+    TfmParamArgs params = {0};
+    char err[TFM_ERR_LEN];
     for (int i = 0; i < argc; i++) {
         if (is_help(argv[i])) { run_help(); return 0; }
         if (strcmp(argv[i], "--variant") == 0) {
@@ -169,6 +206,9 @@ static int cmd_run(int argc, char **argv) {
         } else if (strcmp(argv[i], "--case") == 0) {
             if (i + 1 >= argc) return usage_error("--case needs a name%s", "");
             case_name = argv[++i];
+        } else if (strcmp(argv[i], "--param") == 0) {
+            if (i + 1 >= argc) return usage_error("--param needs NAME=VALUE%s", "");
+            if (tfm_param_args_add(&params, argv[++i], err, sizeof err) != 0) return usage_error("%s", err);
         } else if (argv[i][0] == '-') {
             return usage_error("run: unknown option '%s'", argv[i]);
         } else if (!op_name) op_name = argv[i];
@@ -177,27 +217,30 @@ static int cmd_run(int argc, char **argv) {
         else return usage_error("run: unexpected argument '%s'", argv[i]);
     }
     if (!op_name || !in || !out) return usage_error("run: needs OP, IN and OUT%s", "");
-    size_t nops;
-    const TfmOp *ops = tfm_ops(&nops), *op = NULL;
-    for (size_t i = 0; i < nops; i++)
-        if (strcmp(ops[i].name, op_name) == 0) op = &ops[i];
+    const TfmOp *op = tfm_op_find(op_name);
     if (!op) return usage_error("run: unknown op '%s' ('tfm run --help' lists them)", op_name);
 
-    char err[TFM_ERR_LEN];
     GoldenFile gf;
     if (golden_load(&gf, in, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", PROG, err); return 1; }
     int rc = 1;
     OpOutputs res;
-    if (tfm_run_op(&res, op, &gf, case_name, variant, err, sizeof err) != 0) {
+    if (tfm_op_run(&res, op, &gf, case_name, &params, variant, 0, err, sizeof err) != 0) {
         fprintf(stderr, "%s: %s\n", PROG, err);
     } else {
         /* golden_save writes a temporary file beside OUT and renames it: a failed run or write
-         * leaves no partial OUT behind (and an existing OUT untouched). */
+         * leaves no partial OUT behind (and an existing OUT untouched). The metadata records
+         * the op and its parameters as a golden case's do. */
         const char *names[TFM_MAX_OUTPUTS];
-        const char *mk[] = {"producer", "op", "variant"};
-        const char *mv[] = {"tfm run", op->name, tfm_variant_name(variant)};
+        char ptext[TFM_MAX_PARAM_ARGS * 112] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < params.n && used < sizeof ptext; i++) {
+            int w = snprintf(ptext + used, sizeof ptext - used, "%s%s=%s", i ? " " : "", params.names[i], params.values[i]);
+            if (w > 0) used += (size_t)w;
+        }
+        const char *mk[] = {"producer", "op", "variant", "params"};
+        const char *mv[] = {"tfm run", op->name, tfm_variant_name(variant), ptext};
         for (size_t i = 0; i < res.n; i++) names[i] = res.names[i];
-        if (golden_save(out, res.n, names, res.tensors, 3, mk, mv, err, sizeof err) != 0)
+        if (golden_save(out, res.n, names, res.tensors, params.n ? 4 : 3, mk, mv, err, sizeof err) != 0)
             fprintf(stderr, "%s: %s\n", PROG, err);
         else
             rc = 0;
@@ -286,6 +329,7 @@ int main(int argc, char **argv) {
     if (is_help(argv[1]) || strcmp(argv[1], "help") == 0) { usage(stdout); return 0; }
     if (strcmp(argv[1], "check") == 0) return cmd_check(argc - 2, argv + 2);
     if (strcmp(argv[1], "run") == 0) return cmd_run(argc - 2, argv + 2);
+    if (strcmp(argv[1], "ops") == 0) return cmd_ops(argc - 2, argv + 2);
     if (strcmp(argv[1], "inspect") == 0) return cmd_inspect(argc - 2, argv + 2);
     if (strcmp(argv[1], "slice") == 0) return cmd_slice(argc - 2, argv + 2);
     if (strcmp(argv[1], "bench") == 0) return tfm_bench(argc - 2, argv + 2);

@@ -59,9 +59,9 @@ START_TEST(test_alloc_refuses_bad_shapes) {
     err[0] = '\0';
     ck_assert_int_eq(tensor_alloc(&t, TFM_F32, 1, big, err, sizeof err), -1);
     ck_assert_msg(err[0] != '\0', "no message for a shape too large in bytes");
-    const size_t five[5] = {1, 1, 1, 1, 1};
+    const size_t nine[TFM_MAX_DIMS + 1] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
     err[0] = '\0';
-    ck_assert_int_eq(tensor_alloc(&t, TFM_F32, TFM_MAX_DIMS + 1, five, err, sizeof err), -1);
+    ck_assert_int_eq(tensor_alloc(&t, TFM_F32, TFM_MAX_DIMS + 1, nine, err, sizeof err), -1);
     ck_assert_msg(err[0] != '\0', "no message for a rank above TFM_MAX_DIMS");
 }
 END_TEST
@@ -140,7 +140,7 @@ END_TEST
 
 /* ---------------------------------------------------------------- the runner
  *
- * matmul_run reads its inputs from a GoldenFile; these tests build one in memory from views
+ * The ops read their inputs from a GoldenFile; these tests build one in memory from views
  * (TuMemFile): a tiny case computed exactly, then every kind of bad input, each refused with a
  * message. */
 
@@ -166,8 +166,8 @@ START_TEST(test_runner_computes_both_ops) {
             OpOutputs out;
             memset(&out, 0, sizeof out);
             char err[TFM_ERR_LEN] = "";
-            ck_assert_msg(matmul_run(&out, &m.gf, "", (TfmVariant)v, err, sizeof err) == 0, "%s",
-                          err);
+            ck_assert_msg(tu_run_op(op ? "linear" : "matmul", &out, &m.gf, "", (TfmVariant)v,
+                                    err, sizeof err) == 0, "%s", err);
             ck_assert_uint_eq(out.n, 1);
             ck_assert_str_eq(out.names[0], "out");
             ck_assert_int_eq(out.tensors[0].ndim, 2);
@@ -178,6 +178,115 @@ START_TEST(test_runner_computes_both_ops) {
                 ck_assert_msg(got[i] == want[i], "%s %s: out[%zu] = %g, want %g",
                               op ? "linear" : "matmul", tfm_variant_name((TfmVariant)v), i,
                               (double)got[i], (double)want[i]);
+            op_outputs_free(&out);
+        }
+    }
+}
+END_TEST
+
+/* torch.matmul's rules, each shape checked element by element against a sum written out with
+ * explicit multi-indices (an independent reading of the rules, not the bind's stride walk):
+ * batch dimensions broadcast from the right, a 1-D a is a row whose 1 is dropped, a 1-D b a
+ * column whose 1 is dropped. Small integers make every sum exact in both variants. */
+typedef struct {
+    int na, nb;
+    size_t a[TFM_MAX_DIMS], b[TFM_MAX_DIMS];
+    int nout;
+    size_t out[TFM_MAX_DIMS];
+} MatmulShapes;
+
+/* Element of a row-major tensor at the multi-index idx, broadcasting dimensions of size 1. */
+static float at(const float *x, int nd, const size_t *shape, const size_t *idx) {
+    size_t off = 0;
+    for (int d = 0; d < nd; d++) off = off * shape[d] + (shape[d] == 1 ? 0 : idx[d]);
+    return x[off];
+}
+
+START_TEST(test_matmul_broadcasts_as_torch) {
+    static const MatmulShapes CASES[] = {
+        {2, 2, {3, 4}, {4, 2}, 2, {3, 2}},
+        {4, 3, {2, 1, 3, 4}, {5, 4, 2}, 4, {2, 5, 3, 2}},      /* batch [2,1] x [5] -> [2,5] */
+        {1, 1, {4}, {4}, 0, {0}},                               /* dot product: a 0-d out */
+        {1, 3, {3}, {2, 3, 4}, 2, {2, 4}},                      /* row times batched matrices */
+        {3, 1, {2, 3, 4}, {4}, 2, {2, 3}},                      /* batched matrices times column */
+        {8, 2, {1, 2, 1, 1, 1, 1, 3, 2}, {2, 3}, 8, {1, 2, 1, 1, 1, 1, 3, 3}},   /* 8-d */
+    };
+    float a[512], b[512];
+    for (size_t i = 0; i < 512; i++) a[i] = (float)((int)(i % 7) - 3), b[i] = (float)((int)(i % 5) - 2);
+    for (size_t t = 0; t < sizeof CASES / sizeof CASES[0]; t++) {
+        const MatmulShapes *c = &CASES[t];
+        for (int v = TFM_NAIVE; v <= TFM_FAST; v++) {
+            TuMemFile m;
+            tu_mem_init(&m);
+            tu_mem_put(&m, "a", TFM_F32, a, c->na, c->a);
+            tu_mem_put(&m, "b", TFM_F32, b, c->nb, c->b);
+            OpOutputs out;
+            char err[TFM_ERR_LEN];
+            ck_assert_msg(tu_run_op("matmul", &out, &m.gf, "", (TfmVariant)v, err, sizeof err) == 0,
+                          "case %zu: %s", t, err);
+            const Tensor *o = &out.tensors[0];
+            ck_assert_msg(op_same_shape(o, c->nout, c->out), "case %zu: out has %d dims", t, o->ndim);
+            /* out[..., i, j] = sum_k a[..., i, k] b[..., k, j], the 1-D sides without i or j. */
+            const size_t K = c->a[c->na - 1];
+            const int nbatch = c->nout - (c->na > 1) - (c->nb > 1);
+            for (size_t e = 0; e < o->numel; e++) {
+                size_t idx[TFM_MAX_DIMS], rest = e;
+                for (int d = c->nout - 1; d >= 0; d--) idx[d] = rest % c->out[d], rest /= c->out[d];
+                const size_t i = c->na > 1 ? idx[nbatch] : 0;
+                const size_t j = c->nb > 1 ? idx[c->nout - 1] : 0;
+                double want = 0.0;
+                for (size_t k = 0; k < K; k++) {
+                    size_t ia[TFM_MAX_DIMS], ib[TFM_MAX_DIMS];
+                    for (int d = 0; d < c->na - 2; d++) ia[d] = idx[nbatch - (c->na - 2) + d];
+                    for (int d = 0; d < c->nb - 2; d++) ib[d] = idx[nbatch - (c->nb - 2) + d];
+                    if (c->na > 1) ia[c->na - 2] = i;
+                    ia[c->na - 1] = k;
+                    ib[c->nb == 1 ? 0 : c->nb - 2] = k;
+                    if (c->nb > 1) ib[c->nb - 1] = j;
+                    want += (double)at(a, c->na, c->a, ia) * (double)at(b, c->nb, c->b, ib);
+                }
+                ck_assert_msg(tensor_f32(o)[e] == (float)want, "case %zu %s: out[%zu] = %g, want %g",
+                              t, tfm_variant_name((TfmVariant)v), e, (double)tensor_f32(o)[e], want);
+            }
+            op_outputs_free(&out);
+        }
+    }
+    /* Batch dimensions that do not broadcast, and inner dimensions that disagree. */
+    TuMemFile m;
+    tu_mem_init(&m);
+    tu_mem_put(&m, "a", TFM_F32, a, 3, (size_t[]){2, 3, 4});
+    tu_mem_put(&m, "b", TFM_F32, b, 3, (size_t[]){3, 4, 2});
+    tu_expect_refused("matmul", &m.gf, "", "batch dimensions 2 and 3 do not broadcast");
+    tu_mem_put(&m, "b", TFM_F32, b, 1, (size_t[]){3});
+    tu_expect_refused("matmul", &m.gf, "", "a's last dimension (4) must equal b's only one (3)");
+}
+END_TEST
+
+/* linear takes x of any rank, as F.linear does: [2, 3, 4] rows through w [5, 4]. */
+START_TEST(test_linear_takes_any_rank) {
+    float x[24], w[20], bias[5] = {1, 2, 3, 4, 5};
+    for (size_t i = 0; i < 24; i++) x[i] = (float)((int)(i % 5) - 2);
+    for (size_t i = 0; i < 20; i++) w[i] = (float)((int)(i % 3) - 1);
+    for (int nd = 1; nd <= 3; nd++) {
+        static const size_t SHAPES[3][3] = {{4}, {6, 4}, {2, 3, 4}};
+        TuMemFile m;
+        tu_mem_init(&m);
+        tu_mem_put(&m, "x", TFM_F32, x, nd, SHAPES[nd - 1]);
+        tu_mem_put(&m, "w", TFM_F32, w, 2, (size_t[]){5, 4});
+        tu_mem_put(&m, "bias", TFM_F32, bias, 1, (size_t[]){5});
+        for (int v = TFM_NAIVE; v <= TFM_FAST; v++) {
+            OpOutputs out;
+            char err[TFM_ERR_LEN];
+            ck_assert_msg(tu_run_op("linear", &out, &m.gf, "", (TfmVariant)v, err, sizeof err) == 0, "%s", err);
+            const Tensor *o = &out.tensors[0];
+            ck_assert_int_eq(o->ndim, nd);
+            ck_assert_uint_eq(o->shape[nd - 1], 5);
+            for (size_t r = 0; r < o->numel / 5; r++)
+                for (size_t n = 0; n < 5; n++) {
+                    float want = bias[n];
+                    for (size_t k = 0; k < 4; k++) want += x[r * 4 + k] * w[n * 4 + k];
+                    ck_assert_msg(tensor_f32(o)[r * 5 + n] == want, "rank %d: out[%zu, %zu]", nd, r, n);
+                }
             op_outputs_free(&out);
         }
     }
@@ -195,47 +304,47 @@ START_TEST(test_runner_refuses_bad_input) {
     tu_mem_init(&m);                                /* inner dimensions disagree */
     tu_mem_put(&m, "c/a", TFM_F32, POOL_F32, 2, (size_t[]){2, 3});
     tu_mem_put(&m, "c/b", TFM_F32, POOL_F32, 2, (size_t[]){4, 2});
-    tu_expect_refused(matmul_run, &m.gf, "c", "b is [4, 2]");
+    tu_expect_refused("matmul", &m.gf, "c", "b is [4, 2]");
 
     tu_mem_init(&m);                                /* b missing */
     tu_mem_put(&m, "c/a", TFM_F32, POOL_F32, 2, (size_t[]){2, 3});
-    tu_expect_refused(matmul_run, &m.gf, "c", "c/b");
+    tu_expect_refused("matmul", &m.gf, "c", "c/b");
 
     tu_mem_init(&m);                                /* a of the wrong dtype */
     tu_mem_put(&m, "c/a", TFM_F64, POOL_F64, 2, (size_t[]){2, 3});
     tu_mem_put(&m, "c/b", TFM_F32, POOL_F32, 2, (size_t[]){3, 2});
-    tu_expect_refused(matmul_run, &m.gf, "c", "c/a");
+    tu_expect_refused("matmul", &m.gf, "c", "c/a");
 
     tu_mem_init(&m);                                /* b of the wrong rank */
     tu_mem_put(&m, "c/a", TFM_F32, POOL_F32, 2, (size_t[]){2, 3});
-    tu_mem_put(&m, "c/b", TFM_F32, POOL_F32, 1, (size_t[]){3});
-    tu_expect_refused(matmul_run, &m.gf, "c", "c/b");
+    tu_mem_put(&m, "c/b", TFM_F32, POOL_F32, 0, NULL);
+    tu_expect_refused("matmul", &m.gf, "c", "c/b");
 
-    tu_mem_init(&m);                                /* neither a nor x */
+    tu_mem_init(&m);                                /* x missing */
     tu_mem_put(&m, "c/w", TFM_F32, POOL_F32, 2, (size_t[]){2, 3});
-    tu_expect_refused(matmul_run, &m.gf, "c", "c/x");
+    tu_expect_refused("linear", &m.gf, "c", "c/x");
 
     tu_mem_init(&m);                                /* w is [N, K'] with K' != K */
     tu_mem_put(&m, "c/x", TFM_F32, POOL_F32, 2, (size_t[]){2, 3});
     tu_mem_put(&m, "c/w", TFM_F32, POOL_F32, 2, (size_t[]){5, 4});
-    tu_expect_refused(matmul_run, &m.gf, "c", "w is [5, 4]");
+    tu_expect_refused("linear", &m.gf, "c", "w is [5, 4]");
 
     tu_mem_init(&m);                                /* w given as [K, N] (transposed) */
     tu_mem_put(&m, "c/x", TFM_F32, POOL_F32, 2, (size_t[]){2, 3});
     tu_mem_put(&m, "c/w", TFM_F32, POOL_F32, 2, (size_t[]){3, 5});
-    tu_expect_refused(matmul_run, &m.gf, "c", "w must be [out, in]");
+    tu_expect_refused("linear", &m.gf, "c", "w must be [out, in]");
 
     tu_mem_init(&m);                                /* bias of the wrong length */
     tu_mem_put(&m, "c/x", TFM_F32, POOL_F32, 2, (size_t[]){2, 3});
     tu_mem_put(&m, "c/w", TFM_F32, POOL_F32, 2, (size_t[]){5, 3});
     tu_mem_put(&m, "c/bias", TFM_F32, POOL_F32, 1, (size_t[]){4});
-    tu_expect_refused(matmul_run, &m.gf, "c", "bias is [4]");
+    tu_expect_refused("linear", &m.gf, "c", "bias is [4]");
 
     tu_mem_init(&m);                                /* bias of the wrong rank */
     tu_mem_put(&m, "c/x", TFM_F32, POOL_F32, 2, (size_t[]){2, 3});
     tu_mem_put(&m, "c/w", TFM_F32, POOL_F32, 2, (size_t[]){5, 3});
     tu_mem_put(&m, "c/bias", TFM_F32, POOL_F32, 2, (size_t[]){1, 5});
-    tu_expect_refused(matmul_run, &m.gf, "c", "c/bias");
+    tu_expect_refused("linear", &m.gf, "c", "c/bias");
 }
 END_TEST
 
@@ -549,6 +658,8 @@ static Suite *suite(void) {
     TCase *runner = tcase_create("runner");
     tcase_add_test(runner, test_runner_computes_both_ops);
     tcase_add_test(runner, test_runner_refuses_bad_input);
+    tcase_add_test(runner, test_matmul_broadcasts_as_torch);
+    tcase_add_test(runner, test_linear_takes_any_rank);
     suite_add_tcase(s, runner);
 
     TCase *golden = tcase_create("goldens");

@@ -41,12 +41,12 @@ START_TEST(test_total_loss_goldens)
     for (size_t i = 0; i < n; i++) {
         if (strncmp(cases[i], "heads_", 6) != 0 && strncmp(cases[i], "sentence_heads", 14) != 0)
             continue;
-        const Tensor *want = case_input(&gf, cases[i], "loss", TFM_F32, 0, err, sizeof err);
-        ck_assert_msg(want, "%s", err);
+        const Tensor *want = tu_case_tensor(&gf, cases[i], "loss", TFM_F32);
         for (int v = TFM_NAIVE; v <= TFM_FAST; v++) {
             OpOutputs res;
             memset(&res, 0, sizeof res);
-            ck_assert_msg(pretraining_run(&res, &gf, cases[i], (TfmVariant)v, err, sizeof err) == 0,
+            ck_assert_msg(tu_run_op("pretraining-heads", &res, &gf, cases[i], (TfmVariant)v, err,
+                                    sizeof err) == 0,
                           "%s", err);
             ck_assert_str_eq(res.names[2], "mlm_loss");
             ck_assert_str_eq(res.names[3], "nsp_loss");
@@ -519,22 +519,22 @@ START_TEST(test_bad_input)
     tu_mem_init(&m);
     tu_mem_put(&m, "logits", TFM_F32, z, 2, (size_t[]){2, 3});
     tu_mem_put(&m, "labels", TFM_I64, y_bad, 1, (size_t[]){2});
-    tu_expect_refused(pretraining_run, &m.gf, "", "labels[1] = 3");     /* class outside [0, V) */
+    tu_expect_refused("mlm-loss", &m.gf, "", "labels[1] = 3");     /* class outside [0, V) */
     tu_mem_put(&m, "labels", TFM_I64, y3, 1, (size_t[]){3});
-    tu_expect_refused(pretraining_run, &m.gf, "", "without its last dimension");  /* shapes */
+    tu_expect_refused("mlm-loss", &m.gf, "", "without its last dimension");  /* shapes */
     tu_mem_put(&m, "labels", TFM_F32, z, 1, (size_t[]){2});
-    tu_expect_refused(pretraining_run, &m.gf, "", "F32, expected I64");  /* wrong dtype */
+    tu_expect_refused("mlm-loss", &m.gf, "", "F32, expected I64");  /* wrong dtype */
     tu_mem_init(&m);
     tu_mem_put(&m, "logits", TFM_F32, z, 2, (size_t[]){2, 3});
-    tu_expect_refused(pretraining_run, &m.gf, "", "'labels' is missing");
+    tu_expect_refused("mlm-loss", &m.gf, "", "'labels' is missing");
 
     TuMemFile k;
     tu_mem_init(&k);
     tu_mem_put(&k, "seq_relationship_logits", TFM_F32, z, 2, (size_t[]){2, 3});
     tu_mem_put(&k, "next_sentence_label", TFM_I64, y_ok, 1, (size_t[]){2});
-    tu_expect_refused(pretraining_run, &k.gf, "", "[B, 2]");   /* NSP has two classes */
+    tu_expect_refused("nsp-loss", &k.gf, "", "[B, 2]");   /* NSP has two classes */
     tu_mem_put(&k, "seq_relationship_logits", TFM_F32, z, 2, (size_t[]){3, 2});
-    tu_expect_refused(pretraining_run, &k.gf, "", "without its last dimension");
+    tu_expect_refused("nsp-loss", &k.gf, "", "without its last dimension");
 
     int64_t ids[3] = {5, 60, 7};
     const int64_t special[1] = {0}, mask_id = 4, vocab = 50, seed = 1;
@@ -547,15 +547,15 @@ START_TEST(test_bad_input)
     tu_mem_put(&q, "mask_token_id", TFM_I64, &mask_id, 0, NULL);
     tu_mem_put(&q, "vocab_size", TFM_I64, &vocab, 0, NULL);
     tu_mem_put(&q, "seed", TFM_I64, &seed, 0, NULL);
-    tu_expect_refused(pretraining_run, &q.gf, "", "input_ids[1] = 60 is outside the vocabulary");
+    tu_expect_refused("mlm-mask", &q.gf, "", "input_ids[1] = 60 is outside the vocabulary");
     ids[1] = 6;
     tu_mem_put(&q, "mlm_probability", TFM_F32, &bad_p, 0, NULL);
-    tu_expect_refused(pretraining_run, &q.gf, "", "must lie in [0, 1]");
+    tu_expect_refused("mlm-mask", &q.gf, "", "must lie in [0, 1]");
     tu_mem_put(&q, "mlm_probability", TFM_F32, &p, 0, NULL);
     OpOutputs res;
     memset(&res, 0, sizeof res);
     char err[TFM_ERR_LEN];
-    ck_assert_msg(pretraining_run(&res, &q.gf, "", TFM_FAST, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(tu_run_op("mlm-mask", &res, &q.gf, "", TFM_FAST, err, sizeof err) == 0, "%s", err);
     ck_assert(res.n == 2 && res.tensors[0].dtype == TFM_I64 && res.tensors[1].numel == 3);
     op_outputs_free(&res);
 }

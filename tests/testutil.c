@@ -25,35 +25,41 @@ const Tensor *tu_case_tensor(const GoldenFile *gf, const char *case_name, const 
     return t;
 }
 
+double tu_case_param(const GoldenFile *gf, const char *case_name, const char *name) {
+    char key[256], err[TFM_ERR_LEN];
+    snprintf(key, sizeof key, "%s/params", case_name);
+    const char *params = golden_meta(gf, key);
+    ck_assert_msg(params != NULL, "%s: case %s has no parameters", gf->path, case_name);
+    TfmParamArgs args = {0};
+    ck_assert_msg(tfm_param_args_parse(&args, params, err, sizeof err) == 0, "%s", err);
+    for (size_t i = 0; i < args.n; i++)
+        if (strcmp(args.names[i], name) == 0) return strtod(args.values[i], NULL);
+    ck_abort_msg("%s: case %s has no parameter %s (it has '%s')", gf->path, case_name, name, params);
+    return NAN;
+}
+
 void tu_check_all_cases(const char *chapter_key, TfmVariant variant) {
-    GoldenFile gf;
-    const TfmChapter *ch;
-    tu_load_chapter(&gf, &ch, chapter_key);
-    char **cases;
-    size_t n = golden_cases(&gf, &cases);
-    int failed = 0;
-    ck_assert_msg(n > 0, "%s holds no cases", gf.path);
-    for (size_t i = 0; i < n; i++) {
-        CaseOutcome oc = {0};
-        char err[TFM_ERR_LEN];
-        if (case_run(ch, &gf, cases[i], variant, &oc, err, sizeof err) != 0) {
-            fprintf(stderr, "%s %s: ERROR %s\n", cases[i], tfm_variant_name(variant), err);
-            failed++;
-            continue;
-        }
-        for (size_t j = 0; j < oc.n; j++) {
-            char label[256];
-            snprintf(label, sizeof label, "%s %s/%s", tfm_variant_name(variant), cases[i], oc.outputs[j].output);
-            if (!oc.outputs[j].vs_torch.pass) {
-                compare_print(stderr, label, &oc.outputs[j].vs_torch, oc.outputs[j].want, ch->atol, ch->rtol);
-                failed++;
-            }
-        }
-    }
-    golden_free_cases(cases, n);
-    golden_free(&gf);
-    ck_assert_msg(failed == 0, "%d output(s) of chapter %s (%s) failed against the goldens; see above",
-                  failed, chapter_key, tfm_variant_name(variant));
+    const TfmChapter *ch = tfm_chapter_find(chapter_key);
+    ck_assert_msg(ch != NULL, "no chapter '%s' in the chapter table", chapter_key);
+    CheckTotals tot = {0};
+    tfm_check_chapter(ch, 1u << variant, stdout, &tot);
+    ck_assert_msg(tot.cases > 0, "chapter %s holds no cases", chapter_key);
+    ck_assert_msg(tot.failed == 0 && tot.errors == 0,
+                  "chapter %s (%s): %zu output(s) failed against the goldens and %zu case(s) "
+                  "did not run; see above", chapter_key, tfm_variant_name(variant), tot.failed,
+                  tot.errors);
+}
+
+int tu_run_op(const char *op_name, OpOutputs *out, const GoldenFile *gf, const char *prefix,
+              TfmVariant variant, char *err, size_t errlen) {
+    const TfmOp *op = tfm_op_find(op_name);
+    ck_assert_msg(op != NULL, "no op '%s' in the op table", op_name);
+    TfmParamArgs args = {0};
+    char key[256];
+    snprintf(key, sizeof key, "%s/params", prefix);
+    const char *params = prefix[0] ? golden_meta(gf, key) : NULL;
+    if (params && tfm_param_args_parse(&args, params, err, errlen) != 0) return -1;
+    return tfm_op_run(out, op, gf, prefix, &args, variant, 1, err, errlen);
 }
 
 void tu_assert_close(const char *label, const float *got, size_t n, const Tensor *want,
@@ -75,6 +81,23 @@ void tu_mem_init(TuMemFile *m) {
     m->gf.path = (char *)"(in memory)";   /* names the file in the runner's messages */
     m->gf.names = m->name_ptrs;
     m->gf.tensors = m->tensors;
+    m->gf.meta_keys = m->meta_key_ptrs;
+    m->gf.meta_values = m->meta_value_ptrs;
+}
+
+void tu_mem_meta(TuMemFile *m, const char *key, const char *value) {
+    size_t i = 0;
+    while (i < m->gf.n_meta && strcmp(m->meta_keys[i], key) != 0) i++;
+    if (i == m->gf.n_meta) {
+        ck_assert_msg(i < TU_MEM_MAX_META, "TuMemFile's metadata is full (%d)", TU_MEM_MAX_META);
+        m->gf.n_meta++;
+    }
+    ck_assert_msg(strlen(key) < sizeof m->meta_keys[i] && strlen(value) < sizeof m->meta_values[i],
+                  "metadata '%s' is too long", key);
+    snprintf(m->meta_keys[i], sizeof m->meta_keys[i], "%s", key);
+    snprintf(m->meta_values[i], sizeof m->meta_values[i], "%s", value);
+    m->meta_key_ptrs[i] = m->meta_keys[i];
+    m->meta_value_ptrs[i] = m->meta_values[i];
 }
 
 void tu_mem_put(TuMemFile *m, const char *name, TfmDType dt, const void *data, int ndim,
@@ -106,17 +129,25 @@ void tu_mem_from_case(TuMemFile *m, const GoldenFile *src, const char *case_name
         const Tensor *t = &src->tensors[i];
         tu_mem_put(m, renamed, t->dtype, t->data, t->ndim, t->shape);
     }
+    /* The case's metadata (op, params, against) follows it under the new prefix. */
+    for (size_t i = 0; i < src->n_meta; i++) {
+        const char *key = src->meta_keys[i];
+        if (strncmp(key, case_name, len) != 0 || key[len] != '/') continue;
+        char renamed[256];
+        snprintf(renamed, sizeof renamed, "%s%s%s", prefix, prefix[0] ? "/" : "", key + len + 1);
+        tu_mem_meta(m, renamed, src->meta_values[i]);
+    }
 }
 
-void tu_expect_refused(OpRunner run, const GoldenFile *gf, const char *prefix, const char *needle) {
+void tu_expect_refused(const char *op, const GoldenFile *gf, const char *prefix, const char *needle) {
     for (int v = TFM_NAIVE; v <= TFM_FAST; v++) {
         OpOutputs out;
         memset(&out, 0, sizeof out);
         char err[TFM_ERR_LEN] = "";
-        const int rc = run(&out, gf, prefix, (TfmVariant)v, err, sizeof err);
+        const int rc = tu_run_op(op, &out, gf, prefix, (TfmVariant)v, err, sizeof err);
         op_outputs_free(&out);
-        ck_assert_msg(rc == -1, "%s: bad input accepted (expected an error about '%s')",
-                      tfm_variant_name((TfmVariant)v), needle);
+        ck_assert_msg(rc == -1, "%s %s: bad input accepted (expected an error about '%s')",
+                      op, tfm_variant_name((TfmVariant)v), needle);
         ck_assert_msg(strstr(err, needle) != NULL, "%s: error '%s' does not mention '%s'",
                       tfm_variant_name((TfmVariant)v), err, needle);
     }

@@ -15,6 +15,10 @@ void tu_load_chapter(GoldenFile *gf, const TfmChapter **ch, const char *chapter_
 const Tensor *tu_case_tensor(const GoldenFile *gf, const char *case_name, const char *name,
                              TfmDType dt);
 
+/* The value of parameter `name` in the case's "<case>/params" metadata; aborts the test if the
+ * case does not give it. */
+double tu_case_param(const GoldenFile *gf, const char *case_name, const char *name);
+
 /* Runs one variant on every case of the chapter's golden file; each output must pass against
  * PyTorch float32 with the chapter's tolerance. Prints the oracle line of each output; on a
  * failure prints the worst element and fails the test. */
@@ -33,11 +37,16 @@ void tu_assert_close_f32(const char *label, const float *got, const float *want,
  * (tu_mem_from_case); nothing is copied, owned or freed. The struct points into itself, so
  * initialize it in place (tu_mem_init or tu_mem_from_case) and never copy it. */
 #define TU_MEM_MAX 24
+#define TU_MEM_MAX_META 8
 typedef struct {
-    GoldenFile gf;                 /* what the runner reads; gf.names, gf.tensors point below */
+    GoldenFile gf;                 /* what the op reads; gf.names, gf.tensors point below */
     char names[TU_MEM_MAX][64];    /* [gf.n] */
     char *name_ptrs[TU_MEM_MAX];   /* [gf.n] -> names */
     Tensor tensors[TU_MEM_MAX];    /* [gf.n] views */
+    char meta_keys[TU_MEM_MAX_META][64];      /* [gf.n_meta] */
+    char meta_values[TU_MEM_MAX_META][128];   /* [gf.n_meta] */
+    char *meta_key_ptrs[TU_MEM_MAX_META];     /* [gf.n_meta] -> meta_keys */
+    char *meta_value_ptrs[TU_MEM_MAX_META];   /* [gf.n_meta] -> meta_values */
 } TuMemFile;
 
 /* Empties m. */
@@ -48,13 +57,21 @@ void tu_mem_init(TuMemFile *m);
  * tu_mem_put(&m, "c/x", TFM_F32, buf, 2, (size_t[]){2, 3}). */
 void tu_mem_put(TuMemFile *m, const char *name, TfmDType dt, const void *data, int ndim,
                 const size_t *shape);
+/* Sets metadata `key` (e.g. "c/params") to value, replacing or adding it. */
+void tu_mem_meta(TuMemFile *m, const char *key, const char *value);
 /* Empties m, then views every tensor "<case_name>/x" of src as "<prefix>/x", except the one called
- * `skip` (NULL: none). src must stay loaded while m is used. */
+ * `skip` (NULL: none). The case's metadata ("<case>/op", "<case>/params", ...) is copied under the new prefix too.
+ * src must stay loaded while m is used. */
 void tu_mem_from_case(TuMemFile *m, const GoldenFile *src, const char *case_name,
                       const char *prefix, const char *skip);
-/* Runs both variants of `run` on the case `prefix` of gf; each must refuse (return -1) with an
+/* Runs op `op_name` (ops.h) on the case `prefix` of gf (prefix "": the file's plain names) with
+ * the parameters of its "<prefix>/params" metadata, tensors named after its outputs passed over
+ * (a golden case holds them). Returns tfm_op_run's result. */
+int tu_run_op(const char *op_name, OpOutputs *out, const GoldenFile *gf, const char *prefix,
+              TfmVariant variant, char *err, size_t errlen);
+/* Runs both variants of op `op` on the case `prefix` of gf; each must refuse (return -1) with an
  * error message containing `needle`. */
-void tu_expect_refused(OpRunner run, const GoldenFile *gf, const char *prefix, const char *needle);
+void tu_expect_refused(const char *op, const GoldenFile *gf, const char *prefix, const char *needle);
 
 /* ---- random inputs
  *

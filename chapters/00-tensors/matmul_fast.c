@@ -37,20 +37,21 @@
  *     without packing are 3-6x faster at M = 1: matmul as rows of C updated by rows of B (AXPY
  *     form, vectorized over j), linear as dot products of rows of X with rows of W (both
  *     contiguous in k, vectorized over k). With 5 or more rows the blocked path is faster even
- *     for tiny problems: its fixed cost is about 0.05 us (no allocation: see scratch below).
+ *     for tiny problems: its fixed cost is about 0.05 us (no allocation: the packed panels live
+ *     in the scratch arena, arena.h).
  *
  * Accuracy: every output is a float sum (with FMA contraction), within float32 reordering error of
  * PyTorch, which also sums in blocks. matmul_naive.c is the plain formula; the tests hold the two
  * to the classical error bound of float summation.
  */
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 #include <omp.h>
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
+#include "arena.h"
 #include "matmul.h"
 
 /* Microkernel tile: MR rows x NR columns of C (NR = two 16-float vectors). */
@@ -71,33 +72,12 @@
  * synchronising a second thread costs about 10 us here). */
 #define WORK_PER_THREAD (4.0 * 1024 * 1024)
 
-#define ALIGN 64
+/* Alignment of the packed panels, in bytes: the arena's (arena.h), one 64-byte line. */
+#define ALIGN TFM_ARENA_ALIGN
 
 static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 static size_t round_up(size_t a, size_t b) { return ceil_div(a, b) * b; }
 static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
-
-/* Scratch for the packed panels, kept per calling thread and only ever grown. Allocating and
- * freeing it per call costs more than small products do: glibc hands blocks of this size out
- * from the heap top and trims them back on free, so every call would page-fault its buffers in
- * again. At most KC*NC + threads*MC*KC floats (4 MiB + 192 KiB per thread); never returned. */
-static _Thread_local struct {
-    float *p;
-    size_t cap;   /* floats */
-} scratch;
-
-static float *scratch_floats(size_t n)
-{
-    if (n > scratch.cap) {
-        free(scratch.p);
-        /* aligned_alloc wants a size that is a multiple of the alignment. */
-        scratch.p = aligned_alloc(ALIGN, round_up(n * sizeof(float), ALIGN));
-        if (!scratch.p)
-            abort();   /* the API has no error path; a few MiB are not expected to fail */
-        scratch.cap = n;
-    }
-    return scratch.p;
-}
 
 /* Threads for a problem of `work` multiply-adds: at least 1, at most OpenMP's limit. */
 static int threads_for(double work)
@@ -431,7 +411,13 @@ static void gemm_blocked(const Gemm *g)
     const size_t kc_max = min_sz(KC, K);
     pl.a_len = round_up(pl.mc * kc_max, ALIGN / sizeof(float));   /* keeps each block aligned */
     const size_t b_len = round_up(kc_max * min_sz(NC, round_up(N, NR)), ALIGN / sizeof(float));
-    pl.bpack = scratch_floats(b_len + pl.a_len * nthreads);
+    /* The packed panels: the calling thread's arena slot, grown only for a larger problem, so a
+     * loop of products allocates nothing after its first call. Allocating and freeing them per
+     * call would cost more than small products do (glibc trims freed blocks of this size back
+     * off the heap top, and every call would page-fault its buffers in again). At most KC*NC +
+     * threads*MC*KC floats (4 MiB + 192 KiB per thread). */
+    pl.bpack = tfm_arena_get(TFM_SCRATCH_MATMUL_PACK, b_len + pl.a_len * nthreads, sizeof(float),
+                             g->layout == B_IS_NK ? "linear_fast" : "matmul_fast");
     pl.apacks = pl.bpack + b_len;
 
     if (nt == 1) {

@@ -1,6 +1,7 @@
 /* tensor.h — the one tensor type of tfm.
  *
- * A Tensor is a contiguous, row-major block of up to four dimensions. The compute kernels of every
+ * A Tensor is a contiguous, row-major block of up to eight dimensions (torch.matmul and
+ * nn.LayerNorm inputs of any rank a reader brings). The compute kernels of every
  * chapter take plain `float *` pointers plus dimensions (that is what the formulas index); a Tensor
  * is what carries an array between a file, a test and a kernel, so that it always knows its own
  * dtype and shape.
@@ -17,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TFM_MAX_DIMS 4
+#define TFM_MAX_DIMS 8
 
 typedef enum { TFM_F32, TFM_F64, TFM_I64, TFM_BOOL } TfmDType;
 

@@ -1,6 +1,12 @@
 /* attention.h — chapter 01: scaled dot-product attention.
  *
- *   out = softmax(Q K^T * scale + M) V,      scale = 1/sqrt(Dk) unless given
+ *   out = softmax(Q K^T * scale + M) V
+ *
+ * scale is used exactly as given, by every variant: there is no in-band default. PyTorch's
+ * default (F.scaled_dot_product_attention with scale=None, nn.MultiheadAttention) is
+ * 1/sqrt(Dk), which the caller passes itself: 1.0f / sqrtf((float)Dk). (With Dk = 0 that is
+ * inf, and inf * 0 = NaN scores; PyTorch scales q before the product and gets scores of 0, so
+ * a caller matching it at Dk = 0 passes any finite scale.)
  *
  * Dimensions: B batch, H heads, Tq query tokens, Tk key/value tokens, Dk query/key width,
  *             Dv value width. Q is [B,H,Tq,Dk], K is [B,H,Tk,Dk], V is [B,H,Tk,Dv], out is
@@ -34,7 +40,7 @@ typedef struct {
 } AttnMask;
 
 /* Naive: materializes the [Tq,Tk] scores of each (b,h), exactly as the formula reads.
- * probs may be NULL. mask may be NULL (no mask). scale <= 0 means 1/sqrt(Dk). */
+ * probs may be NULL. mask may be NULL (no mask). scale multiplies Q K^T as given (above). */
 void attention_forward_naive(float *out,           /* [B, H, Tq, Dv] */
                              float *probs,         /* [B, H, Tq, Tk] or NULL */
                              const float *q,       /* [B, H, Tq, Dk] */
@@ -45,7 +51,9 @@ void attention_forward_naive(float *out,           /* [B, H, Tq, Dv] */
                              size_t B, size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv);
 
 /* Fast: same contract. With probs == NULL it never holds more than one tile of scores per
- * thread (online softmax over key tiles); with probs != NULL it writes them as naive does. */
+ * thread (online softmax over key tiles); with probs != NULL it writes them as naive does.
+ * Its per-thread tiles are scratch-arena buffers (arena.h): after the first call at a shape it
+ * allocates nothing. */
 void attention_forward_fast(float *out, float *probs, const float *q, const float *k,
                             const float *v, const AttnMask *mask, float scale,
                             size_t B, size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv);

@@ -46,16 +46,19 @@
  * even on the thread count (tests/test_01_attention.c checks 1 vs 3 threads bit for bit).
  * No -ffast-math: NaN/inf follow IEEE rules. exp is tfm_expf (chapters/00-tensors/tfm_exp.h):
  * glibc's expf is a scalar call (its vector variant is only selected under -ffast-math), and at
- * D = 64 those calls were about a third of the time; tfm_expf is the same function within 1 ulp,
- * written so that the loop over a score row vectorizes (O7).
+ * D = 64 those calls were about a third of the time; tfm_expf is the same function within 1.2
+ * ulp, written so that the loop over a score row vectorizes (O7).
+ *
+ * Scratch: each thread's tiles that do not fit on its stack (Qt and the accumulator, or the
+ * transposed key tile) are its buffers in the scratch arena (chapters/00-tensors/arena.h),
+ * allocated on the first call at a shape and reused by every later one.
  */
 #include "attention.h"
-#include "tensor.h"
+#include "arena.h"
 #include "tfm_exp.h"
 
 #include <float.h>
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* Tile sizes. At D = 64 a task's working set is the BQ x BK scores (8 KiB), the transposed K tile
@@ -421,8 +424,10 @@ static void forward_streaming(float *out, const float *q, const float *k, const 
         _Alignas(64) float St[BKS * BQ];   /* [BKS, BQ]: the only scores that ever exist */
         _Alignas(64) float m[BQ], l[BQ];   /* running max and running sum per row */
         _Alignas(64) float m_new[BQ], shift[BQ], alpha[BQ], psum[BQ];
-        float *acc = tfm_xcalloc((size_t)Dv * BQ, sizeof *acc, WHO);   /* [Dv, BQ]: sum p v */
-        float *Qt = tfm_xcalloc((size_t)Dk * BQ, sizeof *Qt, WHO);     /* [Dk, BQ] */
+        /* This thread's arena buffers, not zeroed: acc is cleared per task below, and Qt is
+         * written whole (rows past a short block's nr as zeros) by pack_queries. */
+        float *acc = tfm_arena_get(TFM_SCRATCH_ATTN_ACC, Dv * BQ, sizeof *acc, WHO); /* [Dv, BQ] */
+        float *Qt = tfm_arena_get(TFM_SCRATCH_ATTN_QT, Dk * BQ, sizeof *Qt, WHO);    /* [Dk, BQ] */
 
 #pragma omp for collapse(3) schedule(static, 1)   /* O8 */
         for (size_t b = 0; b < B; b++) {
@@ -512,8 +517,6 @@ static void forward_streaming(float *out, const float *q, const float *k, const 
                 }
             }
         }
-        free(Qt);
-        free(acc);
     }
 }
 
@@ -530,7 +533,9 @@ static void forward_with_probs(float *out, float *probs, const float *q, const f
 
 #pragma omp parallel
     {
-        float *Kt = tfm_xcalloc((size_t)BK * Dk, sizeof *Kt, WHO);
+        /* [Dk, BK]: this thread's arena buffer, not zeroed; score_tile writes it whole (a short
+         * tile's unused columns as zeros) before it reads it. */
+        float *Kt = tfm_arena_get(TFM_SCRATCH_ATTN_KT, Dk * BK, sizeof *Kt, WHO);
 
 #pragma omp for collapse(3) schedule(static, 1)   /* O8 */
         for (size_t b = 0; b < B; b++) {
@@ -549,7 +554,6 @@ static void forward_with_probs(float *out, float *probs, const float *q, const f
                     const uint8_t *pad = (mask && mask->key_padding_mask)
                         ? mask->key_padding_mask + b * Tk : NULL;
                     const size_t jend = causal ? min_sz(Tk, i0 + nr) : Tk;   /* O5 */
-                    int dead[BQ];   /* 1: fully masked row */
 
                     for (size_t j0 = 0; j0 < jend; j0 += BK)   /* O1, O2 */
                         score_tile(P + j0, Tk, Q, ldq, K + j0 * ldk, ldk, Kt, nr,
@@ -560,8 +564,7 @@ static void forward_with_probs(float *out, float *probs, const float *q, const f
                         float *restrict prow = P + r * Tk;
                         const size_t kr = row_keys(i0 + r, Tk, causal);
                         const float mx = row_max(prow, kr);
-                        dead[r] = (mx == -INFINITY);
-                        if (dead[r]) {
+                        if (mx == -INFINITY) {
                             /* All scores -inf: PyTorch's softmax gives NaN for the whole row. */
                             fill(prow, Tk, NAN);
                             continue;
@@ -573,20 +576,17 @@ static void forward_with_probs(float *out, float *probs, const float *q, const f
                         fill(prow + kr, Tk - kr, 0.0f);   /* the future: exp(-inf) = 0 */
                     }
 
-                    /* out = P V over the same key range; a dead row's NaN probabilities make
-                     * its output NaN by themselves, the fill below only states it. */
+                    /* out = P V over the same key range. A fully masked row's NaN probabilities
+                     * make its whole output row NaN by themselves (NaN times any v, and every
+                     * row meets at least one key, jend >= 1), as PyTorch's. */
                     for (size_t r = 0; r < nr; r++)
                         fill(O + r * ldo, Dv, 0.0f);
                     for (size_t j0 = 0; j0 < jend; j0 += BK)   /* O1: the V tile serves nr rows */
                         pv_tile(O, ldo, P + j0, Tk, V + j0 * ldv, ldv, nr, min_sz(BK, jend - j0),
                                 Dv);
-                    for (size_t r = 0; r < nr; r++)
-                        if (dead[r])
-                            fill(O + r * ldo, Dv, NAN);
                 }
             }
         }
-        free(Kt);
     }
 }
 
@@ -595,8 +595,6 @@ void attention_forward_fast_strided(float *out, float *probs, const float *q, co
                                     const AttnLayout *layout, size_t B, size_t H, size_t Tq,
                                     size_t Tk, size_t Dk, size_t Dv)
 {
-    if (scale <= 0.0f)
-        scale = 1.0f / sqrtf((float)Dk);
     if (Tk == 0) {
         /* No keys at all: softmax over an empty row is empty and P V an empty sum, i.e. zeros
          * (as in naive and PyTorch); this is not the all-masked NaN case. */

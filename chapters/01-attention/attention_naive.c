@@ -33,9 +33,6 @@ void attention_forward_naive(float *out, float *probs, const float *q, const flo
                              const float *v, const AttnMask *mask, float scale,
                              size_t B, size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv)
 {
-    if (scale <= 0.0f)
-        scale = 1.0f / sqrtf((float)Dk);
-
     /* One [Tq, Tk] scratch for the scores, reused by every (b, h). When the caller asks for
      * probs we compute in place there instead and need no scratch at all. */
     float *scratch = NULL;

@@ -29,7 +29,9 @@
  *     matters twice. The projections of a chunk are still in the last-level cache when the
  *     heads read them. And glibc serves blocks above 32 MiB with fresh pages from the kernel on
  *     every call, each page faulted in on first touch; a chunk's blocks come from the heap and
- *     are reused. At that shape, on one thread, the pass went from about 260 ms to 160 ms. Short
+ *     are reused. At that shape, on one thread, the pass went from about 260 ms to 160 ms. (The
+ *     chunk's buffers are now scratch-arena slots, arena.h, kept from one call to the next, so a
+ *     loop of calls at one shape allocates, and faults in, nothing after the first.) Short
  *     sequences are grouped up to CHUNK_ROWS rows per chunk, so the products stay large enough
  *     to block well.
  *
@@ -38,10 +40,9 @@
  */
 #include "multihead.h"
 
-#include <stdlib.h>
+#include <math.h>
 
-#include "tensor.h"
-
+#include "arena.h"
 #include "attention.h"
 #include "matmul.h"
 
@@ -128,8 +129,8 @@ static void forward_chunk(float *out, float *weights, const float *query, const 
     };
     /* [nb, H, Tq, Tk]: the per-head probabilities, in the caller's weights unless averaged */
     float *pr = weights ? (average_weights ? probs : weights + b0 * H * Tq * Tk) : NULL;
-    attention_forward_fast_strided(ctx, pr, proj[0], proj[1], proj[2], mask ? &m : NULL, 0.0f,
-                                   &layout, nb, H, Tq, Tk, D, D);
+    attention_forward_fast_strided(ctx, pr, proj[0], proj[1], proj[2], mask ? &m : NULL,
+                                   1.0f / sqrtf((float)D), &layout, nb, H, Tq, Tk, D, D);
 
     linear_fast(out + b0 * Tq * E, ctx, p->out_proj_weight, p->out_proj_bias, nb * Tq, E,
                 E);   /* F5 */
@@ -151,14 +152,15 @@ void multihead_forward_fast(float *out, float *weights, const float *query, cons
     if (nb == 0)   /* B = 0: nothing to compute, and nothing to allocate */
         return;
 
-    float *qkv = tfm_xcalloc(nb * (Tq + 2 * Tk) * E, sizeof(float), WHO);
-    float *ctx = tfm_xcalloc(nb * Tq * E, sizeof(float), WHO);   /* [nb, Tq, E] */
+    /* The chunk's scratch, in the arena (not zeroed): every element a chunk reads has been
+     * written by that chunk first (qkv by the projections, ctx by the heads, which cover all E
+     * columns, probs by attention, which writes every [Tq, Tk] entry). Its callees' own
+     * scratch (linear_fast's panels, attention's tiles) is in other slots. */
+    float *qkv = tfm_arena_get(TFM_SCRATCH_MHA_QKV, nb * (Tq + 2 * Tk) * E, sizeof(float), WHO);
+    float *ctx = tfm_arena_get(TFM_SCRATCH_MHA_CTX, nb * Tq * E, sizeof(float), WHO);
     float *probs = weights && average_weights
-        ? tfm_xcalloc(nb * H * Tq * Tk, sizeof(float), WHO) : NULL;
+        ? tfm_arena_get(TFM_SCRATCH_MHA_PROBS, nb * H * Tq * Tk, sizeof(float), WHO) : NULL;
     for (size_t b0 = 0; b0 < B; b0 += nb)
         forward_chunk(out, weights, query, key, value, p, mask, average_weights, b0,
                       B - b0 < nb ? B - b0 : nb, H, Tq, Tk, E, qkv, ctx, probs);
-    free(probs);
-    free(ctx);
-    free(qkv);
 }

@@ -20,6 +20,7 @@
  */
 #include "multihead.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #include "tensor.h"
@@ -89,8 +90,9 @@ void multihead_forward_naive(float *out, float *weights, const float *query, con
     split_heads(kh, K, B, H, Tk, D);
     split_heads(vh, V, B, H, Tk, D);
 
-    /* 3. Attend: chapter 01, every (b, h) on its own; scale 0 means 1/sqrt(D). */
-    attention_forward_naive(ctxh, probs, qh, kh, vh, mask, 0.0f, B, H, Tq, Tk, D, D);
+    /* 3. Attend: chapter 01, every (b, h) on its own, scaled by 1/sqrt(D) (the head's width). */
+    attention_forward_naive(ctxh, probs, qh, kh, vh, mask, 1.0f / sqrtf((float)D), B, H, Tq, Tk,
+                            D, D);
 
     /* 4. Concatenate the heads back into [B, Tq, E]. */
     merge_heads(ctx, ctxh, B, H, Tq, D);

@@ -26,6 +26,8 @@
  *     2/R of the naive count (1/32 at R = 64).
  *  O4 OpenMP over blocks, schedule(static): each block is computed by one thread from its own
  *     anchor, so the table does not depend on the thread count, bit for bit.
+ *  O5 no allocation per call: the frequencies and each thread's state are scratch-arena
+ *     buffers (chapters/00-tensors/arena.h), allocated on the first call at a width and reused.
  *
  * Accuracy of the recurrence. The state (sin, cos of each pair) is carried in double and only
  * the stored value is rounded to float32. Each step adds a few double roundings (~1e-16) and
@@ -43,10 +45,9 @@
  * addition order is the naive one, (word + type) + pos, so the result is the same bit for bit.
  */
 #include "positional.h"
-#include "tensor.h"
+#include "arena.h"
 
 #include <math.h>
-#include <stdlib.h>
 
 /* Stores one row from the double state: sin in even columns, cos in odd ones, and for odd E
  * the last column's sin alone. */
@@ -85,7 +86,8 @@ void pe_sinusoidal_fast(float *pe, const int64_t *positions, size_t T, size_t E)
     if (T == 0 || E == 0)
         return;
     const size_t npair = (E + 1) / 2;   /* frequencies, the unpaired last column's included */
-    double *w = tfm_xcalloc(npair, sizeof *w, "pe_sinusoidal_fast");
+    /* [npair]: the calling thread's arena buffer (arena.h), written whole here. */
+    double *w = tfm_arena_get(TFM_SCRATCH_PE_FREQ, npair, sizeof *w, "pe_sinusoidal_fast");
     for (size_t i = 0; i < npair; i++)  /* O1 */
         w[i] = pow(10000.0, -(double)(2 * i) / (double)E);
     const size_t R = PE_ANCHOR_EVERY;
@@ -93,8 +95,11 @@ void pe_sinusoidal_fast(float *pe, const int64_t *positions, size_t T, size_t E)
 
 #pragma omp parallel
     {
-        /* per thread: the state (s, c) of the current row and the block's rotation (rc, rs) */
-        double *buf = tfm_xcalloc(4 * npair, sizeof *buf, "pe_sinusoidal_fast");
+        /* per thread: the state (s, c) of the current row and the block's rotation (rc, rs),
+         * [4, npair] in the thread's arena buffer, not zeroed: s and c are set by the block's
+         * anchor, rc and rs before the first rotation that reads them */
+        double *buf = tfm_arena_get(TFM_SCRATCH_PE_STATE, 4 * npair, sizeof *buf,
+                                    "pe_sinusoidal_fast");
         double *s = buf, *c = s + npair, *rc = c + npair, *rs = rc + npair;
 
 #pragma omp for schedule(static)   /* O4 */
@@ -131,9 +136,7 @@ void pe_sinusoidal_fast(float *pe, const int64_t *positions, size_t T, size_t E)
                 store_row(pe + t * E, s, c, E);
             }
         }
-        free(buf);
     }
-    free(w);
 }
 
 int embeddings_forward_fast(float *out, EmbBadId *bad, const int64_t *input_ids,

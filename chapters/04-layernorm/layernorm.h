@@ -9,6 +9,10 @@
  * gamma and beta may be NULL (elementwise_affine=False). mean and rstd, [N] each, may be NULL;
  * they are what a backward pass needs.
  *
+ * In place: out may be x itself (layernorm_forward_*), or x or s itself (add_norm_forward_*),
+ * in both variants; a partial overlap is not allowed. In pre_norm_linear_forward_*, out and
+ * norm overlap neither x nor each other. mean, rstd, gamma and beta never overlap out.
+ *
  * Both variants return float32 statistics: a row whose variance exceeds FLT_MAX (std above
  * about 1.8e19) has var = +inf, rstd = 0 and out = beta, as PyTorch's float32 kernel does
  * (which already overflows earlier, see book.md chapter 04). E >= 1.

@@ -50,8 +50,9 @@ typedef struct {
     float rstd;     /* 1 / sqrt(var + eps) */
 } RowStats;
 
-/* Passes A and B over one row (O1-O4). */
-static RowStats row_stats(const float *restrict xr, size_t E, float eps)
+/* Passes A and B over one row (O1-O4). xr may be the row of out being normalized in place
+ * (layernorm.h): it is only read here, and no restrict is claimed for it. */
+static RowStats row_stats(const float *xr, size_t E, float eps)
 {
     const float fE = (float)E;
     /* O4: 2^-k with 2^k >= E, split as sa * sb (each a power of two, so the scaling is exact). */
@@ -82,10 +83,20 @@ static RowStats row_stats(const float *restrict xr, size_t E, float eps)
     /* Divisions, and exact power-of-two scalings, not multiplications by a rounded 1/E: on a
      * constant row every d is the same small delta (hi may miss the constant by an ulp), c is
      * E * delta and q is 2^-k E delta^2, both exactly, so lo = delta and the second moment is
-     * delta^2, both exactly: var = 0 and every output is exactly beta, at any magnitude. */
+     * delta^2, both exactly: var = 0 and every output is exactly beta, at any magnitude (as
+     * long as the scaled squares do not underflow, below). */
     const float lo = (float)(c / (double)E);
     float var = q / ldexpf(fE, -k) - lo * lo;
-    if (var < 0.0f)   /* rounding on a constant row; a NaN fails the test and stays NaN */
+    /* var >= 0 in exact arithmetic (q / (2^-k E) is the second moment about hi, lo^2 the square
+     * of the first), but the rounded difference can fall below 0, in two ways (found by
+     * experiment with this build): squares that underflow, when the rows' values are near
+     * 1e-15 and (d 2^-k/2)^2 lands among the subnormals (a constant row of 38 copies of
+     * 0x1.e9651cp-50 gives var = -2^-146 before the clamp); and long, nearly constant rows
+     * whose float32 mean hi misses by many ulps, so that the second moment and lo^2 are both
+     * about lo^2 and q's float32 rounding exceeds the true variance (7762 copies of 12345.678f,
+     * one of them an ulp higher). The clamp keeps such a var at 0: rstd = 1/sqrt(eps), and +inf
+     * with eps = 0, as naive gives on a constant row, instead of NaN. A NaN var stays NaN. */
+    if (var < 0.0f)
         var = 0.0f;
     const RowStats st = {hi, lo, 1.0f / sqrtf(var + eps)};
     return st;
@@ -135,8 +146,10 @@ void add_norm_forward_fast(float *out, float *mean, float *rstd, const float *x,
 {
 #pragma omp parallel for schedule(static) if (N * E >= PAR_MIN)   /* O6 */
     for (size_t n = 0; n < N; n++) {
-        const float *restrict xr = x + n * E, *restrict sr = s + n * E;
-        float *restrict hr = out + n * E;
+        /* No restrict: out may be x or s (layernorm.h). Element e is read before it is
+         * written and no other element is touched, so `omp simd` holds either way. */
+        const float *xr = x + n * E, *sr = s + n * E;
+        float *hr = out + n * E;
 #pragma omp simd
         for (size_t e = 0; e < E; e++)
             hr[e] = xr[e] + sr[e];

@@ -123,4 +123,48 @@ void mlm_mask(int64_t *masked,            /* [N] */
               const int64_t *ids,         /* [N] */
               const MlmMaskConfig *cfg, size_t N);
 
+/* ---------------------------------------------------------------- torch.nn.functional.cross_entropy
+ * (crossentropy_naive.c, crossentropy_fast.c)
+ *
+ * Dimensions: N batch, C classes, inner = product of the dimensions after the class dimension
+ *             (d1*d2*... for an [N, C, d1, d2, ...] input, 1 for [N, C]). input element (n, c, i)
+ *             at (n*C + c)*inner + i; a target element (n, i) at n*inner + i. PyTorch's input [C]
+ *             with no batch is N = 1, inner = 1 and a 0-d output (the caller's mapping).
+ *
+ * With log p[n,c,i] = log_softmax over c of input (the row max subtracted), per element (n, i):
+ *
+ * Class indices (target, y = target[n,i]), weight w [C] (all 1 when NULL), smoothing eps:
+ *   nll    = -w[y] log p[n,y,i]
+ *   smooth = -sum_c w[c] log p[n,c,i]                       (only when eps > 0)
+ *   l      = (1 - eps) nll + (eps / C) smooth,  and l = 0 where y == ignore_index
+ *   mean   = sum l / sum_{(n,i) not ignored} w[y]          (0/0 = NaN when all are ignored, or
+ *                                                            their weights are all 0: PyTorch's value)
+ *   sum    = sum l;   none: out[n,i] = l.
+ *   y must be ignore_index or in [0, C); the caller checks (PyTorch raises an error otherwise).
+ *
+ * Class probabilities (target_probs [N, C, inner], y' = (1 - eps) y + eps / C when eps > 0):
+ *   l      = -sum_c w[c] y'[n,c,i] log p[n,c,i]             (no ignore_index)
+ *   mean   = sum l / (N * inner)   (not by the weights; NaN when the input is empty, C = 0 too)
+ *   sum    = sum l;   none: out[n,i] = l.
+ *
+ * Exactly one of target / target_probs is non-NULL. label_smoothing in [0, 1] (the caller
+ * checks). Sums are accumulated in double. Outputs are overwritten.
+ */
+typedef enum { TFM_REDUCTION_NONE, TFM_REDUCTION_MEAN, TFM_REDUCTION_SUM } TfmReduction;
+
+void cross_entropy_loss_naive(float *out,              /* [1] for mean/sum, [N, inner] for none */
+                              const float *input,      /* [N, C, inner] logits, classes on dim 1 */
+                              const int64_t *target,   /* [N, inner] class indices, or NULL */
+                              const float *target_probs, /* [N, C, inner] probabilities, or NULL */
+                              const float *weight,     /* [C] or NULL */
+                              int64_t ignore_index, TfmReduction reduction, float label_smoothing,
+                              size_t N, size_t C, size_t inner);
+void cross_entropy_loss_fast(float *out,               /* [1] for mean/sum, [N, inner] for none */
+                             const float *input,       /* [N, C, inner] logits, classes on dim 1 */
+                             const int64_t *target,    /* [N, inner] class indices, or NULL */
+                             const float *target_probs, /* [N, C, inner] probabilities, or NULL */
+                             const float *weight,      /* [C] or NULL */
+                             int64_t ignore_index, TfmReduction reduction, float label_smoothing,
+                             size_t N, size_t C, size_t inner);
+
 #endif

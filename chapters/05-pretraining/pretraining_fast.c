@@ -34,6 +34,9 @@
  *     slot; the mean is then summed in row order, in double, by one thread, exactly as naive
  *     does. So the result is bitwise the same for any thread count.
  *  F6 the linear layers are chapter 00's linear_fast, LayerNorm is chapter 04's layernorm_fast.
+ *  F7 no allocation per call: the heads' intermediate rows and the per-row losses are scratch-
+ *     arena buffers (chapters/00-tensors/arena.h), one slot each, allocated on the first call
+ *     at a shape and reused by every later one (a training loop calls the heads every step).
  *
  * The NSP head works on B rows of width E; beyond F6 there is nothing in it worth optimizing.
  *
@@ -43,12 +46,11 @@
  * (and in PyTorch); -inf at the label alone gives +inf.
  */
 #include "pretraining.h"
-#include "tensor.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "arena.h"
 #include "layernorm.h"
 #include "matmul.h"
 #include "tfm_exp.h"
@@ -133,7 +135,8 @@ static float row_loss(const float *restrict z, size_t V, size_t y)
 void cross_entropy_fast(float *loss, float *token_loss, const float *logits,
                         const int64_t *labels, size_t N, size_t V)
 {
-    float *l = token_loss ? token_loss : tfm_xcalloc(N, sizeof *l, WHO);
+    /* [N]: the caller's token_loss, or an arena buffer (F7); every entry is written below */
+    float *l = token_loss ? token_loss : tfm_arena_get(TFM_SCRATCH_CE_LOSS, N, sizeof *l, WHO);
 
 #pragma omp parallel for schedule(static)   /* F5 */
     for (size_t n = 0; n < N; n++) {
@@ -154,19 +157,20 @@ void cross_entropy_fast(float *loss, float *token_loss, const float *logits,
         count += 1;
     }
     loss[0] = (float)(sum / (double)count);   /* S = 0: NaN, as PyTorch */
-    if (!token_loss)
-        free(l);
 }
 
 void mlm_forward_fast(float *loss, float *masked_logits, const float *hidden,
                       const int64_t *labels, const MlmHead *head, size_t N, size_t E, size_t V)
 {
     const size_t S = mlm_count_selected(labels, N);
-    float *hs = tfm_xcalloc(S * E, sizeof *hs, WHO);   /* the labelled rows of hidden, [S, E] */
-    float *a = tfm_xcalloc(S * E, sizeof *a, WHO);
-    float *t = tfm_xcalloc(S * E, sizeof *t, WHO);
-    float *z = masked_logits ? masked_logits : tfm_xcalloc(S * V, sizeof *z, WHO);
-    int64_t *ys = tfm_xcalloc(S, sizeof *ys, WHO);
+    /* Arena buffers (F7), not zeroed: each is written whole before it is read (hs and ys by the
+     * gather of all S labelled rows, a, t and z by the layers). */
+    float *hs = tfm_arena_get(TFM_SCRATCH_MLM_HIDDEN, S * E, sizeof *hs, WHO);   /* [S, E] */
+    float *a = tfm_arena_get(TFM_SCRATCH_MLM_DENSE, S * E, sizeof *a, WHO);      /* [S, E] */
+    float *t = tfm_arena_get(TFM_SCRATCH_MLM_NORM, S * E, sizeof *t, WHO);       /* [S, E] */
+    float *z = masked_logits ? masked_logits                                     /* [S, V] */
+                             : tfm_arena_get(TFM_SCRATCH_MLM_LOGITS, S * V, sizeof *z, WHO);
+    int64_t *ys = tfm_arena_get(TFM_SCRATCH_MLM_LABELS, S, sizeof *ys, WHO);     /* [S] */
 
     /* F1: gather, then run the head on S rows instead of N. */
     for (size_t n = 0, s = 0; n < N; n++) {
@@ -182,20 +186,15 @@ void mlm_forward_fast(float *loss, float *masked_logits, const float *hidden,
     layernorm_forward_fast(t, NULL, NULL, a, head->ln_gamma, head->ln_beta, head->ln_eps, S, E);
     linear_fast(z, t, head->decoder_w, head->decoder_b, S, E, V);
     cross_entropy_fast(loss, NULL, z, ys, S, V);   /* every row labelled: none skipped */
-
-    free(hs);
-    free(a);
-    free(t);
-    if (!masked_logits)
-        free(z);
-    free(ys);
 }
 
 void nsp_forward_fast(float *loss, float *logits, float *pooled_out, const float *hidden,
                       const int64_t *labels, const NspHead *head, size_t B, size_t T, size_t E)
 {
-    float *cls = tfm_xcalloc(B * E, sizeof *cls, WHO);
-    float *pooled = pooled_out ? pooled_out : tfm_xcalloc(B * E, sizeof *pooled, WHO);
+    /* [B, E] each, arena buffers (F7) written whole before they are read */
+    float *cls = tfm_arena_get(TFM_SCRATCH_NSP_CLS, B * E, sizeof *cls, WHO);
+    float *pooled = pooled_out ? pooled_out
+                               : tfm_arena_get(TFM_SCRATCH_NSP_POOLED, B * E, sizeof *pooled, WHO);
     for (size_t b = 0; b < B; b++)
         memcpy(cls + b * E, hidden + b * T * E, E * sizeof *cls);
     linear_fast(pooled, cls, head->pooler_w, head->pooler_b, B, E, E);
@@ -203,7 +202,4 @@ void nsp_forward_fast(float *loss, float *logits, float *pooled_out, const float
         pooled[i] = tanhf(pooled[i]);
     linear_fast(logits, pooled, head->cls_w, head->cls_b, B, E, 2);
     cross_entropy_fast(loss, NULL, logits, labels, B, 2);
-    free(cls);
-    if (!pooled_out)
-        free(pooled);
 }

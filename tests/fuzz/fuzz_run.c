@@ -1,7 +1,7 @@
 /* fuzz_run.c — libFuzzer target for the `tfm run` input path: a file of tensors (names, dtypes,
  * shapes, values) handed to every op of the chapter table, the way `tfm run OP IN OUT` does.
  *
- * The bytes are read by golden_load_bytes; each op of tfm_ops() then runs through tfm_run_op
+ * The bytes are read by golden_load_bytes; each op of tfm_ops() then runs through tfm_op_run
  * (exactly what `tfm run` calls) with prefix "" and with the file's first case prefixes (what
  * `--case NAME` does), in both variants. New chapters' ops are covered as soon as they are in
  * the table. Each run must either produce well-formed outputs or fail with one line in err;
@@ -61,7 +61,7 @@ static void run_op(const TfmOp *op, const GoldenFile *gf, const char *prefix) {
     int rc[2];
     for (int v = 0; v < 2; v++) {
         char err[TFM_ERR_LEN] = "";
-        rc[v] = tfm_run_op(&res[v], op, gf, prefix, (TfmVariant)v, err, sizeof err);
+        rc[v] = tfm_op_run(&res[v], op, gf, prefix, NULL, (TfmVariant)v, 0, err, sizeof err);
         if (rc[v] != 0) {
             REQUIRE(err[0] != '\0' && strchr(err, '\n') == NULL);   /* one line, never empty */
             REQUIRE(res[v].n == 0);                                 /* nothing left behind */

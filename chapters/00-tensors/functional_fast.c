@@ -1,0 +1,369 @@
+/* functional_fast.c — softmax, log_softmax and GELU of functional_naive.c, organized for the
+ * machine.
+ *
+ * Dimension legend (functional.h): o < outer, c < C the reduced dimension, i < inner; element
+ * (o, c, i) at (o*C + c)*inner + i; the row of (o, i) is its C elements, inner apart. n elements
+ * for GELU.
+ *
+ * The optimizations, each with what it saves:
+ *
+ *  F1 vectorizable exp. The exps are tfm_expf (tfm_exp.h): branch-free, so a loop of them
+ *     becomes 16-lane AVX-512 code; libm's expf, which naive calls, is one scalar call per
+ *     element. Every inner loop is a lane-wise `omp simd` loop over 16 values.
+ *  F2 softmax in three passes over a row that stays in L1 (a 1024-wide row is 4 KiB): max,
+ *     then exp(x - m) stored into out and summed, then out / s in place. Only the first pass
+ *     reads the row from memory and only the last writes it, and the exp is computed once per
+ *     element, where naive computes it twice. An online max (F3) would fold the max pass into
+ *     the sum but not save the exps: the stored exps would then be relative to a max that was
+ *     still growing and would need a rescaling pass of their own, or a second exp each; the max
+ *     pass, one compare per element, is the cheaper of the two.
+ *  F3 log_softmax with an online log-sum-exp (tfm_lse.h): one pass gives the row's max and sum
+ *     together, each value exponentiated once (plus 1/16 of an exp per value for the rescaling),
+ *     then one pass writes (x - M) - log S. Two passes where naive makes three, and no exp in the
+ *     output pass (naive's softmax recomputes them).
+ *  F4 rows that are not contiguous (inner > 1, a reduced dimension that is not the last): the
+ *     rows of sixteen adjacent i are processed together as the sixteen lanes, so every step
+ *     reads one contiguous 64-byte line (x[o, c, i0..i0+16)) and the per-row max and sum are
+ *     lane-wise. Naive walks one row at a time with stride inner, touching a cache line per
+ *     element and using one float of it. The last inner % 16 rows of each o go one at a time.
+ *  F5 OpenMP over rows (inner = 1) or over groups of sixteen rows (F4), schedule(static): rows
+ *     are independent and equal in cost. Below PAR_MIN elements one thread does all of it, where
+ *     starting a team would cost more than the work.
+ *  F6 sums in double (as naive): lane-wise, merged in lane order. A float running sum would drift
+ *     by ~1e-6 over a 30522-wide row; the conversion costs one instruction per 8 values.
+ *  F7 GELU 'none' without erf: x Phi(x) from two polynomials and one tfm_expf per element
+ *     (gelu_none below), branch-free and without naive's 1 + erf cancellation; 'tanh' as
+ *     x / (1 + exp(-2u)), the same function as x/2 (1 + tanh u) with one tfm_expf and no tanhf.
+ *     Both vectorize; libm's erff and tanhf are scalar calls.
+ *
+ * Determinism: every output element is computed by one thread, in an order fixed by the code, so
+ * results are the same bits for any thread count.
+ * In place (out == x) is allowed, as in naive: no pass reads an element after another element's
+ * output has overwritten it, so `omp simd` is valid either way (and there is no restrict on them).
+ * Numerics without -ffast-math: NaN and inf follow IEEE rules and give PyTorch's results
+ * (functional.h lists them).
+ */
+#include "functional.h"
+
+#include <math.h>
+
+#include "tfm_exp.h"
+#include "tfm_lse.h"
+
+/* Below this many elements one thread does the whole job (F5). */
+#define PAR_MIN ((size_t)1 << 15)
+
+enum { LANES = TFM_LSE_LANES };
+
+static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
+
+/* ------------------------------------------------------------------------------------------
+ * Contiguous rows (inner = 1).
+ */
+
+/* max_c x_c over a contiguous row, lane-wise (F1); NaN is skipped, as fmaxf does in naive. */
+static float row_max(const float *x,                /* [C] */
+                     size_t C)
+{
+    float ml[LANES];
+    for (size_t l = 0; l < LANES; l++)
+        ml[l] = -INFINITY;
+    size_t c = 0;
+    for (; c + LANES <= C; c += LANES)
+#pragma omp simd
+        for (size_t l = 0; l < LANES; l++)
+            ml[l] = x[c + l] > ml[l] ? x[c + l] : ml[l];
+    float m = -INFINITY;
+    for (size_t l = 0; l < LANES; l++)
+        m = ml[l] > m ? ml[l] : m;
+    for (; c < C; c++)
+        m = x[c] > m ? x[c] : m;
+    return m;
+}
+
+/* F2: p_c = exp(x_c - m) / s over one contiguous row. */
+static void softmax_row(float *out,                 /* [C] */
+                        const float *x,             /* [C] */
+                        size_t C)
+{
+    const float m = row_max(x, C);                          /* pass 1: m = max_c x_c */
+
+    double sl[LANES];                                       /* pass 2: e_c = exp(x_c - m), */
+    for (size_t l = 0; l < LANES; l++)                      /* stored, and s = sum_c e_c */
+        sl[l] = 0.0;
+    size_t c = 0;
+    for (; c + LANES <= C; c += LANES)
+#pragma omp simd
+        for (size_t l = 0; l < LANES; l++) {
+            const float e = tfm_expf(x[c + l] - m);
+            out[c + l] = e;
+            sl[l] += (double)e;
+        }
+    double s = 0.0;
+    for (size_t l = 0; l < LANES; l++)
+        s += sl[l];
+    for (; c < C; c++) {
+        const float e = tfm_expf(x[c] - m);
+        out[c] = e;
+        s += (double)e;
+    }
+
+    const float sf = (float)s;                              /* pass 3: p_c = e_c / s */
+#pragma omp simd
+    for (size_t k = 0; k < C; k++)
+        out[k] = out[k] / sf;
+}
+
+/* F3: log p_c = (x_c - M) - log S over one contiguous row. */
+static void log_softmax_row(float *out,             /* [C] */
+                            const float *x,         /* [C] */
+                            size_t C)
+{
+    float M;
+    double S;
+    tfm_lse_row(x, C, &M, &S);                              /* pass 1: M and S online */
+    const float log_s = (float)log(S);
+#pragma omp simd
+    for (size_t c = 0; c < C; c++)                          /* pass 2 */
+        out[c] = (x[c] - M) - log_s;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Rows inner apart (inner > 1): sixteen rows side by side as the lanes (F4). x and out point at
+ * element (o, 0, i0); lane l is row (o, i0 + l), its element c at c*inner + l.
+ */
+
+static void softmax_lanes(float *out,               /* [C, inner], lanes i0..i0+16 */
+                          const float *x,           /* [C, inner], lanes i0..i0+16 */
+                          size_t C, size_t inner)
+{
+    float m[LANES];
+    double s[LANES];
+    float sf[LANES];
+    for (size_t l = 0; l < LANES; l++) {
+        m[l] = -INFINITY;
+        s[l] = 0.0;
+    }
+    for (size_t c = 0; c < C; c++)                          /* pass 1: m_l = max_c */
+#pragma omp simd
+        for (size_t l = 0; l < LANES; l++)
+            m[l] = x[c * inner + l] > m[l] ? x[c * inner + l] : m[l];
+    for (size_t c = 0; c < C; c++)                          /* pass 2: e = exp(x - m_l) */
+#pragma omp simd
+        for (size_t l = 0; l < LANES; l++) {
+            const float e = tfm_expf(x[c * inner + l] - m[l]);
+            out[c * inner + l] = e;
+            s[l] += (double)e;
+        }
+#pragma omp simd
+    for (size_t l = 0; l < LANES; l++)
+        sf[l] = (float)s[l];
+    for (size_t c = 0; c < C; c++)                          /* pass 3: p = e / s_l */
+#pragma omp simd
+        for (size_t l = 0; l < LANES; l++)
+            out[c * inner + l] = out[c * inner + l] / sf[l];
+}
+
+static void log_softmax_lanes(float *out,           /* [C, inner], lanes i0..i0+16 */
+                              const float *x,       /* [C, inner], lanes i0..i0+16 */
+                              size_t C, size_t inner)
+{
+    TfmLse st;                                              /* pass 1: per lane M and S */
+    tfm_lse_init(&st);
+    for (size_t c = 0; c < C; c += TFM_LSE_STEPS)
+        tfm_lse_update(&st, x + c * inner, inner, min_sz(TFM_LSE_STEPS, C - c));
+    float log_s[LANES];
+#pragma omp simd
+    for (size_t l = 0; l < LANES; l++)
+        log_s[l] = (float)log(st.s[l]);
+    for (size_t c = 0; c < C; c++)                          /* pass 2 */
+#pragma omp simd
+        for (size_t l = 0; l < LANES; l++)
+            out[c * inner + l] = (x[c * inner + l] - st.m[l]) - log_s[l];
+}
+
+/* The inner % 16 rows left over at the end of each o, one row at a time, element c at
+ * c*inner: the formula as naive writes it, with tfm_expf. */
+static void softmax_one(float *out, const float *x, size_t C, size_t inner)
+{
+    float m = -INFINITY;
+    for (size_t c = 0; c < C; c++)
+        m = x[c * inner] > m ? x[c * inner] : m;
+    double s = 0.0;
+    for (size_t c = 0; c < C; c++) {
+        const float e = tfm_expf(x[c * inner] - m);
+        out[c * inner] = e;
+        s += (double)e;
+    }
+    const float sf = (float)s;
+    for (size_t c = 0; c < C; c++)
+        out[c * inner] = out[c * inner] / sf;
+}
+
+static void log_softmax_one(float *out, const float *x, size_t C, size_t inner)
+{
+    float m = -INFINITY;
+    for (size_t c = 0; c < C; c++)
+        m = x[c * inner] > m ? x[c * inner] : m;
+    double s = 0.0;
+    for (size_t c = 0; c < C; c++)
+        s += (double)tfm_expf(x[c * inner] - m);
+    const float log_s = (float)log(s);
+    for (size_t c = 0; c < C; c++)
+        out[c * inner] = (x[c * inner] - m) - log_s;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The drivers: F5 over rows or groups of rows.
+ */
+
+typedef void (*RowFn)(float *out, const float *x, size_t C);
+typedef void (*LanesFn)(float *out, const float *x, size_t C, size_t inner);
+
+static void along_dim(float *out, const float *x, size_t outer, size_t C, size_t inner,
+                      RowFn row, LanesFn lanes, LanesFn one)
+{
+    if (outer == 0 || C == 0 || inner == 0)
+        return;
+    const size_t total = outer * C * inner;
+    if (inner == 1) {
+#pragma omp parallel for schedule(static) if (total >= PAR_MIN)
+        for (size_t o = 0; o < outer; o++)
+            row(out + o * C, x + o * C, C);
+        return;
+    }
+    /* Task t = (o, g): group g of LANES rows of o, or, for the last group when inner % LANES
+     * is not 0, those leftover rows one by one. */
+    const size_t groups = (inner + LANES - 1) / LANES;
+#pragma omp parallel for schedule(static) if (total >= PAR_MIN)
+    for (size_t t = 0; t < outer * groups; t++) {
+        const size_t o = t / groups, i0 = (t % groups) * LANES;
+        const size_t base = o * C * inner + i0;            /* element (o, 0, i0) */
+        if (i0 + LANES <= inner) {
+            lanes(out + base, x + base, C, inner);
+        } else {
+            for (size_t i = 0; i0 + i < inner; i++)
+                one(out + base + i, x + base + i, C, inner);
+        }
+    }
+}
+
+void softmax_fast(float *out,                       /* [outer, C, inner] */
+                  const float *x,                   /* [outer, C, inner] */
+                  size_t outer, size_t C, size_t inner)
+{
+    along_dim(out, x, outer, C, inner, softmax_row, softmax_lanes, softmax_one);
+}
+
+void log_softmax_fast(float *out,                   /* [outer, C, inner] */
+                      const float *x,               /* [outer, C, inner] */
+                      size_t outer, size_t C, size_t inner)
+{
+    along_dim(out, x, outer, C, inner, log_softmax_row, log_softmax_lanes, log_softmax_one);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * GELU (F7).
+ *
+ * 'none': GELU(x) = x Phi(x), Phi the standard normal CDF, in two pieces, both computed for every
+ * element and one selected (a blend, not a branch, in the vector loop):
+ *
+ *   -0.5 < x < 1.5:  Phi(x) = 1/2 + x R(x^2),  GELU(x) = x (1/2 + x R(x^2)),
+ *                    R(y) = (Phi(sqrt y) - 1/2) / sqrt y, a degree-6 polynomial in y = x^2;
+ *   elsewhere:       q = Phi(-a) = erfc(a / sqrt 2) / 2 for a = |x|, written
+ *                    q = t Q(t) exp(-a^2/2),  t = 1 / (1 + a/4),
+ *                    Q(t) = q exp(a^2/2) / t, smooth and between 0.126 and 0.394 for a in
+ *                    [0.5, 15]: a degree-9 polynomial in s = t - 0.5497;
+ *                    then GELU(x) = x q for x < 0 and x (1 - q) for x > 0.
+ * (The central piece stops at -0.5 because below it 1/2 + x R cancels: at x = -1.5 the sum is a
+ * seventh of its terms.)
+ *
+ * Each polynomial is the Chebyshev interpolant of its function (from double-precision erf and
+ * erfc), relative error at most 2.9e-9 (R) and 1.5e-9 (Q), a few hundredths of a float32 ulp.
+ * The rest is float32 rounding, kept small in three places:
+ *   - exp(-a^2/2) as exp(-hi/2) (1 - lo/2), where hi + lo = a^2 exactly (lo = fma(a, a, -hi)):
+ *     rounding a^2 alone would put a relative error of a^2/2 * 6e-8 on q (3e-6 at a = 10);
+ *   - t to twice float32 precision, t + delta: tQ(t) moves 2.9 times as much as t does, so the
+ *     two roundings in 1/(1 + a/4) would cost up to 3 ulps of q; delta recovers both (the exact
+ *     error of the sum, d_lo, and the exact residual of the division, fma(-t, d, 1)) for about
+ *     ten flops;
+ *   - no 1 + erf: for x < 0 the result is x q, which keeps full relative accuracy as far as
+ *     float32 goes (naive's 1 + erff cancels for x < -3, and so does PyTorch's).
+ * Measured against double erfc on every 11th float in [-15, 15]: at most 1.7 ulp for x > -0.5,
+ * 5.6 ulp (3.5e-7 relative) below.
+ * For a >= 14.4 exp(-hi/2) underflows to 0, and q with it (true GELU is below 2e-45 there);
+ * clamping a to 15 keeps hi finite for huge |x|, and a NaN passes the clamp, so the result is
+ * NaN. x = +inf gives inf (1 - q = 1), x = -inf gives -inf * 0 = NaN, PyTorch's value.
+ *
+ * 'tanh': 1 + tanh(u) = 2 / (1 + exp(-2u)), so GELU_tanh(x) = x / (1 + exp(-2u)), the logistic
+ * form: no cancellation and no tanhf. For 2u < -88.7 the exp overflows and the result is -0
+ * where the true one is below 3e-39 |x|; x = -inf gives -inf / inf = NaN, again PyTorch's value.
+ */
+static inline float gelu_none(float x)
+{
+    /* R(y), coefficients of y^6 down to y^0. */
+    static const float R[7] = {
+        4.129777258e-07f, -8.728008718e-06f, 1.143812951e-04f, -1.186518053e-03f,
+        9.973257251e-03f, -6.649033820e-02f, 3.989422794e-01f,
+    };
+    /* Q(t), coefficients of s^9 down to s^0, s = t - 0.5497. */
+    static const float Q[10] = {
+        2.296178643e-02f,  1.888820793e-02f, -4.581601801e-02f, -7.270099380e-02f,
+        4.107767268e-02f,  2.542843320e-01f,  4.224136561e-01f,  4.464074516e-01f,
+        3.453145175e-01f,  2.049310731e-01f,
+    };
+
+    const float y = x * x;                                  /* central piece */
+    float r = R[0];
+    for (int k = 1; k < 7; k++)
+        r = r * y + R[k];
+    const float central = x * fmaf(x, r, 0.5f);             /* x (1/2 + x R(x^2)) */
+
+    float a = fabsf(x);                                     /* tail piece: a = |x| */
+    a = a > 15.0f ? 15.0f : a;
+    const float b = 0.25f * a;                              /* exact */
+    const float d = 1.0f + b;
+    const float t = 1.0f / d;
+    const float bb = d - 1.0f;
+    const float d_lo = (1.0f - (d - bb)) + (b - bb);        /* d + d_lo = 1 + a/4 exactly */
+    const float rr = fmaf(-t, d, 1.0f);                     /* 1 - t d exactly */
+    const float delta = t * (rr - d_lo * t);                /* 1 / (1 + a/4) = t + delta */
+    const float s = (t - 0.5497000217f) + delta;
+    float qp = Q[0];
+    for (int k = 1; k < 10; k++)
+        qp = qp * s + Q[k];                                 /* Q(t) */
+    const float hi = a * a;
+    const float lo = fmaf(a, a, -hi);                       /* a^2 = hi + lo exactly */
+    const float qc = qp - (0.5f * lo) * qp;                 /* Q(t) exp(-lo/2) */
+    const float tq = fmaf(t, qc, delta * qc);               /* (t + delta) Q(t) exp(-lo/2) */
+    const float e_hi = tfm_expf(-0.5f * hi);                /* exp(-hi/2) */
+    const float tail = x < 0.0f ? (x * tq) * e_hi           /* x q, the tiny factor last */
+                                : x * (1.0f - tq * e_hi);   /* x (1 - q) */
+
+    return (x > -0.5f && x < 1.5f) ? central : tail;
+}
+
+static inline float gelu_tanh(float x)
+{
+    const float sqrt_2_over_pi = 0.79788456080286535588f;
+    const float kappa = 0.044715f;
+    const float u = sqrt_2_over_pi * (x + kappa * (x * x * x));
+    return x / (1.0f + tfm_expf(-2.0f * u));
+}
+
+void gelu_fast(float *out,                          /* [n] */
+               const float *x,                      /* [n] */
+               size_t n, TfmGeluApprox approximate)
+{
+    /* The branch on the form is taken once per call, so each loop is straight-line vector code
+     * (the select inside gelu_none becomes a blend). */
+    if (approximate == TFM_GELU_NONE) {
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+        for (size_t j = 0; j < n; j++)
+            out[j] = gelu_none(x[j]);
+    } else {
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+        for (size_t j = 0; j < n; j++)
+            out[j] = gelu_tanh(x[j]);
+    }
+}

@@ -1,0 +1,27 @@
+/* binds.h — the bind function of every op in the table (ops.h): the few lines between the
+ * table's generic checks and the kernel, one file per chapter (oracle/ops_NN_name.c). */
+#ifndef TFM_BINDS_H
+#define TFM_BINDS_H
+
+#include "ops.h"
+
+int bind_matmul(OpCall *c);             /* ops_00_tensors.c */
+int bind_linear(OpCall *c);
+int bind_softmax(OpCall *c);
+int bind_log_softmax(OpCall *c);
+int bind_gelu(OpCall *c);
+int bind_attention(OpCall *c);          /* ops_01_attention.c */
+int bind_self_attention(OpCall *c);
+int bind_mha(OpCall *c);                /* ops_02_multihead.c */
+int bind_pe(OpCall *c);                 /* ops_03_positional.c */
+int bind_embeddings(OpCall *c);
+int bind_layernorm(OpCall *c);          /* ops_04_layernorm.c */
+int bind_add_norm(OpCall *c);
+int bind_pre_norm(OpCall *c);
+int bind_mlm_mask(OpCall *c);           /* ops_05_pretraining.c */
+int bind_mlm_loss(OpCall *c);
+int bind_nsp_loss(OpCall *c);
+int bind_pretraining_heads(OpCall *c);
+int bind_cross_entropy(OpCall *c);
+
+#endif

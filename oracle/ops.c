@@ -1,0 +1,192 @@
+/* ops.c — THE op table (ops.h): every op tfm runs, described once.
+ *
+ * Adding an op touches: its kernels (chapters/NN-name/), one entry here and its bind
+ * (oracle/ops_NN_name.c, declared in binds.h), its cases in the exporter
+ * (oracle/export_NN.py), and its test (tests/test_NN_name.c). Nothing else: `tfm run --help`,
+ * `tfm check`, `tfm ops --json` (the notebooks' helpers) and `tfm bench --list` read it here.
+ *
+ * Shape rules use the chapter's dimension legend: B batch, H heads, T tokens (Tq queries, Tk
+ * keys), D head width, E model width, V vocabulary, C classes, N rows, K inner dimension.
+ */
+#include "ops.h"
+
+#include "attention.h"
+#include "binds.h"
+#include "layernorm.h"
+#include "matmul.h"
+#include "multihead.h"
+#include "positional.h"
+#include "pretraining.h"
+#include "tolerances.h"
+
+/* Inputs: required and optional, by dtype set and rank range. */
+#define IN(name, dts, lo, hi, shape) {name, dts, lo, hi, 0, shape}
+#define OPT(name, dts, lo, hi, shape) {name, dts, lo, hi, 1, shape}
+#define F32 DT(TFM_F32)
+#define I64 DT(TFM_I64)
+#define BOOL DT(TFM_BOOL)
+/* Parameters. */
+#define INT(name, def, lo, hi, help) {name, TFM_PARAM_INT, def, 0, lo, hi, NULL, help}
+#define INT_REQ(name, lo, hi, help) {name, TFM_PARAM_INT, NULL, 0, lo, hi, NULL, help}
+#define INT_OPT(name, lo, hi, help) {name, TFM_PARAM_INT, NULL, 1, lo, hi, NULL, help}
+#define FLOAT(name, def, lo, hi, help) {name, TFM_PARAM_FLOAT, def, 0, lo, hi, NULL, help}
+#define FLOAT_OPT(name, lo, hi, help) {name, TFM_PARAM_FLOAT, NULL, 1, lo, hi, NULL, help}
+#define WORD(name, def, words, help) {name, TFM_PARAM_WORD, def, 0, 0, 0, words, help}
+#define TOL(nn) .atol = TOL_##nn##_ATOL, .rtol = TOL_##nn##_RTOL
+#define FLAG(name, def, help) INT(name, def, 0, 1, help)
+#define BIG 9.007199254740992e15   /* 2^53: the largest int a double holds exactly */
+
+static const TfmOp OPS[] = {
+    /* ---------------------------------------------------------------- chapter 00 */
+    {.name = "matmul", .chapter = 0,
+     .summary = "torch.matmul(a, b): 1-D to 8-D, batch dimensions broadcast",
+     .inputs = {IN("a", F32, 1, 8, "[..., M, K] or [K]"), IN("b", F32, 1, 8, "[..., K, N] or [K]")},
+     .outputs = {{"out", "[broadcast(...), M, N], the 1-D sides dropped"}},
+     TFM_KERNELS(matmul_naive, matmul_fast), TOL(00), .bind = bind_matmul},
+    {.name = "linear", .chapter = 0,
+     .summary = "F.linear(x, w, bias) = x w^T + bias",
+     .inputs = {IN("x", F32, 1, 8, "[..., K]"), IN("w", F32, 2, 2, "[N, K]"),
+                OPT("bias", F32, 1, 1, "[N]")},
+     .outputs = {{"out", "[..., N]"}},
+     TFM_KERNELS(linear_naive, linear_fast), TOL(00), .bind = bind_linear},
+
+    /* ---------------------------------------------------------------- chapter 01 */
+    {.name = "attention", .chapter = 1,
+     .summary = "softmax(q k^T * scale + mask) v, PyTorch's scaled dot-product attention",
+     .inputs = {IN("q", F32, 4, 4, "[B, H, Tq, Dk]"), IN("k", F32, 4, 4, "[B, H, Tk, Dk]"),
+                IN("v", F32, 4, 4, "[B, H, Tk, Dv]"),
+                OPT("attn_mask", F32, 2, 4, "[Tq, Tk], [B*H, Tq, Tk] or [B, H, Tq, Tk], added"),
+                OPT("key_padding_mask", BOOL, 2, 2, "[B, Tk], 1 = ignore this key")},
+     .params = {FLAG("is_causal", "0", "1: query i sees keys j <= i"),
+                FLOAT_OPT("scale", 0, 1e30, "the score scale; default 1/sqrt(Dk)")},
+     .outputs = {{"out", "[B, H, Tq, Dv]"}, {"probs", "[B, H, Tq, Tk]"}},
+     TFM_KERNELS(attention_forward_naive, attention_forward_fast), TOL(01),
+     .bind = bind_attention},
+    {.name = "self-attention", .chapter = 1,
+     .summary = "article 000 sec. 3.1's single head: (softmax(XWq (XWk)^T / sqrt d) XWv) Wo",
+     .inputs = {IN("x", F32, 2, 2, "[n, d]"), IN("w_q", F32, 2, 2, "[d, d]"),
+                IN("w_k", F32, 2, 2, "[d, d]"), IN("w_v", F32, 2, 2, "[d, d]"),
+                IN("w_o", F32, 2, 2, "[d, d], right-multiplied")},
+     .outputs = {{"out", "[n, d]"}},
+     TFM_KERNELS(attention_forward_naive, attention_forward_fast), TOL(01),
+     .bind = bind_self_attention},
+
+    /* ---------------------------------------------------------------- chapter 02 */
+    {.name = "mha", .chapter = 2,
+     .summary = "nn.MultiheadAttention(E, num_heads, batch_first=True) forward, eval mode",
+     .inputs = {IN("query", F32, 3, 3, "[B, Tq, E]"),
+                OPT("key", F32, 3, 3, "[B, Tk, E]; absent: key = query"),
+                OPT("value", F32, 3, 3, "[B, Tk, E]; absent: value = key"),
+                IN("in_proj_weight", F32, 2, 2, "[3E, E]"), OPT("in_proj_bias", F32, 1, 1, "[3E]"),
+                IN("out_proj_weight", F32, 2, 2, "[E, E]"), OPT("out_proj_bias", F32, 1, 1, "[E]"),
+                OPT("key_padding_mask", BOOL, 2, 2, "[B, Tk], 1 = ignore this key"),
+                OPT("attn_mask", BOOL | F32, 2, 3,
+                    "[Tq, Tk] or [B*H, Tq, Tk]; BOOL 1 = blocked, F32 added")},
+     .params = {INT_REQ("num_heads", 1, BIG, "H, a divisor of E"),
+                FLAG("need_weights", "1", "1: also return attn_weights"),
+                FLAG("average_attn_weights", "1", "1: attn_weights averaged over heads")},
+     .outputs = {{"attn_output", "[B, Tq, E]"},
+                 {"attn_weights", "[B, Tq, Tk] averaged, or [B, H, Tq, Tk]"}},
+     TFM_KERNELS(multihead_forward_naive, multihead_forward_fast), TOL(02), .bind = bind_mha},
+
+    /* ---------------------------------------------------------------- chapter 03 */
+    {.name = "pe", .chapter = 3,
+     .summary = "sinusoidal positional encoding, sin/cos interleaved",
+     .inputs = {IN("positions", I64, 1, 1, "[T], each in 0..2^24")},
+     .params = {INT_REQ("d_model", 1, BIG, "E, the encoding width")},
+     .outputs = {{"out", "[T, E]"}},
+     TFM_KERNELS(pe_sinusoidal_naive, pe_sinusoidal_fast), TOL(03), .bind = bind_pe},
+    {.name = "embeddings", .chapter = 3,
+     .summary = "BERT's embedding sum (word + type) + pos, before its LayerNorm",
+     .inputs = {IN("input_ids", I64, 2, 2, "[B, T]"), IN("word_emb", F32, 2, 2, "[V, E]"),
+                IN("pos_emb", F32, 2, 2, "[P, E]"), OPT("type_emb", F32, 2, 2, "[G, E]"),
+                OPT("position_ids", I64, 2, 2, "[B, T]; absent: 0..T-1"),
+                OPT("token_type_ids", I64, 2, 2, "[B, T]; absent: 0")},
+     .outputs = {{"out", "[B, T, E]"}},
+     TFM_KERNELS(embeddings_forward_naive, embeddings_forward_fast), TOL(03),
+     .bind = bind_embeddings},
+
+    /* ---------------------------------------------------------------- chapter 04 */
+    {.name = "layernorm", .chapter = 4,
+     .summary = "nn.LayerNorm(normalized_shape): over the trailing dimensions gamma names",
+     .inputs = {IN("x", F32, 1, 8, "[..., *S]"), OPT("gamma", F32, 1, 8, "S (the weight)"),
+                OPT("beta", F32, 1, 8, "S (the bias)")},
+     .params = {FLOAT("eps", "1e-05", 0, 1, "inside the square root; BERT uses 1e-12"),
+                INT_OPT("normalized_ndim", 1, 8, "how many trailing dimensions form S; "
+                        "default gamma's rank, or 1")},
+     .outputs = {{"out", "[..., *S]"}, {"mean", "[...]"}, {"rstd", "[...], 1/sqrt(var + eps)"}},
+     TFM_KERNELS(layernorm_forward_naive, layernorm_forward_fast), TOL(04),
+     .bind = bind_layernorm},
+    {.name = "add-norm", .chapter = 4,
+     .summary = "LN(x + s): post-LN Add & Norm (the original Transformer, BERT)",
+     .inputs = {IN("x", F32, 1, 8, "[..., *S], the sublayer's input"),
+                IN("s", F32, 1, 8, "[..., *S], the sublayer's output"),
+                OPT("gamma", F32, 1, 8, "S"), OPT("beta", F32, 1, 8, "S")},
+     .params = {FLOAT("eps", "1e-05", 0, 1, "inside the square root; BERT uses 1e-12"),
+                INT_OPT("normalized_ndim", 1, 8, "how many trailing dimensions form S; "
+                        "default gamma's rank, or 1")},
+     .outputs = {{"out", "[..., *S]"}, {"mean", "[...] of x + s"}, {"rstd", "[...]"}},
+     TFM_KERNELS(add_norm_forward_naive, add_norm_forward_fast), TOL(04),
+     .bind = bind_add_norm},
+    {.name = "pre-norm", .chapter = 4,
+     .summary = "x + LN(x) w^T + bias: a pre-LN block with a Linear sublayer (GPT-2 style)",
+     .inputs = {IN("x", F32, 1, 8, "[..., E]"), IN("w", F32, 2, 2, "[E, E]"),
+                OPT("bias", F32, 1, 1, "[E]"), OPT("gamma", F32, 1, 1, "[E]"),
+                OPT("beta", F32, 1, 1, "[E]")},
+     .params = {FLOAT("eps", "1e-05", 0, 1, "inside the square root")},
+     .outputs = {{"out", "[..., E]"}, {"norm", "[..., E] = LN(x)"}, {"mean", "[...]"},
+                 {"rstd", "[...]"}},
+     TFM_KERNELS(pre_norm_linear_forward_naive, pre_norm_linear_forward_fast), TOL(04),
+     .bind = bind_pre_norm},
+
+    /* ---------------------------------------------------------------- chapter 05 */
+    {.name = "mlm-mask", .chapter = 5,
+     .summary = "DataCollatorForLanguageModeling's masking, with tfm's generator",
+     .inputs = {IN("input_ids", I64, 1, 8, "[B, T] (any shape)"),
+                IN("special_ids", I64, 1, 1, "[K], never masked")},
+     .params = {FLOAT("mlm_probability", "0.15", 0, 1, "chance a token is selected"),
+                FLOAT("mask_replace_prob", "0.8", 0, 1, "share of selected -> [MASK]"),
+                FLOAT("random_replace_prob", "0.1", 0, 1, "share of selected -> a random id"),
+                INT_REQ("mask_token_id", 0, BIG, "[MASK]'s id (103 in bert-base-uncased)"),
+                INT_REQ("vocab_size", 1, BIG, "V: random ids come from [0, V)"),
+                INT_REQ("seed", 0, BIG, "of tfm's generator")},
+     .outputs = {{"input_ids", "[B, T], masked"}, {"labels", "[B, T], -100 where unselected"}},
+     TFM_KERNELS(mlm_mask, mlm_mask), TOL(05), .bind = bind_mlm_mask},
+    {.name = "mlm-loss", .chapter = 5,
+     .summary = "masked-LM cross-entropy, mean over labelled rows (NaN if none)",
+     .inputs = {IN("logits", F32, 1, 8, "[..., V]"),
+                IN("labels", I64, 0, 7, "[...], -100 = ignored")},
+     .outputs = {{"loss", "[]"}, {"token_loss", "[...], 0 where ignored"}},
+     TFM_KERNELS(cross_entropy_naive, cross_entropy_fast), TOL(05), .bind = bind_mlm_loss},
+    {.name = "nsp-loss", .chapter = 5,
+     .summary = "next-sentence cross-entropy",
+     .inputs = {IN("seq_relationship_logits", F32, 2, 2, "[B, 2]"),
+                IN("next_sentence_label", I64, 1, 1, "[B]")},
+     .outputs = {{"loss", "[]"}},
+     TFM_KERNELS(cross_entropy_naive, cross_entropy_fast), TOL(05), .bind = bind_nsp_loss},
+    {.name = "pretraining-heads", .chapter = 5,
+     .summary = "BertForPreTraining's MLM and NSP heads and losses from sequence_output",
+     .inputs = {IN("sequence_output", F32, 3, 3, "[B, T, E]"), IN("labels", I64, 2, 2, "[B, T]"),
+                IN("next_sentence_label", I64, 1, 1, "[B]"),
+                IN("bert.embeddings.word_embeddings.weight", F32, 2, 2, "[V, E], tied decoder"),
+                IN("cls.predictions.transform.dense.weight", F32, 2, 2, "[E, E]"),
+                IN("cls.predictions.transform.dense.bias", F32, 1, 1, "[E]"),
+                IN("cls.predictions.transform.LayerNorm.weight", F32, 1, 1, "[E]"),
+                IN("cls.predictions.transform.LayerNorm.bias", F32, 1, 1, "[E]"),
+                IN("cls.predictions.bias", F32, 1, 1, "[V]"),
+                IN("bert.pooler.dense.weight", F32, 2, 2, "[E, E]"),
+                IN("bert.pooler.dense.bias", F32, 1, 1, "[E]"),
+                IN("cls.seq_relationship.weight", F32, 2, 2, "[2, E]"),
+                IN("cls.seq_relationship.bias", F32, 1, 1, "[2]")},
+     .outputs = {{"masked_logits", "[S, V], the rows with labels != -100"},
+                 {"seq_relationship_logits", "[B, 2]"}, {"mlm_loss", "[]"}, {"nsp_loss", "[]"},
+                 {"loss", "[] = mlm_loss + nsp_loss, BertForPreTraining's total"}},
+     TFM_KERNELS(mlm_forward_naive, mlm_forward_fast), TOL(05),
+     .bind = bind_pretraining_heads},
+};
+
+const TfmOp *tfm_ops(size_t *n)
+{
+    *n = sizeof OPS / sizeof OPS[0];
+    return OPS;
+}

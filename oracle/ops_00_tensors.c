@@ -1,0 +1,108 @@
+/* ops_00_tensors.c — how chapter 00's ops bind to their kernels (the table is oracle/ops.c):
+ *
+ *   matmul   torch.matmul(a, b): 1-D to 8-D operands, batch dimensions broadcast
+ *   linear   F.linear(x, w, bias): x [..., K], w [N, K], bias [N] -> out [..., N]
+ *
+ * The kernels are 2-D (matmul.h); the batch loop and the 1-D rules live here, as torch.matmul
+ * states them: a 1-D a is a row [1, K] whose 1 is dropped from the result, a 1-D b a column
+ * [K, 1] whose 1 is dropped, and the dimensions before the last two broadcast (sizes equal, or
+ * one of them 1) like any elementwise op's.
+ */
+#include <stdio.h>
+
+#include "binds.h"
+#include "matmul.h"
+
+typedef void (*MatmulFn)(float *c, const float *a, const float *b, size_t M, size_t K,
+                         size_t N);
+typedef void (*LinearFn)(float *y, const float *x, const float *w, const float *bias, size_t M,
+                         size_t K, size_t N);
+
+int bind_matmul(OpCall *c)
+{
+    const Tensor *a = op_in(c, "a"), *b = op_in(c, "b");
+    char as[128], bs[128];
+    tfm_shape_str(as, sizeof as, a->ndim, a->shape);
+    tfm_shape_str(bs, sizeof bs, b->ndim, b->shape);
+
+    /* The matrix parts: a is [..., M, K] (or [K]), b is [..., K, N] (or [K]). */
+    const int a_vec = a->ndim == 1, b_vec = b->ndim == 1;
+    const size_t M = a_vec ? 1 : a->shape[a->ndim - 2], K = a->shape[a->ndim - 1];
+    const size_t Kb = b_vec ? b->shape[0] : b->shape[b->ndim - 2];
+    const size_t N = b_vec ? 1 : b->shape[b->ndim - 1];
+    if (Kb != K)
+        return op_fail(c, "a is %s but b is %s: a's last dimension (%zu) must equal b's %s "
+                       "(%zu)", as, bs, K, b_vec ? "only one" : "second to last", Kb);
+
+    /* Batch dimensions, right-aligned and broadcast. */
+    const int nba = a_vec ? 0 : a->ndim - 2, nbb = b_vec ? 0 : b->ndim - 2;
+    const int nb = nba > nbb ? nba : nbb;
+    size_t batch[TFM_MAX_DIMS], sa[TFM_MAX_DIMS], sb[TFM_MAX_DIMS];   /* [nb] */
+    size_t stride_a = M * K, stride_b = K * N;                         /* one matrix each */
+    for (int d = nb - 1; d >= 0; d--) {
+        const int da = d - (nb - nba), db = d - (nb - nbb);
+        const size_t ea = da >= 0 ? a->shape[da] : 1, eb = db >= 0 ? b->shape[db] : 1;
+        if (ea != eb && ea != 1 && eb != 1)
+            return op_fail(c, "a is %s but b is %s: batch dimensions %zu and %zu do not "
+                           "broadcast (they must be equal, or one of them 1)", as, bs, ea, eb);
+        batch[d] = ea > eb ? ea : eb;
+        sa[d] = ea == 1 ? 0 : stride_a;   /* a broadcast dimension does not advance */
+        sb[d] = eb == 1 ? 0 : stride_b;
+        stride_a *= ea;
+        stride_b *= eb;
+    }
+    size_t oshape[TFM_MAX_DIMS];
+    int ond = 0;
+    size_t nbatch = 1;
+    for (int d = 0; d < nb; d++) {
+        oshape[ond++] = batch[d];
+        nbatch *= batch[d];
+    }
+    if (!a_vec)
+        oshape[ond++] = M;
+    if (!b_vec)
+        oshape[ond++] = N;
+    float *out = op_output(c, "out", ond, oshape);
+    if (!out)
+        return -1;
+
+    const float *A = tensor_f32(a), *B = tensor_f32(b);
+    for (size_t i = 0; i < nbatch; i++) {
+        size_t rest = i, oa = 0, ob = 0;   /* the batch index, digit by digit from the right */
+        for (int d = nb - 1; d >= 0; d--) {
+            const size_t idx = rest % batch[d];
+            rest /= batch[d];
+            oa += idx * sa[d];
+            ob += idx * sb[d];
+        }
+        KERNEL(c, MatmulFn)(out + i * M * N, A + oa, B + ob, M, K, N);
+    }
+    return 0;
+}
+
+int bind_linear(OpCall *c)
+{
+    const Tensor *x = op_in(c, "x"), *w = op_in(c, "w"), *bias = op_in(c, "bias");
+    const size_t K = x->shape[x->ndim - 1], N = w->shape[0];
+    size_t M = 1;   /* the rows: every dimension but the last (numel / K fails at K = 0) */
+    for (int d = 0; d < x->ndim - 1; d++)
+        M *= x->shape[d];
+    char xs[128];
+    tfm_shape_str(xs, sizeof xs, x->ndim, x->shape);
+    if (w->shape[1] != K)
+        return op_fail(c, "x is %s but w is [%zu, %zu]: w must be [out, in] = [N, %zu]", xs, N,
+                       w->shape[1], K);
+    if (bias && bias->shape[0] != N)
+        return op_fail(c, "w is [%zu, %zu] but bias is [%zu]: bias must be [%zu]", N, K,
+                       bias->shape[0], N);
+    size_t oshape[TFM_MAX_DIMS];
+    for (int d = 0; d < x->ndim - 1; d++)
+        oshape[d] = x->shape[d];
+    oshape[x->ndim - 1] = N;
+    float *y = op_output(c, "out", x->ndim, oshape);
+    if (!y)
+        return -1;
+    KERNEL(c, LinearFn)(y, tensor_f32(x), tensor_f32(w), bias ? tensor_f32(bias) : NULL, M, K,
+                        N);
+    return 0;
+}

@@ -1,0 +1,178 @@
+/* ops_05_pretraining.c — how chapter 05's ops bind to their kernels (the table is
+ * oracle/ops.c). Token ids and labels are I64, everything else F32:
+ *
+ *   mlm-mask            what DataCollatorForLanguageModeling does to a batch of ids (no golden:
+ *                       the masking follows tfm's generator, not torch's; tests are statistical)
+ *   mlm-loss            the masked-LM cross-entropy of logits [..., V] against labels [...]
+ *   nsp-loss            the next-sentence cross-entropy of [B, 2] logits
+ *   pretraining-heads   BertForPreTraining's two heads and both losses from sequence_output
+ *
+ * Labels must be -100 or in [0, V): PyTorch raises an error on any other value, and so does tfm
+ * (a message naming the position), rather than reading outside a row.
+ */
+#include <stdio.h>
+
+#include "binds.h"
+#include "pretraining.h"
+
+typedef void (*MaskFn)(int64_t *masked, int64_t *labels, const int64_t *ids,
+                       const MlmMaskConfig *cfg, size_t N);
+typedef void (*CrossEntropyFn)(float *loss, float *token_loss, const float *logits,
+                               const int64_t *labels, size_t N, size_t V);
+typedef void (*MlmFn)(float *loss, float *masked_logits, const float *hidden,
+                      const int64_t *labels, const MlmHead *head, size_t N, size_t E, size_t V);
+
+/* Every label is -100 or a class in [0, V). */
+static int check_labels(OpCall *c, const char *name, const int64_t *labels, size_t N, size_t V)
+{
+    for (size_t n = 0; n < N; n++) {
+        const int64_t y = labels[n];
+        if (y != TFM_IGNORE_INDEX && (y < 0 || (uint64_t)y >= V))
+            return op_fail(c, "%s[%zu] = %lld; a label must be -100 (ignored) or a class in "
+                           "[0, %zu)", name, n, (long long)y, V);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- mlm-mask */
+
+int bind_mlm_mask(OpCall *c)
+{
+    MlmMaskConfig cfg = {
+        .mlm_probability = op_float(c, "mlm_probability"),
+        .mask_replace_prob = op_float(c, "mask_replace_prob"),
+        .random_replace_prob = op_float(c, "random_replace_prob"),
+    };
+    if (cfg.mask_replace_prob + cfg.random_replace_prob > 1.0)
+        return op_fail(c, "mask_replace_prob + random_replace_prob = %g; the two shares of the "
+                       "selected tokens must add up to at most 1",
+                       cfg.mask_replace_prob + cfg.random_replace_prob);
+    const Tensor *ids = op_in(c, "input_ids"), *special = op_in(c, "special_ids");
+    const int64_t mask_id = op_int(c, "mask_token_id"), vocab = op_int(c, "vocab_size");
+    if (mask_id >= vocab)
+        return op_fail(c, "vocab_size %lld, mask_token_id %lld; mask_token_id must lie in "
+                       "[0, vocab_size)", (long long)vocab, (long long)mask_id);
+    const int64_t *x = tensor_i64(ids);
+    for (size_t n = 0; n < ids->numel; n++)
+        if (x[n] < 0 || x[n] >= vocab)
+            return op_fail(c, "input_ids[%zu] = %lld is outside the vocabulary [0, %lld)", n,
+                           (long long)x[n], (long long)vocab);
+    cfg.mask_token_id = mask_id;
+    cfg.vocab_size = (size_t)vocab;
+    cfg.special_ids = tensor_i64(special);
+    cfg.n_special = special->numel;
+    cfg.seed = (uint64_t)op_int(c, "seed");
+
+    int64_t *masked = op_output_i64(c, "input_ids", ids->ndim, ids->shape);
+    int64_t *labels = masked ? op_output_i64(c, "labels", ids->ndim, ids->shape) : NULL;
+    if (!labels)
+        return -1;
+    KERNEL(c, MaskFn)(masked, labels, x, &cfg, ids->numel);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- mlm-loss, nsp-loss */
+
+/* Cross-entropy of logits [..., V] against labels [...]: mlm-loss (any V), nsp-loss (V = 2). */
+static int loss(OpCall *c, const char *lname, const char *yname, int nsp)
+{
+    const Tensor *z = op_in(c, lname), *y = op_in(c, yname);
+    char zs[160], ys[160];
+    tfm_shape_str(zs, sizeof zs, z->ndim, z->shape);
+    tfm_shape_str(ys, sizeof ys, y->ndim, y->shape);
+    if (nsp && z->shape[1] != 2)
+        return op_fail(c, "%s is %s; it must be [B, 2]", lname, zs);
+    const size_t V = z->shape[z->ndim - 1];
+    if (!op_same_shape(y, z->ndim - 1, z->shape))
+        return op_fail(c, "%s is %s but %s is %s: %s must be %s without its last dimension",
+                       lname, zs, yname, ys, yname, lname);
+    const size_t N = y->numel;
+    if (V == 0 && N > 0)
+        return op_fail(c, "%s is %s: no classes", lname, zs);
+    if (check_labels(c, yname, tensor_i64(y), N, V))
+        return -1;
+    float *l = op_output(c, "loss", 0, NULL);
+    float *token_loss = NULL;
+    if (!l || (!nsp && !(token_loss = op_output(c, "token_loss", y->ndim, y->shape))))
+        return -1;
+    KERNEL(c, CrossEntropyFn)(l, token_loss, tensor_f32(z), tensor_i64(y), N, V);
+    return 0;
+}
+
+int bind_mlm_loss(OpCall *c) { return loss(c, "logits", "labels", 0); }
+
+int bind_nsp_loss(OpCall *c)
+{
+    return loss(c, "seq_relationship_logits", "next_sentence_label", 1);
+}
+
+/* ---------------------------------------------------------------- pretraining-heads */
+
+/* A head parameter under its BERT name, with the shape E and V imply (1-d or 2-d). */
+static const float *head_param(OpCall *c, const char *name, int ndim, size_t d0, size_t d1)
+{
+    const Tensor *t = op_in(c, name);
+    const size_t want[2] = {d0, d1};
+    if (!op_same_shape(t, ndim, want)) {
+        char got[96], exp[96];
+        tfm_shape_str(got, sizeof got, t->ndim, t->shape);
+        tfm_shape_str(exp, sizeof exp, ndim, want);
+        op_fail(c, "%s is %s; with the shapes of sequence_output and the word embeddings it "
+                "must be %s", name, got, exp);
+        return NULL;
+    }
+    return tensor_f32(t);
+}
+
+int bind_pretraining_heads(OpCall *c)
+{
+    const Tensor *h = op_in(c, "sequence_output");
+    const size_t B = h->shape[0], T = h->shape[1], E = h->shape[2];
+    const Tensor *emb = op_in(c, "bert.embeddings.word_embeddings.weight");
+    const size_t V = emb->shape[0];
+    if (emb->shape[1] != E)
+        return op_fail(c, "sequence_output is [%zu, %zu, %zu] but "
+                       "bert.embeddings.word_embeddings.weight is [%zu, %zu]: it must be [V, E] "
+                       "= [V, %zu]", B, T, E, emb->shape[0], emb->shape[1], E);
+    if (T == 0 && B > 0)
+        return op_fail(c, "sequence_output has no tokens (T = 0): the NSP head reads token 0");
+    MlmHead mh = {.decoder_w = tensor_f32(emb), .ln_eps = 1e-12f};
+    NspHead nh = {NULL, NULL, NULL, NULL};
+    if (!(mh.dense_w = head_param(c, "cls.predictions.transform.dense.weight", 2, E, E)) ||
+        !(mh.dense_b = head_param(c, "cls.predictions.transform.dense.bias", 1, E, 0)) ||
+        !(mh.ln_gamma = head_param(c, "cls.predictions.transform.LayerNorm.weight", 1, E, 0)) ||
+        !(mh.ln_beta = head_param(c, "cls.predictions.transform.LayerNorm.bias", 1, E, 0)) ||
+        !(mh.decoder_b = head_param(c, "cls.predictions.bias", 1, V, 0)) ||
+        !(nh.pooler_w = head_param(c, "bert.pooler.dense.weight", 2, E, E)) ||
+        !(nh.pooler_b = head_param(c, "bert.pooler.dense.bias", 1, E, 0)) ||
+        !(nh.cls_w = head_param(c, "cls.seq_relationship.weight", 2, 2, E)) ||
+        !(nh.cls_b = head_param(c, "cls.seq_relationship.bias", 1, 2, 0)))
+        return -1;
+
+    const Tensor *y = op_in(c, "labels"), *ns = op_in(c, "next_sentence_label");
+    if (y->shape[0] != B || y->shape[1] != T || ns->shape[0] != B)
+        return op_fail(c, "sequence_output is [%zu, %zu, %zu], labels [%zu, %zu], "
+                       "next_sentence_label [%zu]: they must be [B, T, E], [B, T] and [B]", B, T,
+                       E, y->shape[0], y->shape[1], ns->shape[0]);
+    const int64_t *labels = tensor_i64(y);
+    if (check_labels(c, "labels", labels, B * T, V) ||
+        check_labels(c, "next_sentence_label", tensor_i64(ns), B, 2))
+        return -1;
+
+    const size_t S = mlm_count_selected(labels, B * T);
+    const size_t zshape[2] = {S, V}, sshape[2] = {B, 2};
+    float *masked_logits = op_output(c, "masked_logits", 2, zshape);
+    float *nsp_logits = masked_logits ? op_output(c, "seq_relationship_logits", 2, sshape) : NULL;
+    float *mlm_loss = nsp_logits ? op_output(c, "mlm_loss", 0, NULL) : NULL;
+    float *nsp_loss = mlm_loss ? op_output(c, "nsp_loss", 0, NULL) : NULL;
+    float *total = nsp_loss ? op_output(c, "loss", 0, NULL) : NULL;
+    if (!total)
+        return -1;
+    /* The table names the MLM head's kernels; the NSP head follows the same variant. */
+    const float *H = tensor_f32(h);
+    KERNEL(c, MlmFn)(mlm_loss, masked_logits, H, labels, &mh, B * T, E, V);
+    (c->variant == TFM_FAST ? nsp_forward_fast : nsp_forward_naive)(
+        nsp_loss, nsp_logits, NULL, H, tensor_i64(ns), &nh, B, T, E);
+    total[0] = mlm_loss[0] + nsp_loss[0];   /* BertForPreTraining's loss: one float addition */
+    return 0;
+}
