@@ -54,6 +54,87 @@ def _ln_case(out, name, x, affine_params, eps, op="layernorm", against=None):
     return o32, m32, r32
 
 
+def _torch_layernorm_nd(x, S, gamma=None, beta=None, eps=1e-5):
+    """nn.LayerNorm(S) over x's trailing dimensions S (a tuple), with mean and rstd from
+    torch.native_layer_norm, which keeps S as dimensions of size 1 ([2, 3, 1, 1] for x
+    [2, 3, 4, 5], S = (4, 5)); they are returned with every normalized dimension squeezed, i.e.
+    with x's leading dimensions ([2, 3]; [] when S is all of x)."""
+    affine = gamma is not None
+    assert (beta is not None) == affine, "nn.LayerNorm has both gamma and beta or neither"
+    assert tuple(x.shape[x.dim() - len(S):]) == tuple(S)
+    mod = torch.nn.LayerNorm(S, eps=eps, elementwise_affine=affine, dtype=x.dtype)
+    if affine:
+        with torch.no_grad():
+            mod.weight.copy_(gamma)
+            mod.bias.copy_(beta)
+    with torch.no_grad():
+        out = mod(x)
+        out2, mean, rstd = torch.native_layer_norm(x, list(S), gamma, beta, eps)
+    assert torch.equal(out, out2) or (out.isnan() == out2.isnan()).all()
+    lead = tuple(x.shape[:x.dim() - len(S)])
+    assert tuple(mean.shape) == lead + (1,) * len(S), (tuple(mean.shape), lead, S)
+    return out, mean.reshape(lead), rstd.reshape(lead)
+
+
+def _ln_nd_case(out, name, x, S, affine_params, eps, normalized_ndim=None):
+    """A layernorm case over the trailing dimensions S: gamma and beta of shape S, or none and
+    normalized_ndim = len(S) as a parameter (tfm's default without gamma is 1)."""
+    gamma, beta = affine_params if affine_params else (None, None)
+    o32, m32, r32 = _torch_layernorm_nd(x, S, gamma, beta, eps)
+    o64, m64, r64 = _torch_layernorm_nd(to_f64(x), S, to_f64(gamma), to_f64(beta), eps)
+    emit(out, name, {"x": x, "gamma": gamma, "beta": beta},
+         {"out": o32, "mean": m32, "rstd": r32}, {"out": o64, "mean": m64, "rstd": r64},
+         op="layernorm", params={"eps": eps, "normalized_ndim": normalized_ndim})
+    return o32, m32, r32
+
+
+def _nd_cases(out, seed):
+    """LayerNorm over several trailing dimensions (nn.LayerNorm(normalized_shape)): the
+    statistics run over all of S at once (not over its last dimension), gamma and beta are
+    applied elementwise over S, and mean and rstd have x's leading dimensions."""
+    def affine_nd(c, *S):
+        return 1.0 + 0.1 * c.randn(*S), 0.1 * c.randn(*S)
+
+    c = Case(seed, "nd_affine_4x5")        # gamma [4, 5] on x [2, 3, 4, 5]: 6 rows of 20
+    _ln_nd_case(out, c.name, c.randn(2, 3, 4, 5) * 2.0 + c.randn(1, 1, 4, 1), (4, 5),
+                affine_nd(c, 4, 5), 1e-5)
+    c = Case(seed, "nd_control_2x3")       # the control: gamma [3] on x [2, 3], the usual form
+    _ln_case(out, c.name, c.randn(2, 3), _affine(c, 3), 1e-5)
+    c = Case(seed, "nd_plain_2")           # no gamma: S from normalized_ndim = 2, mean [3]
+    _ln_nd_case(out, c.name, c.randn(3, 4, 6) + c.randn(3, 4, 1), (4, 6), None, 1e-5,
+                normalized_ndim=2)
+    c = Case(seed, "nd_plain_3")           # normalized_ndim = 3 of a 4-D x: mean [2]
+    _ln_nd_case(out, c.name, c.randn(2, 3, 4, 5), (3, 4, 5), None, 1e-5, normalized_ndim=3)
+    c = Case(seed, "nd_odd_3")             # three odd normalized dimensions, another eps
+    _ln_nd_case(out, c.name, c.randn(3, 5, 7, 11), (5, 7, 11), affine_nd(c, 5, 7, 11), 1e-6)
+    c = Case(seed, "nd_whole")             # S is all of x: one row, mean and rstd 0-d
+    _ln_nd_case(out, c.name, c.randn(3, 4), (3, 4), affine_nd(c, 3, 4), 1e-5)
+    c = Case(seed, "nd_vector")            # x [E], gamma [E]: the 1-D form, mean 0-d
+    _ln_nd_case(out, c.name, c.randn(7), (7,), _affine(c, 7), 1e-5)
+    c = Case(seed, "nd_heads_768")         # BERT's 768 as [12 heads, 64], eps 1e-12
+    _ln_nd_case(out, c.name, c.randn(2, 8, 12, 64), (12, 64), affine_nd(c, 12, 64), 1e-12)
+    # Constant over S (each [4, 5] block one power of two): out = beta exactly, rstd 1/sqrt(eps).
+    c = Case(seed, "nd_constant")
+    blocks = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float32)
+    prm = affine_nd(c, 4, 5)
+    o32, _, _ = _ln_nd_case(out, c.name, blocks[:, None, None].expand(3, 4, 5).contiguous(),
+                            (4, 5), prm, 1e-5)
+    assert torch.equal(o32, prm[1].expand(3, 4, 5)), "constant blocks: out != beta"
+
+    # Add & Norm over S = [4, 5]: LN(x + s), mean of x + s
+    for name, shape, S, affine, nd in (("add_norm_nd", (2, 3, 4, 5), (4, 5), True, None),
+                                       ("add_norm_nd_plain", (2, 3, 4, 5), (3, 4, 5), False, 3)):
+        c = Case(seed, name)
+        x, s = c.randn(*shape), 0.5 * c.randn(*shape)
+        gamma, beta = affine_nd(c, *S) if affine else (None, None)
+        o32, m32, r32 = _torch_layernorm_nd(x + s, S, gamma, beta, 1e-5)
+        o64, m64, r64 = _torch_layernorm_nd(to_f64(x) + to_f64(s), S, to_f64(gamma),
+                                            to_f64(beta), 1e-5)
+        emit(out, name, {"x": x, "s": s, "gamma": gamma, "beta": beta},
+             {"out": o32, "mean": m32, "rstd": r32}, {"out": o64, "mean": m64, "rstd": r64},
+             op="add-norm", params={"eps": 1e-5, "normalized_ndim": nd})
+
+
 def build(seed):
     out = Golden()
 
@@ -165,4 +246,7 @@ def build(seed):
          {"out_article": ref.article_000_3_4(x, gamma, beta, mu)},
          {"out_article": ref.article_000_3_4(*(to_f64(t) for t in (x, gamma, beta, mu)))},
          op="pin")
+
+    # ---- over several trailing dimensions (nn.LayerNorm(normalized_shape))
+    _nd_cases(out, seed)
     return out

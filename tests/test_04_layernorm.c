@@ -451,6 +451,39 @@ END_TEST
 
 /* Each bad input is a GoldenFile in memory (TuMemFile) with no case prefix, viewing buf, d and
  * neg; both variants must refuse it. */
+/* Two rows that once broke the fast variant's variance (found by searching inputs, not by
+ * reasoning): long, nearly constant rows, where a float32 sum for the mean missed it by many
+ * ulps and the float32 sum of squares then rounded by more than the true variance (rstd 1.8%
+ * off, or +inf); and squares that underflow to subnormals, where the rounded variance is
+ * -2^-146 (the clamp in layernorm_fast.c keeps it at 0: rstd = +inf with eps = 0, as naive). */
+START_TEST(test_variance_of_nearly_constant_rows)
+{
+    static const struct { size_t E; float value; int bump; float eps; } ROWS[] = {
+        {7762, 12345.678f, 1, 0.0f},        /* one element an ulp above the rest */
+        {18751, 0x1.9f930ep+15f, 1, 1e-12f},
+        {1000, 0.1f, 1, 0.0f},
+        {38, 0x1.e9651cp-50f, 0, 0.0f},     /* constant, squares among the subnormals */
+    };
+    for (size_t t = 0; t < sizeof ROWS / sizeof ROWS[0]; t++) {
+        const size_t E = ROWS[t].E;
+        float *x = tu_malloc(E * sizeof(float)), *y = tu_malloc(E * sizeof(float));
+        for (size_t e = 0; e < E; e++) x[e] = ROWS[t].value;
+        if (ROWS[t].bump) x[0] = nextafterf(ROWS[t].value, INFINITY);
+        float m[2], r[2];
+        layernorm_forward_naive(y, &m[0], &r[0], x, NULL, NULL, ROWS[t].eps, 1, E);
+        layernorm_forward_fast(y, &m[1], &r[1], x, NULL, NULL, ROWS[t].eps, 1, E);
+        if (isinf(r[0]))
+            ck_assert_msg(isinf(r[1]) && r[1] > 0, "row %zu: naive rstd inf, fast %g", t, (double)r[1]);
+        else
+            ck_assert_msg(fabsf(r[1] - r[0]) <= 1e-5f * r[0], "row %zu (E = %zu): rstd naive %.9g, "
+                          "fast %.9g", t, E, (double)r[0], (double)r[1]);
+        ck_assert_msg(m[1] == m[0], "row %zu: mean naive %.9g, fast %.9g", t, (double)m[0], (double)m[1]);
+        free(x);
+        free(y);
+    }
+}
+END_TEST
+
 START_TEST(test_runner_refuses_bad_input)
 {
     const float buf[64] = {0};
@@ -785,6 +818,7 @@ static Suite *layernorm_suite(void)
     tcase_add_test(num, test_offset_rows_vs_truth);
     tcase_add_test(num, test_onepass_fails_by_cancellation);
     tcase_add_test(num, test_overflow_rows);
+    tcase_add_test(num, test_variance_of_nearly_constant_rows);
     suite_add_tcase(s, num);
 
     TCase *bad = tcase_create("bad input");

@@ -1,7 +1,8 @@
 /* arena.c — the fast kernels' scratch buffers (arena.h has the rules).
  *
  * The registry is one static 2-D array of {pointer, capacity}, indexed by thread number and
- * slot. An entry is only ever touched by the thread that currently has its number, so neither a
+ * slot. An entry is only ever touched by the thread that currently has its number (and by
+ * tfm_arena_release, which runs while no kernel does), so neither a
  * request nor a growth takes a lock, and two threads that ask for their first buffers at the
  * same moment write different entries. Only the two counters and the atexit registration are
  * shared between threads, and they are touched on growth only, never on the hot path.

@@ -41,7 +41,11 @@
  * Growth: a buffer is reallocated only when a request is larger than its capacity, to exactly
  * the request (rounded up to 64 bytes), and is 64-byte aligned (one cache line, one AVX-512
  * vector). tfm_arena_grows() counts those allocations, tfm_arena_bytes() the capacity held, so a
- * test can hold "no allocation after the first call" (tests/test_arena.c).
+ * test can hold "no allocation after the first call" (tests/test_arena.c). The price: each buffer
+ * keeps the largest size it was ever asked for, until a release (a one-off large call can be
+ * followed by tfm_arena_release() to give that memory back). And memory checkers see less: a
+ * read of what an earlier call left, or a write into a buffer's rounding, is not reported by
+ * valgrind or AddressSanitizer; the first call at each shape is the one they check fully.
  */
 #ifndef TFM_ARENA_H
 #define TFM_ARENA_H
@@ -55,7 +59,7 @@
 
 /* One slot per scratch buffer of a fast kernel (rule 1), with the buffer's shape. */
 typedef enum {
-    TFM_SCRATCH_MATMUL_PACK,   /* matmul_fast.c: B~ block [kc, NC] + A block [mc, kc] per thread */
+    TFM_SCRATCH_MATMUL_PACK,   /* matmul_fast.c: B~ block [kc, NC], A blocks [threads][mc, kc] */
     TFM_SCRATCH_ATTN_ACC,      /* attention_fast.c, streaming, per thread: [Dv, BQ] sum of p v */
     TFM_SCRATCH_ATTN_QT,       /* attention_fast.c, streaming, per thread: [Dk, BQ] queries^T */
     TFM_SCRATCH_ATTN_KT,       /* attention_fast.c, with probs, per thread: [Dk, BK] key tile^T */

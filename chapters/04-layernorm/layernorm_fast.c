@@ -13,9 +13,9 @@
  *  O2 float32, vectorized (`omp simd` reductions): 8 (AVX2) or 16 (AVX-512) lanes per
  *     instruction and independent partial sums, instead of the naive loop's one chain of
  *     dependent double additions, which runs at one element per add latency (~4 cycles).
- *  O3 accuracy without a double pass: the corrected two-pass algorithm (Chan, Golub & LeVeque,
- *     1983), with only the correction sum c kept in double.
- *     Pass A gives a float32 estimate m_hi of the mean. Pass B sums the centred values
+ *  O3 accuracy with float32 squares: the corrected two-pass algorithm (Chan, Golub & LeVeque,
+ *     1983), with the two plain sums (pass A's and the correction c) kept in double.
+ *     Pass A gives m_hi, the float32 nearest the mean. Pass B sums the centred values
  *     d = x - m_hi and d^2; c = sum d is the estimate's own error, so mu = m_hi + m_lo with
  *     m_lo = c / E exactly recovers what the float32 mean lost, and var = sum d^2 / E - m_lo^2
  *     has nothing left to cancel (m_lo is tiny). Pass C writes ((x - m_hi) - m_lo) * rstd,
@@ -61,11 +61,18 @@ static RowStats row_stats(const float *xr, size_t E, float eps)
         k++;
     const float sa = ldexpf(1.0f, -(k / 2)), sb = ldexpf(1.0f, -(k - k / 2));
 
-    float s = 0.0f;   /* pass A: sum_e x_e */
+    /* Pass A: sum_e x_e, in double, so that hi is the float32 nearest the mean (within half an
+     * ulp). A float32 sum would miss it by up to ~E/2 ulps on long rows, and then every d_e
+     * below is that error, q sums E copies of its square, and q's own float32 rounding can
+     * exceed the true variance: on 7762 copies of 12345.678f with one an ulp higher, a float32
+     * pass A gave rstd 1.8% off (or +inf after the clamp below). With hi this close, d_e is the
+     * row's real deviation, exact by Sterbenz, and nothing large cancels in var. Doubles halve
+     * the lanes of this one loop; the kernel stays bound by memory (O1). */
+    double s = 0.0;
 #pragma omp simd reduction(+ : s)
     for (size_t e = 0; e < E; e++)
-        s += xr[e];
-    const float hi = s / fE;
+        s += (double)xr[e];
+    const float hi = (float)(s / (double)E);
 
     /* Pass B: c = sum_e d_e and q = 2^-k sum_e d_e^2, d_e = x_e - hi. c alone is summed in
      * double: on a row whose mean nearly cancels, c is a small difference of large terms, and
@@ -89,13 +96,11 @@ static RowStats row_stats(const float *xr, size_t E, float eps)
     float var = q / ldexpf(fE, -k) - lo * lo;
     /* var >= 0 in exact arithmetic (q / (2^-k E) is the second moment about hi, lo^2 the square
      * of the first), but the rounded difference can fall below 0, in two ways (found by
-     * experiment with this build): squares that underflow, when the rows' values are near
-     * 1e-15 and (d 2^-k/2)^2 lands among the subnormals (a constant row of 38 copies of
-     * 0x1.e9651cp-50 gives var = -2^-146 before the clamp); and long, nearly constant rows
-     * whose float32 mean hi misses by many ulps, so that the second moment and lo^2 are both
-     * about lo^2 and q's float32 rounding exceeds the true variance (7762 copies of 12345.678f,
-     * one of them an ulp higher). The clamp keeps such a var at 0: rstd = 1/sqrt(eps), and +inf
-     * with eps = 0, as naive gives on a constant row, instead of NaN. A NaN var stays NaN. */
+     * experiment): squares that underflow, when the rows' values are near 1e-15 and
+     * (d 2^-k/2)^2 lands among the subnormals (a constant row of 38 copies of 0x1.e9651cp-50
+     * gives var = -2^-146 before the clamp; tests/test_04_layernorm.c holds it). The clamp
+     * keeps such a var at 0: rstd = 1/sqrt(eps), and +inf with eps = 0, as naive gives on a
+     * constant row, instead of NaN. A NaN var stays NaN. */
     if (var < 0.0f)
         var = 0.0f;
     const RowStats st = {hi, lo, 1.0f / sqrtf(var + eps)};

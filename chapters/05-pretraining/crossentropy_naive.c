@@ -42,6 +42,14 @@ void cross_entropy_loss_naive(float *out,              /* [1] for mean/sum, [N, 
                               size_t N, size_t C, size_t inner)
 {
     const double eps = (double)label_smoothing;
+    if (C == 0 && target && eps > 0.0) {
+        /* No classes, so every element is ignored (the caller checks), but PyTorch's smoothing
+         * path still multiplies the masked zeros by eps / C = inf: NaN everywhere. */
+        const size_t count = reduction == TFM_REDUCTION_NONE ? N * inner : 1;
+        for (size_t e = 0; e < count; e++)
+            out[e] = NAN;
+        return;
+    }
     float *logp = tfm_xcalloc(C * inner, sizeof *logp, WHO);   /* log p of input[n], [C, inner] */
     double loss_sum = 0.0;      /* sum of l over the elements */
     double divisor = 0.0;       /* the mean's: sum of w[y] (indices) or N*inner (probabilities) */

@@ -147,6 +147,10 @@ void mlm_mask(int64_t *masked,            /* [N] */
  *   mean   = sum l / (N * inner)   (not by the weights; NaN when the input is empty, C = 0 too)
  *   sum    = sum l;   none: out[n,i] = l.
  *
+ * C = 0 (no classes; every index must then be ignore_index): losses 0 and mean NaN, except that
+ * class indices with eps > 0 give NaN everywhere (PyTorch multiplies the masked zeros by
+ * eps / C = inf). label_smoothing is a float here; PyTorch's is a double (0.1f is 1.5e-9 off).
+ *
  * Exactly one of target / target_probs is non-NULL. label_smoothing in [0, 1] (the caller
  * checks). Sums are accumulated in double. Outputs are overwritten.
  */
