@@ -1,6 +1,7 @@
 """Chapter 04 goldens: LayerNorm (torch.nn.LayerNorm, with mean and rstd from
 torch.native_layer_norm), post-LN Add & Norm, a pre-LN block with a Linear sublayer, the numerical
-edge cases, and the erratum case for article 000 §3.4.
+edge cases, the erratum case for article 000 §3.4, and LayerNorm and Add & Norm over several
+trailing dimensions (nn.LayerNorm(normalized_shape): the "nd_*" and "add_norm_nd*" cases).
 
 Imported by oracle/export.py, which finds every oracle/export_NN.py: NAME is the golden file's
 stem, SEED the chapter seed, REF the ref/ module whose crosscheck() must pass first, and

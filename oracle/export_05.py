@@ -1,5 +1,6 @@
-"""Chapter 05 goldens: cross-entropy with ignore_index (mlm-loss, nsp-loss) and BERT's pretraining
-heads (pretraining-heads), with their numerical edge cases.
+"""Chapter 05 goldens: cross-entropy with ignore_index (mlm-loss, nsp-loss), F.cross_entropy in
+full (cross-entropy) and BERT's pretraining heads (pretraining-heads), with their numerical edge
+cases.
 
 Imported by oracle/export.py, which finds every oracle/export_NN.py: NAME is the golden file's
 stem, SEED the chapter seed, REF the ref/ module whose crosscheck() must pass first, and
@@ -10,13 +11,20 @@ generator is not torch's. Its tests are statistical (tests/test_05_pretraining.c
 the head cases below are made by ref's hf_mask_tokens, the collator's procedure on torch's
 generator.
 
-Size budget (3 MB compressed, random float32 hardly compresses): the vocabulary is 50 except in
-two cases at bert-base-uncased's 30522: ce_bert_vocab (4 rows of logits given directly, 0.5 MB)
-and heads_bert_vocab (E = 8, so the tied [30522, 8] decoder is 1 MB; 2 labelled rows).
+Size budget (random float32 hardly compresses): the vocabulary is 50 except in three cases at
+bert-base-uncased's 30522: ce_bert_vocab (4 rows of logits given directly, 0.5 MB),
+heads_bert_vocab (E = 8, so the tied [30522, 8] decoder is 1 MB; 2 labelled rows) and xent_mlm
+(64 rows of logits on a grid of 2^-4, 2.5 MB; see there). Without xent_mlm the file stays under
+3 MB.
+
+The op cross-entropy (F.cross_entropy with weight, ignore_index, reduction, label_smoothing and
+probability targets) has its own cases, "xent_*" (_xent_cases), computed by F.cross_entropy
+itself in both precisions; ref's crosscheck() ties F.cross_entropy to each rule written out.
 """
 import math
 
 import torch
+import torch.nn.functional as F
 
 import ch05_pretraining as ref
 from goldenlib import Case, Golden, emit, to_f64
@@ -177,10 +185,209 @@ def print_words(seed=SEED):
         print(t, VOCAB[i], VOCAB[mi], kind)
 
 
+def _xent_case(out, name, x, target, weight=None, **params):
+    """F.cross_entropy(input, target, weight, **params) in both precisions, as op cross-entropy.
+    params holds only what differs from F.cross_entropy's defaults (ignore_index -100,
+    reduction mean, label_smoothing 0), which is also what the golden records."""
+    order = ("ignore_index", "reduction", "label_smoothing")   # F.cross_entropy's order
+    assert set(params) <= set(order), sorted(params)
+    params = {k: params[k] for k in order if params.get(k) is not None}
+    assert params.get("ignore_index", 0) != IGNORE and params.get("reduction") != "mean"
+    assert params.get("label_smoothing", 1) != 0
+    o32 = F.cross_entropy(x, target, weight=weight, **params)
+    o64 = F.cross_entropy(to_f64(x), to_f64(target), weight=to_f64(weight), **params)
+    emit(out, name, {"input": x, "target": target, "weight": weight}, {"out": o32},
+         {"out": o64}, op="cross-entropy", params=params)
+    return o32, o64
+
+
+def _xent_cases(out, seed):
+    """F.cross_entropy with all its rules: class indices or class probabilities, classes on dim 1
+    of [N, C, d1, ...] (dim 0 of an unbatched [C]), weight, ignore_index, the three reductions and
+    label_smoothing. Each case's comment says the rule it guards: what a wrong reading of that
+    rule would change. Shapes have distinct sizes (N != C != d), so reading the wrong dimension
+    as the classes changes the values or the shape."""
+    def case(name):
+        return Case(seed, name)
+
+    def weight(c, C):   # class weights in [0.2, 3]: a weighted mean differs from a plain one
+        return (0.2 + 2.8 * c.rand(C)).to(torch.float32)
+
+    def probs(c, *shape):   # class probabilities over dim 1 (dim 0 when 1-D), rounded to float32
+        r = c.rand(*shape) ** 2
+        return (r / r.sum(dim=1 if len(shape) > 1 else 0, keepdim=True)).to(torch.float32)
+
+    def classes(c, C, *shape, ignored=0, ignore=IGNORE):
+        """Random classes in [0, C); the first `ignored` positions of the flattened target set to
+        `ignore`, so that every case ignores the same count whatever the draws."""
+        y = torch.randint(C, shape, generator=c.gen, dtype=torch.int64)
+        y.view(-1)[:ignored] = ignore
+        return y
+
+    # ---- class indices, [N, C]: the mean, and the smallest shapes
+    c = case("xent_mean")             # the mean over N of -log softmax at the target
+    _xent_case(out, c.name, c.randn(8, 11), classes(c, 11, 8))
+    c = case("xent_single_row")       # N = 1
+    _xent_case(out, c.name, c.randn(1, 7), torch.tensor([4]))
+    c = case("xent_one_class")        # C = 1: log softmax is 0, the loss 0
+    _xent_case(out, c.name, c.randn(3, 1), torch.zeros(3, dtype=torch.int64))
+    c = case("xent_odd")              # odd sizes, past any vector block of classes
+    _xent_case(out, c.name, 3.0 * c.randn(13, 37), classes(c, 37, 13, ignored=2),
+               weight(c, 37))
+    # ---- weight: each term scaled by w[target], the mean divided by the sum of those weights
+    c = case("xent_weight")           # the weighted mean divides by sum w[y], not by N
+    _xent_case(out, c.name, c.randn(8, 11), torch.tensor([0, 3, 3, 10, 7, 3, 1, 0]),
+               weight(c, 11))
+    c = case("xent_weight_zero")      # w[y] = 0: no term and no share of the denominator
+    w = weight(c, 11)
+    w[3] = 0.0
+    _xent_case(out, c.name, c.randn(8, 11), torch.tensor([0, 3, 3, 10, 7, 3, 1, 0]), w)
+    # ---- ignore_index: an ignored position adds nothing and counts nothing
+    c = case("xent_ignore_default")   # -100 (the default) in 3 of 9 rows: the mean over 6
+    _xent_case(out, c.name, c.randn(9, 11), classes(c, 11, 9, ignored=3))
+    c = case("xent_ignore_custom")    # ignore_index = 2, a valid class: rows with target 2 skipped
+    _xent_case(out, c.name, c.randn(9, 11), torch.tensor([2, 5, 2, 0, 10, 2, 7, 1, 3]),
+               ignore_index=2)
+    c = case("xent_ignore_custom_weight")  # ... and their w[2] left out of the denominator
+    _xent_case(out, c.name, c.randn(9, 11), torch.tensor([2, 5, 2, 0, 10, 2, 7, 1, 3]),
+               weight(c, 11), ignore_index=2)
+    c = case("xent_all_ignored")      # 0 / 0: the mean is NaN
+    _xent_case(out, c.name, c.randn(4, 11), torch.full((4,), IGNORE))
+    c = case("xent_all_ignored_weight")  # weighted 0 / 0: NaN too
+    _xent_case(out, c.name, c.randn(4, 11), torch.full((4,), IGNORE), weight(c, 11))
+    c = case("xent_all_ignored_sum")  # an empty sum: 0
+    _xent_case(out, c.name, c.randn(4, 11), torch.full((4,), IGNORE), reduction="sum")
+    c = case("xent_all_ignored_none")  # every position 0
+    _xent_case(out, c.name, c.randn(4, 11), torch.full((4,), IGNORE), label_smoothing=0.1,
+               reduction="none")
+    # ---- reductions sum and none
+    c = case("xent_sum")              # the sum: no division
+    _xent_case(out, c.name, c.randn(8, 11), classes(c, 11, 8, ignored=2), reduction="sum")
+    c = case("xent_sum_weight")       # the sum of w[y] * nll
+    _xent_case(out, c.name, c.randn(8, 11), classes(c, 11, 8, ignored=2), weight(c, 11),
+               reduction="sum")
+    c = case("xent_none")             # per position, 0 where ignored: out [8]
+    _xent_case(out, c.name, c.randn(8, 11), classes(c, 11, 8, ignored=2), reduction="none")
+    c = case("xent_none_weight")      # per position w[y] * nll (not divided by anything)
+    _xent_case(out, c.name, c.randn(8, 11), classes(c, 11, 8, ignored=2), weight(c, 11),
+               reduction="none")
+    # ---- label_smoothing e: (1 - e) * nll + e / C * sum_c w_c * (-log p_c), ignored rows 0;
+    # the mean divides by sum w[y] over the kept rows, as without smoothing
+    c = case("xent_ls")
+    _xent_case(out, c.name, c.randn(8, 11), classes(c, 11, 8), label_smoothing=0.1)
+    c = case("xent_ls_weight")        # the smoothing term weighted by w_c, the mean by sum w[y]
+    _xent_case(out, c.name, c.randn(8, 11), classes(c, 11, 8), weight(c, 11),
+               label_smoothing=0.1)
+    c = case("xent_ls_ignore")        # ignored rows add no smoothing term either
+    _xent_case(out, c.name, c.randn(9, 11), classes(c, 11, 9, ignored=3), label_smoothing=0.1)
+    c = case("xent_ls_weight_ignore")
+    _xent_case(out, c.name, c.randn(9, 11), classes(c, 11, 9, ignored=3), weight(c, 11),
+               label_smoothing=0.1)
+    c = case("xent_ls_custom_ignore")  # ignore_index = 2 with smoothing
+    _xent_case(out, c.name, c.randn(9, 11), torch.tensor([2, 5, 2, 0, 10, 2, 7, 1, 3]),
+               ignore_index=2, label_smoothing=0.1)
+    c = case("xent_ls_none")          # per position, with smoothing
+    _xent_case(out, c.name, c.randn(9, 11), classes(c, 11, 9, ignored=3), weight(c, 11),
+               reduction="none", label_smoothing=0.1)
+    c = case("xent_ls_sum_weight")
+    _xent_case(out, c.name, c.randn(9, 11), classes(c, 11, 9, ignored=3), weight(c, 11),
+               reduction="sum", label_smoothing=0.25)
+    c = case("xent_ls_full")          # e = 1: the target's own term drops out entirely
+    _xent_case(out, c.name, c.randn(6, 11), classes(c, 11, 6), label_smoothing=1.0)
+    c = case("xent_ls_wide")          # C = 1000: the smoothing sum runs over many classes
+    _xent_case(out, c.name, 2.0 * c.randn(5, 1000), classes(c, 1000, 5, ignored=1),
+               weight(c, 1000), label_smoothing=0.1)
+    # ---- non-finite logits, per position (reduction none)
+    for name, ls in (("xent_nonfinite_none", None), ("xent_ls_nonfinite_none", 0.1)):
+        c = case(name)
+        z = c.randn(7, 11)
+        z[0, 4] = -math.inf           # -inf away from the target: finite (with smoothing: +inf)
+        z[1, 6] = -math.inf           # -inf at the target: +inf
+        z[2, 9] = math.inf            # +inf: inf - inf, NaN
+        z[3, :] = -math.inf           # every logit -inf: NaN
+        z[4, :] = math.nan            # NaN in an ignored row: never read, 0
+        z[5, 2] = math.inf            # +inf in an ignored row: 0
+        y = torch.tensor([1, 6, 0, 3, IGNORE, IGNORE, 8])
+        _xent_case(out, name, z, y, reduction="none", label_smoothing=ls)
+    c = case("xent_ls_nan_ignored")   # the mean of the others is finite: ignored rows unread
+    z = c.randn(5, 11)
+    z[1, :] = math.nan
+    z[3, 0] = -math.inf
+    _xent_case(out, c.name, z, torch.tensor([0, IGNORE, 4, IGNORE, 9]), weight(c, 11),
+               label_smoothing=0.1)
+    # ---- class probabilities (a float target of input's shape): -sum_c w_c t_c log p_c, with
+    # smoothing t = (1 - e) t + e / C; the mean divides by the number of positions, weight or not
+    c = case("xent_prob")
+    _xent_case(out, c.name, c.randn(6, 11), probs(c, 6, 11))
+    c = case("xent_prob_ls")
+    _xent_case(out, c.name, c.randn(6, 11), probs(c, 6, 11), label_smoothing=0.1)
+    c = case("xent_prob_weight")      # weighted, the mean still over the 6 positions
+    _xent_case(out, c.name, c.randn(6, 11), probs(c, 6, 11), weight(c, 11))
+    c = case("xent_prob_weight_ls")
+    _xent_case(out, c.name, c.randn(6, 11), probs(c, 6, 11), weight(c, 11),
+               label_smoothing=0.2)
+    c = case("xent_prob_unnormalized")  # targets not summing to 1 are used as they are
+    _xent_case(out, c.name, c.randn(6, 11), (2.0 * c.rand(6, 11)).to(torch.float32),
+               reduction="none")
+    c = case("xent_prob_nonfinite_none")  # t_c * log p_c as PyTorch multiplies it, per position
+    z = c.randn(4, 11)
+    t = probs(c, 4, 11)
+    z[0, 3], t[0, 3] = -math.inf, 0.0   # -inf where t is 0: 0 * -inf, NaN (not 0)
+    z[1, 5] = -math.inf                 # -inf where t > 0: +inf
+    z[2, 7] = math.inf                  # +inf: NaN
+    _xent_case(out, c.name, z, t, reduction="none")
+    c = case("xent_prob_sum")
+    _xent_case(out, c.name, c.randn(6, 11), probs(c, 6, 11), reduction="sum")
+    c = case("xent_prob_nd")          # [N, C, d1, d2]: classes on dim 1, the mean over N*d1*d2
+    _xent_case(out, c.name, c.randn(2, 5, 3, 4), probs(c, 2, 5, 3, 4))
+    c = case("xent_prob_nd_none")     # ... per position: out [2, 3, 4]
+    _xent_case(out, c.name, c.randn(2, 5, 3, 4), probs(c, 2, 5, 3, 4), weight(c, 5),
+               reduction="none", label_smoothing=0.1)
+    # ---- unbatched: input [C], a 0-d target, a 0-d out whatever the reduction
+    c = case("xent_vector")
+    _xent_case(out, c.name, c.randn(11), torch.tensor(7))
+    c = case("xent_vector_weight_sum")  # w[y] * nll (the mean would cancel w[y])
+    _xent_case(out, c.name, c.randn(11), torch.tensor(7), weight(c, 11), reduction="sum")
+    c = case("xent_vector_ignored")   # the one position ignored: NaN
+    _xent_case(out, c.name, c.randn(11), torch.tensor(IGNORE))
+    c = case("xent_vector_none")      # reduction none of one position: 0-d, with smoothing
+    _xent_case(out, c.name, c.randn(11), torch.tensor(3), reduction="none",
+               label_smoothing=0.1)
+    c = case("xent_vector_prob")      # probabilities [C] over dim 0
+    _xent_case(out, c.name, c.randn(11), probs(c, 11), weight(c, 11), label_smoothing=0.1)
+    # ---- [N, C, d1, ...] with indices: classes on dim 1, the target [N, d1, ...]
+    c = case("xent_3d")               # [4, 7, 6]: the classes are 7, not the last 6
+    _xent_case(out, c.name, c.randn(4, 7, 6), classes(c, 7, 4, 6, ignored=3))
+    c = case("xent_3d_ls_sum")
+    _xent_case(out, c.name, c.randn(4, 7, 6), classes(c, 7, 4, 6, ignored=3), weight(c, 7),
+               reduction="sum", label_smoothing=0.1)
+    c = case("xent_nd")               # [2, 5, 3, 4], target [2, 3, 4]
+    _xent_case(out, c.name, c.randn(2, 5, 3, 4), classes(c, 5, 2, 3, 4, ignored=5),
+               weight(c, 5))
+    c = case("xent_nd_none")          # per position: out [2, 3, 4]
+    _xent_case(out, c.name, c.randn(2, 5, 3, 4), classes(c, 5, 2, 3, 4, ignored=5),
+               reduction="none")
+    # ---- large logits: only the max shift keeps exp finite
+    c = case("xent_large_1e4")
+    _xent_case(out, c.name, 1e4 * c.randn(6, 11), classes(c, 11, 6))
+    c = case("xent_large_1e4_ls")
+    _xent_case(out, c.name, 1e4 * c.randn(6, 11), classes(c, 11, 6), weight(c, 11),
+               label_smoothing=0.1)
+    # ---- MLM-like: 64 positions of bert-base-uncased's 30522 classes, most of them ignored
+    # (the collator labels 15%). The logits are drawn N(0, 4) and rounded to multiples of 2^-4
+    # (at most 9 significant bits): still float32 logits, fed to PyTorch and to tfm as they are,
+    # but gzip stores them in 1.3 bytes instead of 3.7 (2.5 MB instead of 7.3; the output is one
+    # number). Every exp(z - max) and the 30522-term sum are still float32 roundings.
+    c = case("xent_mlm")
+    z = torch.round(2.0 * c.randn(64, 30522).double() * 16.0) / 16.0
+    _xent_case(out, c.name, z.to(torch.float32), _labels(c, (64,), 30522))
+
+
 def build(seed):
     out = Golden()
     _ce_cases(out, seed)
     _nsp_cases(out, seed)
+    _xent_cases(out, seed)
 
     # name, B, T, E, V, all labels ignored
     for name, B, T, E, V, none in (("heads_single_token", 1, 1, 8, 50, False),

@@ -11,6 +11,7 @@
 #include "ops.h"
 
 #include "attention.h"
+#include "functional.h"
 #include "binds.h"
 #include "layernorm.h"
 #include "matmul.h"
@@ -49,6 +50,24 @@ static const TfmOp OPS[] = {
                 OPT("bias", F32, 1, 1, "[N]")},
      .outputs = {{"out", "[..., N]"}},
      TFM_KERNELS(linear_naive, linear_fast), TOL(00), .bind = bind_linear},
+    {.name = "softmax", .chapter = 0,
+     .summary = "F.softmax(input, dim)",
+     .inputs = {IN("input", F32, 0, 8, "[...]")},
+     .params = {INT("dim", "-1", -8, 7, "the dimension normalized; negative counts from the end")},
+     .outputs = {{"out", "input's shape"}},
+     TFM_KERNELS(softmax_naive, softmax_fast), TOL(00_FN), .bind = bind_softmax},
+    {.name = "log-softmax", .chapter = 0,
+     .summary = "F.log_softmax(input, dim)",
+     .inputs = {IN("input", F32, 0, 8, "[...]")},
+     .params = {INT("dim", "-1", -8, 7, "the dimension normalized; negative counts from the end")},
+     .outputs = {{"out", "input's shape"}},
+     TFM_KERNELS(log_softmax_naive, log_softmax_fast), TOL(00_FN), .bind = bind_log_softmax},
+    {.name = "gelu", .chapter = 0,
+     .summary = "F.gelu(input, approximate): x Phi(x), or its tanh approximation",
+     .inputs = {IN("input", F32, 0, 8, "[...]")},
+     .params = {WORD("approximate", "none", "none|tanh", "none: the erf form; tanh: GPT-2's")},
+     .outputs = {{"out", "input's shape"}},
+     TFM_KERNELS(gelu_naive, gelu_fast), TOL(00_FN), .bind = bind_gelu},
 
     /* ---------------------------------------------------------------- chapter 01 */
     {.name = "attention", .chapter = 1,
@@ -58,7 +77,7 @@ static const TfmOp OPS[] = {
                 OPT("attn_mask", F32, 2, 4, "[Tq, Tk], [B*H, Tq, Tk] or [B, H, Tq, Tk], added"),
                 OPT("key_padding_mask", BOOL, 2, 2, "[B, Tk], 1 = ignore this key")},
      .params = {FLAG("is_causal", "0", "1: query i sees keys j <= i"),
-                FLOAT_OPT("scale", 0, 1e30, "the score scale; default 1/sqrt(Dk)")},
+                FLOAT_OPT("scale", -1e30, 1e30, "the score scale, used as given; default 1/sqrt(Dk)")},
      .outputs = {{"out", "[B, H, Tq, Dv]"}, {"probs", "[B, H, Tq, Tk]"}},
      TFM_KERNELS(attention_forward_naive, attention_forward_fast), TOL(01),
      .bind = bind_attention},
@@ -183,6 +202,20 @@ static const TfmOp OPS[] = {
                  {"loss", "[] = mlm_loss + nsp_loss, BertForPreTraining's total"}},
      TFM_KERNELS(mlm_forward_naive, mlm_forward_fast), TOL(05),
      .bind = bind_pretraining_heads},
+    {.name = "cross-entropy", .chapter = 5,
+     .summary = "F.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)",
+     .inputs = {IN("input", F32, 1, 8, "[C] or [N, C, d1..dk], the classes on dim 1"),
+                IN("target", I64 | F32, 0, 7,
+                   "I64 class indices [N, d1..dk] ([] for input [C]), or F32 probabilities of "
+                   "input's shape"),
+                OPT("weight", F32, 1, 1, "[C], a rescaling per class")},
+     .params = {INT("ignore_index", "-100", -BIG, BIG, "a class index that adds nothing"),
+                WORD("reduction", "mean", "mean|sum|none",
+                     "mean: weighted mean over the kept elements; none: one loss each"),
+                FLOAT("label_smoothing", "0", 0, 1, "eps: targets (1 - eps) y + eps / C")},
+     .outputs = {{"out", "[] (mean, sum), or the per-element shape [N, d1..dk] (none)"}},
+     TFM_KERNELS(cross_entropy_loss_naive, cross_entropy_loss_fast), TOL(05),
+     .bind = bind_cross_entropy},
 };
 
 const TfmOp *tfm_ops(size_t *n)

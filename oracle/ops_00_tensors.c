@@ -2,6 +2,8 @@
  *
  *   matmul   torch.matmul(a, b): 1-D to 8-D operands, batch dimensions broadcast
  *   linear   F.linear(x, w, bias): x [..., K], w [N, K], bias [N] -> out [..., N]
+ *   softmax, log-softmax, gelu   F.softmax(input, dim), F.log_softmax(input, dim),
+ *            F.gelu(input, approximate)
  *
  * The kernels are 2-D (matmul.h); the batch loop and the 1-D rules live here, as torch.matmul
  * states them: a 1-D a is a row [1, K] whose 1 is dropped from the result, a 1-D b a column
@@ -11,6 +13,7 @@
 #include <stdio.h>
 
 #include "binds.h"
+#include "functional.h"
 #include "matmul.h"
 
 typedef void (*MatmulFn)(float *c, const float *a, const float *b, size_t M, size_t K,
@@ -104,5 +107,50 @@ int bind_linear(OpCall *c)
         return -1;
     KERNEL(c, LinearFn)(y, tensor_f32(x), tensor_f32(w), bias ? tensor_f32(bias) : NULL, M, K,
                         N);
+    return 0;
+}
+
+/* ---- softmax, log-softmax, gelu (functional.h) --------------------------------------------- */
+
+typedef void (*RowwiseFn)(float *out, const float *x, size_t outer, size_t C, size_t inner);
+typedef void (*GeluFn)(float *out, const float *x, size_t n, TfmGeluApprox approximate);
+
+/* softmax(input, dim) and log_softmax(input, dim): the tensor as [outer, C, inner] around dim.
+ * A 0-d input is one row of one element, as in PyTorch (dim -1 or 0). */
+static int rowwise(OpCall *c)
+{
+    const Tensor *x = op_in(c, "input");
+    const int nd = x->ndim ? x->ndim : 1;
+    const int64_t dim = op_int(c, "dim");
+    if (dim < -nd || dim >= nd)
+        return op_fail(c, "dim is %lld; for a %d-d input it must lie in [%d, %d]",
+                       (long long)dim, x->ndim, -nd, nd - 1);
+    const int d = (int)(dim < 0 ? dim + nd : dim);
+    size_t outer = 1, inner = 1;
+    for (int k = 0; k < x->ndim; k++) {
+        if (k < d)
+            outer *= x->shape[k];
+        if (k > d)
+            inner *= x->shape[k];
+    }
+    const size_t C = x->ndim ? x->shape[d] : 1;
+    float *out = op_output(c, "out", x->ndim, x->shape);
+    if (!out)
+        return -1;
+    KERNEL(c, RowwiseFn)(out, tensor_f32(x), outer, C, inner);
+    return 0;
+}
+
+int bind_softmax(OpCall *c) { return rowwise(c); }
+int bind_log_softmax(OpCall *c) { return rowwise(c); }
+
+int bind_gelu(OpCall *c)
+{
+    const Tensor *x = op_in(c, "input");
+    float *out = op_output(c, "out", x->ndim, x->shape);
+    if (!out)
+        return -1;
+    KERNEL(c, GeluFn)(out, tensor_f32(x), x->numel,
+                      op_word_is(c, "approximate", "tanh") ? TFM_GELU_TANH : TFM_GELU_NONE);
     return 0;
 }

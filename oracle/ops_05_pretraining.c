@@ -6,6 +6,8 @@
  *   mlm-loss            the masked-LM cross-entropy of logits [..., V] against labels [...]
  *   nsp-loss            the next-sentence cross-entropy of [B, 2] logits
  *   pretraining-heads   BertForPreTraining's two heads and both losses from sequence_output
+ *   cross-entropy       F.cross_entropy with its weight, ignore_index, reduction and
+ *                       label_smoothing, class indices or class probabilities as targets
  *
  * Labels must be -100 or in [0, V): PyTorch raises an error on any other value, and so does tfm
  * (a message naming the position), rather than reading outside a row.
@@ -174,5 +176,64 @@ int bind_pretraining_heads(OpCall *c)
     (c->variant == TFM_FAST ? nsp_forward_fast : nsp_forward_naive)(
         nsp_loss, nsp_logits, NULL, H, tensor_i64(ns), &nh, B, T, E);
     total[0] = mlm_loss[0] + nsp_loss[0];   /* BertForPreTraining's loss: one float addition */
+    return 0;
+}
+
+/* ---------------------------------------------------------------- cross-entropy */
+
+typedef void (*CrossEntropyLossFn)(float *out, const float *input, const int64_t *target,
+                                   const float *target_probs, const float *weight,
+                                   int64_t ignore_index, TfmReduction reduction,
+                                   float label_smoothing, size_t N, size_t C, size_t inner);
+
+/* F.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing): input [C]
+ * (one sample) or [N, C, d1..dk] with the classes on dim 1, as PyTorch; target class indices
+ * (I64, input's shape without dim 1) or class probabilities (F32, input's shape). */
+int bind_cross_entropy(OpCall *c)
+{
+    const Tensor *x = op_in(c, "input"), *t = op_in(c, "target"), *w = op_in(c, "weight");
+    const int one = x->ndim == 1;   /* [C]: N = 1, no class dimension to skip */
+    const size_t N = one ? 1 : x->shape[0], C = one ? x->shape[0] : x->shape[1];
+    size_t inner = 1, ishape[TFM_MAX_DIMS];   /* the per-element shape: input without dim 1 */
+    int ind = 0;
+    if (!one) {
+        ishape[ind++] = N;
+        for (int d = 2; d < x->ndim; d++) {
+            ishape[ind++] = x->shape[d];
+            inner *= x->shape[d];
+        }
+    }
+    char xs[160], ts[160], want[224];
+    tfm_shape_str(xs, sizeof xs, x->ndim, x->shape);
+    tfm_shape_str(ts, sizeof ts, t->ndim, t->shape);
+    const int probs = t->dtype == TFM_F32;
+    if (probs ? !op_same_shape(t, x->ndim, x->shape) : !op_same_shape(t, ind, ishape)) {
+        if (probs)
+            snprintf(want, sizeof want, "%s, input's shape (class probabilities)", xs);
+        else
+            tfm_shape_str(want, sizeof want, ind, ishape);
+        return op_fail(c, "input is %s but target is %s: it must be %s", xs, ts, want);
+    }
+    if (w && w->shape[0] != C)
+        return op_fail(c, "input has C = %zu classes but weight is [%zu]: it must be [%zu]", C,
+                       w->shape[0], C);
+    const int64_t ignore = op_int(c, "ignore_index");
+    if (!probs) {
+        const int64_t *y = tensor_i64(t);
+        for (size_t i = 0; i < t->numel; i++)
+            if (y[i] != ignore && (y[i] < 0 || (uint64_t)y[i] >= C))
+                return op_fail(c, "target[%zu] = %lld; a class index must lie in [0, %zu) or be "
+                               "ignore_index (%lld)", i, (long long)y[i], C, (long long)ignore);
+    }
+    const TfmReduction red = op_word_is(c, "reduction", "none") ? TFM_REDUCTION_NONE
+                             : op_word_is(c, "reduction", "sum") ? TFM_REDUCTION_SUM
+                                                                  : TFM_REDUCTION_MEAN;
+    float *out = red == TFM_REDUCTION_NONE ? op_output(c, "out", ind, ishape)
+                                           : op_output(c, "out", 0, NULL);
+    if (!out)
+        return -1;
+    KERNEL(c, CrossEntropyLossFn)(out, tensor_f32(x), probs ? NULL : tensor_i64(t),
+                                  probs ? tensor_f32(t) : NULL, w ? tensor_f32(w) : NULL, ignore,
+                                  red, (float)op_float(c, "label_smoothing"), N, C, inner);
     return 0;
 }

@@ -65,7 +65,9 @@ def article_000_3_4(x, gamma, beta, mu):
 
 def crosscheck():
     """Raises AssertionError if layernorm() disagrees with PyTorch's LayerNorm (float64), or the
-    two Add & Norm arrangements disagree with nn.TransformerEncoderLayer's."""
+    two Add & Norm arrangements disagree with nn.TransformerEncoderLayer's, or layernorm() on
+    rows flattened over several trailing dimensions S disagrees with nn.LayerNorm(S) (and
+    native_layer_norm's mean and rstd, S squeezed)."""
     g = torch.Generator().manual_seed(4004)
 
     def randn(*shape):
@@ -117,6 +119,42 @@ def crosscheck():
     w, b = randn(E, E), randn(E)
     out, norm, _, _ = pre_norm_linear(x, w, b)
     close(out, x + layernorm(x)[0] @ w.T + b, "pre-norm linear")
+
+    # Over several trailing dimensions S (nn.LayerNorm(normalized_shape)): the formula on rows
+    # of prod(S) values, x flattened to [..., prod(S)], gamma and beta applied elementwise over
+    # S. native_layer_norm keeps S as 1s in mean and rstd ([2, 3, 1, 1] for x [2, 3, 4, 5],
+    # S = [4, 5]); the goldens squeeze them to x's leading dimensions ([2, 3]; [] when S is x's
+    # whole shape), which is what layernorm() on the flattened rows returns.
+    for shape, k, affine, eps in [((2, 3, 4, 5), 2, True, 1e-5), ((3, 4, 6), 2, False, 1e-5),
+                                  ((2, 3, 4, 5), 3, False, 1e-5), ((3, 5, 7, 11), 3, True, 1e-6),
+                                  ((3, 4), 2, True, 1e-5), ((7,), 1, True, 1e-5),
+                                  ((2, 8, 12, 64), 2, True, 1e-12)]:
+        S, lead = shape[len(shape) - k:], shape[:len(shape) - k]
+        label = f"x {list(shape)} over {list(S)}"
+        # a per-(row, first dimension of S) offset: the last dimension alone would normalize
+        # differently
+        x = randn(*shape) + 3.0 * randn(*lead, S[0], *([1] * (k - 1)))
+        gamma, beta = (randn(*S), randn(*S)) if affine else (None, None)
+        flat = layernorm(x.reshape(*lead, -1), None if gamma is None else gamma.reshape(-1),
+                         None if beta is None else beta.reshape(-1), eps)
+        mod = torch.nn.LayerNorm(S, eps=eps, elementwise_affine=affine, dtype=x.dtype)
+        if affine:
+            with torch.no_grad():
+                mod.weight.copy_(gamma)
+                mod.bias.copy_(beta)
+        with torch.no_grad():
+            want = mod(x)
+        o, mean, rstd = torch.native_layer_norm(x, list(S), gamma, beta, eps)
+        assert tuple(mean.shape) == tuple(rstd.shape) == lead + (1,) * k, (label, mean.shape)
+        close(flat[0].reshape(shape), want, f"{label} out")
+        close(o, want, f"{label} native out")
+        close(F.layer_norm(x, S, gamma, beta, eps), want, f"{label} F.layer_norm")
+        close(flat[1], mean.reshape(lead), f"{label} mean")
+        close(flat[2], rstd.reshape(lead), f"{label} rstd")
+        if k >= 2:   # and it is not the last dimension's LayerNorm
+            last = layernorm(x, None, None, eps)[0]
+            assert (last - (want if not affine else (want - beta) / gamma)).abs().max() > 1e-3, \
+                label
 
 
 if __name__ == "__main__":

@@ -116,7 +116,9 @@ def hf_mask_tokens(input_ids, special_ids, mask_token_id, vocab_size, generator,
 
 def crosscheck():
     """Raises AssertionError if gelu_erf or cross_entropy disagree with F.gelu and
-    F.cross_entropy, on ordinary inputs and on the edge cases the goldens pin."""
+    F.cross_entropy, on ordinary inputs and on the edge cases the goldens pin, or if
+    F.cross_entropy's weight, ignore_index, reductions, label_smoothing, probability targets
+    and [N, C, d...] / [C] inputs disagree with their rules written out below."""
     g = torch.Generator().manual_seed(505)
 
     def randn(*shape, dtype=torch.float64):
@@ -164,6 +166,98 @@ def crosscheck():
                  tol)
         check_ce(f"one class {tag}", randn(3, 1, dtype=dtype), torch.zeros(3, dtype=torch.int64),
                  tol)
+
+    # F.cross_entropy's other rules (the goldens of op cross-entropy, oracle/export_05.py),
+    # written out: classes on dim 1 (dim 0 of a 1-D input); with class indices t,
+    #   per = (1 - e) * w[t] * (-log p_t) + e / C * sum_c w_c * (-log p_c), 0 where t is ignored,
+    #   mean = sum per / sum of w[t] over the positions not ignored (0 / 0 = NaN);
+    # with class probabilities t (input's shape, not normalized by PyTorch),
+    #   per = -sum_c w_c * ((1 - e) * t_c + e / C) * log p_c,  mean = sum per / positions.
+    def xent(z, t, weight=None, ignore_index=IGNORE_INDEX, reduction="mean",
+             label_smoothing=0.0):
+        cdim = 0 if z.dim() == 1 else 1
+        C, e = z.shape[cdim], label_smoothing
+        zc = z.movedim(cdim, -1)                                  # [..., C]
+        m = zc.amax(dim=-1, keepdim=True)
+        logp = (zc - m) - torch.log(torch.exp(zc - m).sum(dim=-1, keepdim=True))
+        wv = torch.ones(C, dtype=z.dtype) if weight is None else weight
+        if t.is_floating_point():
+            per = -(logp * ((1 - e) * t.movedim(cdim, -1) + e / C) * wv).sum(dim=-1)
+            denom = torch.tensor(float(per.numel()), dtype=z.dtype)
+        else:
+            keep = t != ignore_index
+            tc = torch.where(keep, t, torch.zeros_like(t))
+            nll = -logp.gather(-1, tc[..., None])[..., 0] * wv[tc]
+            smooth = -(logp * wv).sum(dim=-1)
+            zero = torch.zeros((), dtype=z.dtype)
+            if e:   # (without smoothing a -inf logit away from t is no term at all, not 0 * inf)
+                nll = (1 - e) * nll + (e / C) * smooth
+            per = torch.where(keep, nll, zero)
+            denom = torch.where(keep, wv[tc], zero).sum()
+        if reduction == "none":
+            return per
+        return per.sum() if reduction == "sum" else per.sum() / denom
+
+    def classes(C, *shape, ignored=0, ignore=IGNORE_INDEX):
+        t = torch.randint(C, shape, generator=g)
+        t.view(-1)[:ignored] = ignore
+        return t
+
+    def probs(*shape):
+        r = torch.rand(*shape, generator=g, dtype=torch.float64)
+        return r / r.sum(dim=1 if len(shape) > 1 else 0, keepdim=True)
+
+    w11 = 0.2 + torch.rand(11, generator=g, dtype=torch.float64)
+    znf = randn(6, 11)
+    znf[0, 4] = -math.inf      # with smoothing: +inf
+    znf[1, 2] = math.nan       # ignored below: never read, even by the smoothing term
+    znf[3, 5] = math.inf       # NaN
+    tnf = torch.tensor([1, IGNORE_INDEX, 3, 0, 7, 2])
+    for label, z, t, kw in [
+            ("indices", randn(8, 11), classes(11, 8), {}),
+            ("weight", randn(8, 11), classes(11, 8), {"weight": w11}),
+            ("ignore -100", randn(9, 11), classes(11, 9, ignored=3), {"weight": w11}),
+            ("ignore 2", randn(9, 11), torch.tensor([2, 5, 2, 0, 10, 2, 7, 1, 3]),
+             {"ignore_index": 2, "weight": w11}),
+            ("all ignored", randn(4, 11), classes(11, 4, ignored=4), {"weight": w11}),
+            ("smoothing", randn(9, 11), classes(11, 9, ignored=3), {"label_smoothing": 0.1}),
+            ("smoothing, weight", randn(9, 11), classes(11, 9, ignored=3),
+             {"weight": w11, "label_smoothing": 0.1}),
+            ("smoothing 1", randn(6, 11), classes(11, 6), {"label_smoothing": 1.0}),
+            ("non-finite, smoothing", znf, tnf, {"label_smoothing": 0.1}),
+            ("non-finite", znf, tnf, {}),
+            ("[N, C, d]", randn(4, 7, 6), classes(7, 4, 6, ignored=3),
+             {"weight": w11[:7], "label_smoothing": 0.1}),
+            ("[N, C, d1, d2]", randn(2, 5, 3, 4), classes(5, 2, 3, 4, ignored=5),
+             {"weight": w11[:5]}),
+            ("[C]", randn(11), torch.tensor(7), {"weight": w11, "label_smoothing": 0.1}),
+            ("[C] ignored", randn(11), torch.tensor(IGNORE_INDEX), {}),
+            ("probabilities", randn(6, 11), probs(6, 11), {}),
+            ("probabilities, weight, smoothing", randn(6, 11), probs(6, 11),
+             {"weight": w11, "label_smoothing": 0.2}),
+            ("unnormalized probabilities", randn(6, 11),
+             2.0 * torch.rand(6, 11, generator=g, dtype=torch.float64), {"weight": w11}),
+            ("probabilities [N, C, d1, d2]", randn(2, 5, 3, 4), probs(2, 5, 3, 4),
+             {"weight": w11[:5], "label_smoothing": 0.1}),
+            ("probabilities [C]", randn(11), probs(11), {"label_smoothing": 0.1}),
+            ("probabilities, non-finite", znf, probs(6, 11).index_put_(
+                (torch.tensor([0]), torch.tensor([4])), torch.tensor(0.0, dtype=torch.float64)),
+             {}),
+            ("logits 1e4", 1e4 * randn(6, 11), classes(11, 6),
+             {"weight": w11, "label_smoothing": 0.1})]:
+        for reduction in ("mean", "sum", "none"):
+            got = xent(z, t, reduction=reduction, **kw)
+            want = F.cross_entropy(z, t, reduction=reduction, **kw)
+            assert got.shape == want.shape, (label, reduction, got.shape, want.shape)
+            tol = 1e-8 if label == "logits 1e4" else 1e-12
+            same(got, want, f"cross_entropy {label}, {reduction}", tol)
+    # The rules the cases of export_05.py rely on telling apart, each a different number:
+    z, t = randn(8, 11), torch.tensor([0, 3, 3, 10, 7, 3, 1, 0])
+    assert abs(F.cross_entropy(z, t, weight=w11) - (F.cross_entropy(z, t, weight=w11,
+               reduction="sum") / 8)) > 1e-3, "a weighted mean divided by N"
+    p = probs(6, 11)
+    assert abs(F.cross_entropy(z[:6], p, weight=w11) - F.cross_entropy(z[:6], p, weight=w11,
+               reduction="sum") / 6) < 1e-12, "a weighted probability mean not divided by N"
 
     # The module: its parameter names are BERT's, and the decoder is the embedding matrix.
     m = BertPretrainingHeadsRef(50, 16).double()

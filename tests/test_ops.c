@@ -30,6 +30,34 @@ static void expect_op_error(const char *op, const TuMemFile *m, const char *para
 }
 
 /* The two ways `tfm run` used to run another op than the one asked for. */
+/* softmax's dim counts from the end when negative, as in PyTorch, and is checked against the
+ * input's rank (the table's range [-8, 7] alone cannot know it). */
+START_TEST(test_softmax_dim) {
+    static const float X[6] = {0, 1, 2, 3, 4, 5};
+    TuMemFile m;
+    tu_mem_init(&m);
+    tu_mem_put(&m, "input", TFM_F32, X, 2, (size_t[]){2, 3});
+    expect_op_error("softmax", &m, "dim=2", "dim is 2; for a 2-d input it must lie in [-2, 1]");
+    expect_op_error("log-softmax", &m, "dim=-3", "dim is -3");
+    for (int dim = -2; dim <= 1; dim++) {
+        TfmParamArgs args = {0};
+        char err[TFM_ERR_LEN], p[16];
+        snprintf(p, sizeof p, "dim=%d", dim);
+        ck_assert_int_eq(tfm_param_args_add(&args, p, err, sizeof err), 0);
+        OpOutputs out;
+        ck_assert_msg(tfm_op_run(&out, tfm_op_find("softmax"), &m.gf, "", &args, TFM_NAIVE, 0, err,
+                                 sizeof err) == 0, "%s", err);
+        const float *y = tensor_f32(&out.tensors[0]);
+        /* rows along dim 1 (or -1) sum to 1 over 3 elements, along dim 0 over 2 */
+        const int along_rows = dim == 1 || dim == -1;
+        const double s = along_rows ? (double)y[0] + y[1] + y[2] : (double)y[0] + y[3];
+        ck_assert_msg(fabs(s - 1.0) < 1e-6, "dim %d: sum %.9g", dim, s);
+        ck_assert_msg(along_rows ? y[2] > y[1] : y[3] > y[0], "dim %d: not along the right axis", dim);
+        op_outputs_free(&out);
+    }
+}
+END_TEST
+
 START_TEST(test_run_runs_exactly_the_op) {
     TuMemFile m;
     tu_mem_init(&m);   /* matmul's a and b beside linear's x and w: once ran matmul(a, b) */
@@ -83,6 +111,12 @@ START_TEST(test_params_from_every_source) {
     tu_mem_put(&m, "w", TFM_F32, ZEROS, 2, (size_t[]){3, 2});
     tu_mem_put(&m, "x", TFM_F32, ZEROS, 2, (size_t[]){1, 2});
     expect_op_error("linear", &m, "eps=0.5", "op 'linear' has no parameters");
+    /* A word parameter takes one of its words. */
+    tu_mem_init(&m);
+    tu_mem_put(&m, "input", TFM_F32, ZEROS, 2, (size_t[]){2, 3});
+    tu_mem_put(&m, "target", TFM_F32, ZEROS, 2, (size_t[]){2, 3});
+    expect_op_error("cross-entropy", &m, "reduction=avg", "reduction=avg is not one of mean|sum|none");
+    expect_op_error("softmax", &m, "dim=2", "tensor 'target' is not an input of op 'softmax'");
     /* An int parameter takes whole numbers only; a required one must be given. */
     tu_mem_init(&m);
     const int64_t pos[3] = {0, 1, 2};
@@ -256,6 +290,7 @@ int main(void) {
     Suite *s = suite_create("ops");
     TCase *tc = tcase_create("op table");
     tcase_add_test(tc, test_run_runs_exactly_the_op);
+    tcase_add_test(tc, test_softmax_dim);
     tcase_add_test(tc, test_params_from_every_source);
     tcase_add_test(tc, test_checker_compares_every_output);
     tcase_add_test(tc, test_every_golden_output_is_compared);

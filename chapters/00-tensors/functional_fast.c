@@ -32,7 +32,7 @@
  *  F6 sums in double (as naive): lane-wise, merged in lane order. A float running sum would drift
  *     by ~1e-6 over a 30522-wide row; the conversion costs one instruction per 8 values.
  *  F7 GELU 'none' without erf: x Phi(x) from two polynomials and one tfm_expf per element
- *     (gelu_none below), branch-free and without naive's 1 + erf cancellation; 'tanh' as
+ *     (tfm_gelu_erf in tfm_gelu.h), branch-free and without naive's 1 + erf cancellation; 'tanh' as
  *     x / (1 + exp(-2u)), the same function as x/2 (1 + tanh u) with one tfm_expf and no tanhf.
  *     Both vectorize; libm's erff and tanhf are scalar calls.
  *
@@ -52,6 +52,7 @@
 #include <math.h>
 
 #include "tfm_exp.h"
+#include "tfm_gelu.h"
 #include "tfm_lse.h"
 
 /* Below this many elements one thread does the whole job (F5). */
@@ -274,107 +275,23 @@ void log_softmax_fast(float *out,                   /* [outer, C, inner] */
 }
 
 /* ------------------------------------------------------------------------------------------
- * GELU (F7).
- *
- * 'none': GELU(x) = x Phi(x), Phi the standard normal CDF, in two pieces, both computed for every
- * element and one selected (a blend, not a branch, in the vector loop):
- *
- *   -0.5 < x < 1.5:  Phi(x) = 1/2 + x R(x^2),  GELU(x) = x (1/2 + x R(x^2)),
- *                    R(y) = (Phi(sqrt y) - 1/2) / sqrt y, a degree-6 polynomial in y = x^2;
- *   elsewhere:       q = Phi(-a) = erfc(a / sqrt 2) / 2 for a = |x|, written
- *                    q = t Q(t) exp(-a^2/2),  t = 1 / (1 + a/4),
- *                    Q(t) = q exp(a^2/2) / t, smooth and between 0.126 and 0.394 for a in
- *                    [0.5, 15]: a degree-9 polynomial in s = t - 0.5497;
- *                    then GELU(x) = x q for x < 0 and x (1 - q) for x > 0.
- * (The central piece stops at -0.5 because below it 1/2 + x R cancels: at x = -1.5 the sum is a
- * seventh of its terms.)
- *
- * Each polynomial is the Chebyshev interpolant of its function (from double-precision erf and
- * erfc), relative error at most 2.9e-9 (R) and 1.5e-9 (Q), a few hundredths of a float32 ulp.
- * The rest is float32 rounding, kept small in three places:
- *   - exp(-a^2/2) as exp(-hi/2) (1 - lo/2), where hi + lo = a^2 exactly (lo = fma(a, a, -hi)):
- *     rounding a^2 alone would put a relative error of a^2/2 * 6e-8 on q (3e-6 at a = 10);
- *   - t to twice float32 precision, t + delta: tQ(t) moves 2.9 times as much as t does, so the
- *     two roundings in 1/(1 + a/4) would cost up to 3 ulps of q; delta recovers both (the exact
- *     error of the sum, d_lo, and the exact residual of the division, fma(-t, d, 1)) for about
- *     ten flops;
- *   - no 1 + erf: for x < 0 the result is x q, which keeps full relative accuracy as far as
- *     float32 goes (naive's 1 + erff cancels for x < -3, and so does PyTorch's).
- * Measured against double erfc on every 11th float in [-15, 15]: at most 1.7 ulp for x > -0.5,
- * 5.6 ulp (3.5e-7 relative) below.
- * For a >= 14.4 exp(-hi/2) underflows to 0, and q with it (true GELU is below 2e-45 there);
- * clamping a to 15 keeps hi finite for huge |x|, and a NaN passes the clamp, so the result is
- * NaN. x = +inf gives inf (1 - q = 1), x = -inf gives -inf * 0 = NaN, PyTorch's value.
- *
- * 'tanh': 1 + tanh(u) = 2 / (1 + exp(-2u)), so GELU_tanh(x) = x / (1 + exp(-2u)), the logistic
- * form: no cancellation and no tanhf. For 2u < -88.7 the exp overflows and the result is -0
- * where the true one is below 3e-39 |x|; x = -inf gives -inf / inf = NaN, again PyTorch's value.
+ * GELU (F7): tfm_gelu_erf and tfm_gelu_tanh, in tfm_gelu.h (their derivation and accuracy are
+ * there), shared with linear_act_fast's fused epilogue (matmul_fast.c) so the two never differ.
  */
-static inline float gelu_none(float x)
-{
-    /* R(y), coefficients of y^6 down to y^0. */
-    static const float R[7] = {
-        4.129777258e-07f, -8.728008718e-06f, 1.143812951e-04f, -1.186518053e-03f,
-        9.973257251e-03f, -6.649033820e-02f, 3.989422794e-01f,
-    };
-    /* Q(t), coefficients of s^9 down to s^0, s = t - 0.5497. */
-    static const float Q[10] = {
-        2.296178643e-02f,  1.888820793e-02f, -4.581601801e-02f, -7.270099380e-02f,
-        4.107767268e-02f,  2.542843320e-01f,  4.224136561e-01f,  4.464074516e-01f,
-        3.453145175e-01f,  2.049310731e-01f,
-    };
-
-    const float y = x * x;                                  /* central piece */
-    float r = R[0];
-    for (int k = 1; k < 7; k++)
-        r = r * y + R[k];
-    const float central = x * fmaf(x, r, 0.5f);             /* x (1/2 + x R(x^2)) */
-
-    float a = fabsf(x);                                     /* tail piece: a = |x| */
-    a = a > 15.0f ? 15.0f : a;
-    const float b = 0.25f * a;                              /* exact */
-    const float d = 1.0f + b;
-    const float t = 1.0f / d;
-    const float bb = d - 1.0f;
-    const float d_lo = (1.0f - (d - bb)) + (b - bb);        /* d + d_lo = 1 + a/4 exactly */
-    const float rr = fmaf(-t, d, 1.0f);                     /* 1 - t d exactly */
-    const float delta = t * (rr - d_lo * t);                /* 1 / (1 + a/4) = t + delta */
-    const float s = (t - 0.5497000217f) + delta;
-    float qp = Q[0];
-    for (int k = 1; k < 10; k++)
-        qp = qp * s + Q[k];                                 /* Q(t) */
-    const float hi = a * a;
-    const float lo = fmaf(a, a, -hi);                       /* a^2 = hi + lo exactly */
-    const float qc = qp - (0.5f * lo) * qp;                 /* Q(t) exp(-lo/2) */
-    const float tq = fmaf(t, qc, delta * qc);               /* (t + delta) Q(t) exp(-lo/2) */
-    const float e_hi = tfm_expf(-0.5f * hi);                /* exp(-hi/2) */
-    const float tail = x < 0.0f ? (x * tq) * e_hi           /* x q, the tiny factor last */
-                                : x * (1.0f - tq * e_hi);   /* x (1 - q) */
-
-    return (x > -0.5f && x < 1.5f) ? central : tail;
-}
-
-static inline float gelu_tanh(float x)
-{
-    const float sqrt_2_over_pi = 0.79788456080286535588f;
-    const float kappa = 0.044715f;
-    const float u = sqrt_2_over_pi * (x + kappa * (x * x * x));
-    return x / (1.0f + tfm_expf(-2.0f * u));
-}
 
 void gelu_fast(float *out,                          /* [n] */
                const float *x,                      /* [n] */
                size_t n, TfmGeluApprox approximate)
 {
     /* The branch on the form is taken once per call, so each loop is straight-line vector code
-     * (the select inside gelu_none becomes a blend). */
+     * (the select inside tfm_gelu_erf becomes a blend). */
     if (approximate == TFM_GELU_NONE) {
 #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
         for (size_t j = 0; j < n; j++)
-            out[j] = gelu_none(x[j]);
+            out[j] = tfm_gelu_erf(x[j]);
     } else {
 #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
         for (size_t j = 0; j < n; j++)
-            out[j] = gelu_tanh(x[j]);
+            out[j] = tfm_gelu_tanh(x[j]);
     }
 }

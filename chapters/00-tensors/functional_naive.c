@@ -110,10 +110,10 @@ void gelu_naive(float *out,                         /* [n] */
     for (size_t j = 0; j < n; j++) {
         const float v = x[j];
         if (approximate == TFM_GELU_NONE) {
-            out[j] = 0.5f * v * (1.0f + erff(v * inv_sqrt2));            /* x/2 (1 + erf(x/sqrt 2)) */
+            out[j] = 0.5f * v * (1.0f + erff(v * inv_sqrt2));          /* x/2 (1 + erf(x/sqrt 2)) */
         } else {
-            const float u = sqrt_2_over_pi * (v + kappa * (v * v * v));  /* sqrt(2/pi)(x + k x^3) */
-            out[j] = 0.5f * v * (1.0f + tanhf(u));                       /* x/2 (1 + tanh u) */
+            const float u = sqrt_2_over_pi * (v + kappa * (v * v * v)); /* sqrt(2/pi)(x + k x^3) */
+            out[j] = 0.5f * v * (1.0f + tanhf(u));                     /* x/2 (1 + tanh u) */
         }
     }
 }

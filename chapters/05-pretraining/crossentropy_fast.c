@@ -44,8 +44,8 @@
  *
  * Numerics as in naive, without -ffast-math: NaN and inf follow IEEE rules, which give PyTorch's
  * values (a row of only -inf, or holding +inf or NaN, has loss NaN; -inf at the label gives +inf;
- * with smoothing, any -inf logit of nonzero weight gives +inf; with probabilities a 0 target at a -inf logit gives
- * 0 * inf = NaN, as PyTorch's 0 * log p does).
+ * with smoothing, any -inf logit of nonzero weight gives +inf; with probabilities a 0 target at a
+ * -inf logit gives 0 * inf = NaN, as PyTorch's 0 * log p does).
  */
 #include "pretraining.h"
 

@@ -123,8 +123,8 @@ void mlm_mask(int64_t *masked,            /* [N] */
               const int64_t *ids,         /* [N] */
               const MlmMaskConfig *cfg, size_t N);
 
-/* ---------------------------------------------------------------- torch.nn.functional.cross_entropy
- * (crossentropy_naive.c, crossentropy_fast.c)
+/* ---------------------------------------------------------------- F.cross_entropy
+ * (torch.nn.functional.cross_entropy; crossentropy_naive.c, crossentropy_fast.c)
  *
  * Dimensions: N batch, C classes, inner = product of the dimensions after the class dimension
  *             (d1*d2*... for an [N, C, d1, d2, ...] input, 1 for [N, C]). input element (n, c, i)
@@ -137,8 +137,8 @@ void mlm_mask(int64_t *masked,            /* [N] */
  *   nll    = -w[y] log p[n,y,i]
  *   smooth = -sum_c w[c] log p[n,c,i]                       (only when eps > 0)
  *   l      = (1 - eps) nll + (eps / C) smooth,  and l = 0 where y == ignore_index
- *   mean   = sum l / sum_{(n,i) not ignored} w[y]          (0/0 = NaN when all are ignored, or
- *                                                            their weights are all 0: PyTorch's value)
+ *   mean   = sum l / sum_{(n,i) not ignored} w[y]     (0/0 = NaN when all are ignored, or their
+ *                                                       weights are all 0: PyTorch's value)
  *   sum    = sum l;   none: out[n,i] = l.
  *   y must be ignore_index or in [0, C); the caller checks (PyTorch raises an error otherwise).
  *

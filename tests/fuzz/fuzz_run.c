@@ -57,11 +57,18 @@ static void check_outputs(const OpOutputs *o) {
 
 /* Runs one op on one prefix in both variants. */
 static void run_op(const TfmOp *op, const GoldenFile *gf, const char *prefix) {
+    /* A case's "<case>/params" metadata, as tfm check reads it (malformed: run without). */
+    TfmParamArgs parsed = {0}, *args = NULL;
+    char key[256], perr[TFM_ERR_LEN];
+    snprintf(key, sizeof key, "%s/params", prefix);
+    const char *params = prefix[0] ? golden_meta(gf, key) : NULL;
+    if (params && tfm_param_args_parse(&parsed, params, perr, sizeof perr) == 0) args = &parsed;
     OpOutputs res[2];
     int rc[2];
     for (int v = 0; v < 2; v++) {
         char err[TFM_ERR_LEN] = "";
-        rc[v] = tfm_op_run(&res[v], op, gf, prefix, NULL, (TfmVariant)v, 0, err, sizeof err);
+        rc[v] = tfm_op_run(&res[v], op, gf, prefix, args, (TfmVariant)v, prefix[0] != 0, err,
+                           sizeof err);   /* a case holds its outputs, as a golden does */
         if (rc[v] != 0) {
             REQUIRE(err[0] != '\0' && strchr(err, '\n') == NULL);   /* one line, never empty */
             REQUIRE(res[v].n == 0);                                 /* nothing left behind */

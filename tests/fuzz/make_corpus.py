@@ -6,7 +6,8 @@ Every chapter's golden file (oracle/golden/*.safetensors.gz) is a list of cases;
 are exactly the inputs `tfm run` takes, so they are the seeds, and a new chapter gets seeds by
 rerunning this script once its golden is committed:
 
-  corpus/fuzz_run/     per small case: its inputs under their own names (`tfm run OP IN OUT`),
+  corpus/fuzz_run/     per small case: its inputs under their own names and its parameters as
+                       0-d tensors (`tfm run OP IN OUT`),
                        and for one case per chapter the whole case with its "<case>/" prefix
                        (`tfm run --case NAME`); plus hand-made edge cases (zero dimensions,
                        NaN and inf values, wrong dtypes).
@@ -62,6 +63,23 @@ def inputs_of(case):
     """The case without its outputs: every "<o>_f64" marks "<o>" and itself as outputs."""
     outs = {n[:-4] for n in case if n.endswith("_f64")}
     return {n: t for n, t in case.items() if n not in outs and not n.endswith("_f64")}
+
+
+def params_of(meta, case):
+    """The case's parameters ("<case>/params" = "eps=1e-12 ...") as the 0-d tensors `tfm run`
+    also takes: ints as I64, floats as F64. Words (reduction=sum) have no tensor form: left out,
+    the op's default applies."""
+    out = {}
+    for item in meta.get(f"{case}/params", "").split():
+        name, _, value = item.partition("=")
+        try:
+            out[name] = torch.tensor(int(value), dtype=torch.int64)
+        except ValueError:
+            try:
+                out[name] = torch.tensor(float(value), dtype=torch.float64)
+            except ValueError:
+                pass
+    return out
 
 
 def nbytes(ts):
@@ -129,9 +147,11 @@ def main():
         cases = split_cases(tensors)
         for case in cases.values():
             names.update(case)
-        small = [(c, ts) for c, ts in cases.items() if nbytes(inputs_of(ts)) <= SMALL_CASE]
+        small = [(c, ts) for c, ts in cases.items()
+                 if nbytes(inputs_of(ts)) <= SMALL_CASE and meta.get(f"{c}/op") != "pin"]
         for c, ts in small:
-            write(os.path.join(run_dir, f"{chapter}-{c}.safetensors"), st.serialize(inputs_of(ts)))
+            seed = {**inputs_of(ts), **params_of(meta, c)}
+            write(os.path.join(run_dir, f"{chapter}-{c}.safetensors"), st.serialize(seed))
         # The smallest case whole, prefixed as --case reads it; outputs ride along unread.
         by_size = sorted(small, key=lambda ct: nbytes(ct[1]))
         if by_size:
