@@ -29,12 +29,15 @@
  *  F5 OpenMP over rows (inner = 1) or over groups of sixteen rows (F4), schedule(static): rows
  *     are independent and equal in cost. Below PAR_MIN elements one thread does all of it, where
  *     starting a team would cost more than the work.
- *  F6 sums in double (as naive): lane-wise, merged in lane order. A float running sum would drift
- *     by ~1e-6 over a 30522-wide row; the conversion costs one instruction per 8 values.
+ *  F6 running sums in double (as naive): lane-wise, merged in lane order. A float running sum
+ *     would drift by ~1e-6 over a 30522-wide row. softmax converts each exp, one instruction per
+ *     8 values; log_softmax's online sum (tfm_lse.h) adds a block of 16 steps in float, 16 terms
+ *     <= 1 per lane, and only the block's sums in double, so that its exp loop stays one float
+ *     vector wide (tfm_lse.h says what that costs in accuracy: ~1e-7 absolute on log S).
  *  F7 GELU 'none' without erf: x Phi(x) from two polynomials and one tfm_expf per element
- *     (tfm_gelu_erf in tfm_gelu.h), branch-free and without naive's 1 + erf cancellation; 'tanh' as
- *     x / (1 + exp(-2u)), the same function as x/2 (1 + tanh u) with one tfm_expf and no tanhf.
- *     Both vectorize; libm's erff and tanhf are scalar calls.
+ *     (tfm_gelu_erf, tfm_gelu.h), branch-free and without naive's 1 + erf cancellation; 'tanh'
+ *     as x / (1 + exp(-2u)), the same function as x/2 (1 + tanh u) with one tfm_expf and no
+ *     tanhf. Both vectorize; libm's erff and tanhf are scalar calls.
  *
  * Measured on one thread (AMD EPYC, AVX-512): softmax [4096 x 1024] 31.7 ms naive, 2.7 ms fast;
  * log_softmax 20.8 / 2.5 ms; the same along the middle dimension of [64 x 1024 x 64] 31.8 / 2.7
@@ -278,7 +281,6 @@ void log_softmax_fast(float *out,                   /* [outer, C, inner] */
  * GELU (F7): tfm_gelu_erf and tfm_gelu_tanh, in tfm_gelu.h (their derivation and accuracy are
  * there), shared with linear_act_fast's fused epilogue (matmul_fast.c) so the two never differ.
  */
-
 void gelu_fast(float *out,                          /* [n] */
                const float *x,                      /* [n] */
                size_t n, TfmGeluApprox approximate)

@@ -6,9 +6,15 @@
  *   matmul:  C[M,N] = A[M,K] · B[K,N]                      (torch.matmul)
  *   linear:  Y[M,N] = X[M,K] · W[N,K]^T + bias[N]          (torch.nn.functional.linear;
  *                                                           W is stored [out, in] as nn.Linear does)
+ *   linear_act:                                            (a linear with its epilogue fused)
+ *            Y[M,N] = act(X[M,K] · W[N,K]^T + bias[N]) + residual[M,N]
+ *            act: none, ReLU (max(v, 0), NaN kept), GELU as functional.h's gelu, erf form
+ *            (F.gelu's default, approximate='none') or tanh form (approximate='tanh').
+ *            PyTorch's feed-forward block is exactly this twice: linear2(act(linear1(x))) + x.
  *
  * Both variants share one signature per op: outputs first, then inputs, then dimensions.
- * `bias` may be NULL. Outputs are overwritten, never accumulated into.
+ * `bias` and `residual` may be NULL. Outputs are overwritten, never accumulated into. y overlaps
+ * none of the inputs (the fast GEMM writes partial sums into y before it reads residual).
  */
 #ifndef TFM_MATMUL_H
 #define TFM_MATMUL_H
@@ -28,5 +34,26 @@ void linear_naive(float *y,                        /* [M, N] */
                   size_t M, size_t K, size_t N);
 void linear_fast(float *y, const float *x, const float *w, const float *bias,
                  size_t M, size_t K, size_t N);
+
+/* The activation a linear_act applies to x W^T + bias, before the residual is added. */
+typedef enum {
+    TFM_ACT_NONE,        /* identity: linear_act is linear (+ residual) */
+    TFM_ACT_RELU,        /* max(v, 0); a NaN stays NaN, as torch.relu */
+    TFM_ACT_GELU,        /* x Phi(x), the erf form (F.gelu, approximate='none') */
+    TFM_ACT_GELU_TANH    /* the tanh form (F.gelu, approximate='tanh') */
+} TfmActivation;
+
+/* Naive: linear_naive, then the activation (gelu_naive for GELU), then the residual, one pass
+ * each. Fast: one GEMM whose epilogue applies bias, activation and residual to each tile while
+ * it is still in L1 (its GELU is gelu_fast's, tfm_gelu.h); with TFM_ACT_NONE and no residual it
+ * is linear_fast, bit for bit. */
+void linear_act_naive(float *y,                    /* [M, N] */
+                      const float *x,              /* [M, K] */
+                      const float *w,              /* [N, K] */
+                      const float *bias,           /* [N] or NULL */
+                      const float *residual,       /* [M, N] or NULL: added after act */
+                      TfmActivation act, size_t M, size_t K, size_t N);
+void linear_act_fast(float *y, const float *x, const float *w, const float *bias,
+                     const float *residual, TfmActivation act, size_t M, size_t K, size_t N);
 
 #endif

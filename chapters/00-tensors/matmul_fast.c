@@ -39,6 +39,16 @@
  *     contiguous in k, vectorized over k). With 5 or more rows the blocked path is faster even
  *     for tiny problems: its fixed cost is about 0.05 us (no allocation: the packed panels live
  *     in the scratch arena, arena.h).
+ *  7. Fused epilogue (linear_act_fast): act(. + bias) + residual is applied to each MR x NR tile
+ *     right after the microkernel has stored its last K block, while the tile (12 rows of 128
+ *     bytes) is still in L1, by the thread that computed it. An unfused activation and residual
+ *     would each read and write all of Y again from memory (at M = 1024, N = 3072, 12.6 MB
+ *     twice over per pass); here the only extra traffic is the residual's one read. The bias is
+ *     the accumulators' starting value, as in linear (FIRST_BIAS), so with no activation and no
+ *     residual linear_act_fast is linear_fast, bit for bit, and linear_fast is implemented as
+ *     exactly that. GELU is tfm_gelu.h's, the function gelu_fast computes: a fused linear and
+ *     linear_fast followed by gelu_fast give the same bits. The direct paths (6.) apply the
+ *     same functions to each output as they store it.
  *
  * Accuracy: every output is a float sum (with FMA contraction), within float32 reordering error of
  * PyTorch, which also sums in blocks. matmul_naive.c is the plain formula; the tests hold the two
@@ -53,6 +63,7 @@
 
 #include "arena.h"
 #include "matmul.h"
+#include "tfm_gelu.h"
 
 /* Microkernel tile: MR rows x NR columns of C (NR = two 16-float vectors). */
 #define MR 12
@@ -110,9 +121,65 @@ typedef struct {
     const float *a;       /* [M, K] */
     const float *b;       /* [K, N] (B_IS_KN) or [N, K] (B_IS_NK) */
     const float *bias;    /* [N] or NULL */
+    const float *residual;   /* [M, N] or NULL: the epilogue's addend (7.) */
+    TfmActivation act;       /* the epilogue's activation (TFM_ACT_NONE for matmul, linear) */
     BLayout layout;
     size_t M, K, N;
 } Gemm;
+
+/* ------------------------------------------------------------------------------------------
+ * The epilogue (7.): c = act(c) + residual, the activation on the finished sum x W^T + bias.
+ * ReLU as `0 > v ? 0 : v`: a NaN (and -0) passes unchanged, as in torch.relu and in naive.
+ */
+static inline float relu(float v) { return 0.0f > v ? 0.0f : v; }
+
+/* One element, for the direct paths, which store one output at a time. */
+static inline float act_one(float v, TfmActivation act)
+{
+    switch (act) {
+    case TFM_ACT_RELU: return relu(v);
+    case TFM_ACT_GELU: return tfm_gelu_erf(v);
+    case TFM_ACT_GELU_TANH: return tfm_gelu_tanh(v);
+    case TFM_ACT_NONE: break;
+    }
+    return v;
+}
+
+/* An mr x nr tile of C, rows ld apart, just stored by the microkernel (so in L1); residual has
+ * the same layout. The switch is taken once per row, so each loop is straight vector code. */
+static void epilogue(float *restrict c,                 /* [mr, ld], nr columns used */
+                     const float *restrict residual,    /* [mr, ld] or NULL */
+                     size_t ld, size_t mr, size_t nr, TfmActivation act)
+{
+    for (size_t i = 0; i < mr; ++i) {
+        float *restrict ci = c + i * ld;
+        switch (act) {
+        case TFM_ACT_RELU:
+#pragma omp simd
+            for (size_t j = 0; j < nr; ++j)
+                ci[j] = relu(ci[j]);
+            break;
+        case TFM_ACT_GELU:
+#pragma omp simd
+            for (size_t j = 0; j < nr; ++j)
+                ci[j] = tfm_gelu_erf(ci[j]);
+            break;
+        case TFM_ACT_GELU_TANH:
+#pragma omp simd
+            for (size_t j = 0; j < nr; ++j)
+                ci[j] = tfm_gelu_tanh(ci[j]);
+            break;
+        case TFM_ACT_NONE:
+            break;
+        }
+        if (residual) {
+            const float *restrict ri = residual + i * ld;
+#pragma omp simd
+            for (size_t j = 0; j < nr; ++j)
+                ci[j] = ci[j] + ri[j];
+        }
+    }
+}
 
 /* ------------------------------------------------------------------------------------------
  * Packing. Rows i0..i0+mr of A over k0..k0+kc become ap[k*MR + i]; columns j0..j0+nr of B~
@@ -362,6 +429,9 @@ static void gemm_thread(const Gemm *g, const Plan *pl, int t, int nt)
         for (size_t pc = 0; pc < K; pc += KC) {
             const size_t kc = min_sz(KC, K - pc);
             const int mode = pc > 0 ? ACCUMULATE : g->bias ? FIRST_BIAS : FIRST_ZERO;
+            /* 7.: the epilogue runs on the tiles of the last K block, which complete the sums */
+            const int last = pc + kc == K;
+            const int epi = last && (g->act != TFM_ACT_NONE || g->residual != NULL);
             size_t lo, hi;
 
             share(np, t, nt, &lo, &hi);
@@ -384,8 +454,11 @@ static void gemm_thread(const Gemm *g, const Plan *pl, int t, int nt)
                     const float *bp = pl->bpack + p * kc * NR;
                     const float *bias = g->bias ? g->bias + j0 : NULL;
                     for (size_t ir = 0; ir < mcur; ir += MR) {
-                        kernel(kc, apack + ir * kc, bp, g->c + (i0 + ir) * N + j0, N,
-                               min_sz(MR, mcur - ir), nr, mode, bias);
+                        const size_t off = (i0 + ir) * N + j0, mr = min_sz(MR, mcur - ir);
+                        kernel(kc, apack + ir * kc, bp, g->c + off, N, mr, nr, mode, bias);
+                        if (epi)
+                            epilogue(g->c + off, g->residual ? g->residual + off : NULL, N, mr,
+                                     nr, g->act);
                     }
                 }
             }
@@ -417,7 +490,9 @@ static void gemm_blocked(const Gemm *g)
      * off the heap top, and every call would page-fault its buffers in again). At most KC*NC +
      * threads*MC*KC floats (4 MiB + 192 KiB per thread). */
     pl.bpack = tfm_arena_get(TFM_SCRATCH_MATMUL_PACK, b_len + pl.a_len * nthreads, sizeof(float),
-                             g->layout == B_IS_NK ? "linear_fast" : "matmul_fast");
+                             g->layout == B_IS_KN                                 ? "matmul_fast"
+                             : g->act != TFM_ACT_NONE || g->residual != NULL ? "linear_act_fast"
+                                                                             : "linear_fast");
     pl.apacks = pl.bpack + b_len;
 
     if (nt == 1) {
@@ -473,11 +548,21 @@ static float reduce_lanes(float *v)             /* [LANES] */
     return v[0];
 }
 
+/* The store of one direct-path output (7.): y = act(bias + d) + residual. */
+static inline float direct_out(float d, const float *bias, const float *residual, size_t i,
+                               size_t j, size_t N, TfmActivation act)
+{
+    const float v = act_one(bias ? bias[j] + d : d, act);
+    return residual ? v + residual[i * N + j] : v;
+}
+
 /* 4 rows of X x 4 rows of W: 16 accumulators, 8 loads per 16 FMAs. */
 static void dot_4x4(float *restrict y,            /* [M, N] */
                     const float *restrict x,      /* [M, K] */
                     const float *restrict w,      /* [N, K] */
                     const float *restrict bias,   /* [N] or NULL */
+                    const float *restrict residual,   /* [M, N] or NULL */
+                    TfmActivation act,
                     size_t M, size_t K, size_t N, size_t i0, size_t j0, size_t j_end)
 {
     const float *xr[4], *wr[4];
@@ -500,7 +585,7 @@ static void dot_4x4(float *restrict y,            /* [M, N] */
     for (size_t r = 0; r < 4 && i0 + r < M; ++r)
         for (size_t s = 0; s < 4 && j0 + s < j_end; ++s) {
             const float d = reduce_lanes(acc[r][s]);
-            y[(i0 + r) * N + j0 + s] = bias ? bias[j0 + s] + d : d;
+            y[(i0 + r) * N + j0 + s] = direct_out(d, bias, residual, i0 + r, j0 + s, N, act);
         }
 }
 
@@ -510,6 +595,8 @@ static void dot_1x8(float *restrict y,            /* [M, N] */
                     const float *restrict x,      /* [M, K] */
                     const float *restrict w,      /* [N, K] */
                     const float *restrict bias,   /* [N] or NULL */
+                    const float *restrict residual,   /* [M, N] or NULL */
+                    TfmActivation act,
                     size_t K, size_t N, size_t i, size_t j0, size_t j_end)
 {
     const float *xi = x + i * K, *wr[8];
@@ -527,7 +614,7 @@ static void dot_1x8(float *restrict y,            /* [M, N] */
             acc[s][l] += xi[k + l] * wr[s][k + l];
     for (size_t s = 0; s < 8 && j0 + s < j_end; ++s) {
         const float d = reduce_lanes(acc[s]);
-        y[i * N + j0 + s] = bias ? bias[j0 + s] + d : d;
+        y[i * N + j0 + s] = direct_out(d, bias, residual, i, j0 + s, N, act);
     }
 }
 
@@ -535,15 +622,17 @@ static void linear_direct_cols(float *y,                  /* [M, N], columns [j0
                                const float *x,            /* [M, K] */
                                const float *w,            /* [N, K] */
                                const float *bias,         /* [N] or NULL */
+                               const float *residual,     /* [M, N] or NULL */
+                               TfmActivation act,
                                size_t M, size_t K, size_t N, size_t j0, size_t j1)
 {
     const size_t m4 = M - M % 4;
     for (size_t j = j0; j < j1; j += 4)   /* four rows of W, reused from L1 across all of X */
         for (size_t i = 0; i < m4; i += 4)
-            dot_4x4(y, x, w, bias, M, K, N, i, j, j1);
+            dot_4x4(y, x, w, bias, residual, act, M, K, N, i, j, j1);
     for (size_t i = m4; i < M; ++i)
         for (size_t j = j0; j < j1; j += 8)
-            dot_1x8(y, x, w, bias, K, N, i, j, j1);
+            dot_1x8(y, x, w, bias, residual, act, K, N, i, j, j1);
 }
 
 /* The direct paths' threads: thread t takes the columns [lo, hi), cut at multiples of 16 (one
@@ -552,6 +641,8 @@ static void direct_cols(float *c,                 /* [M, N] */
                         const float *a,           /* [M, K] */
                         const float *b,           /* [K, N] (matmul) or [N, K] (linear) */
                         const float *bias,        /* [N] or NULL */
+                        const float *residual,    /* [M, N] or NULL (linear only) */
+                        TfmActivation act,        /* linear only */
                         size_t M, size_t K, size_t N, int linear, int t, int nt)
 {
     size_t lo, hi;
@@ -561,7 +652,7 @@ static void direct_cols(float *c,                 /* [M, N] */
     if (lo >= hi)
         return;
     if (linear)
-        linear_direct_cols(c, a, b, bias, M, K, N, lo, hi);
+        linear_direct_cols(c, a, b, bias, residual, act, M, K, N, lo, hi);
     else
         matmul_direct_cols(c, a, b, M, K, N, lo, hi);
 }
@@ -570,16 +661,19 @@ static void direct(float *c,                      /* [M, N] */
                    const float *a,                /* [M, K] */
                    const float *b,                /* [K, N] (matmul) or [N, K] (linear) */
                    const float *bias,             /* [N] or NULL */
+                   const float *residual,         /* [M, N] or NULL (linear only) */
+                   TfmActivation act,             /* linear only */
                    size_t M, size_t K, size_t N, int linear)
 {
     int nt = threads_for((double)M * (double)K * (double)N);
     if ((size_t)nt > ceil_div(N, 16))
         nt = (int)ceil_div(N, 16);
     if (nt == 1) {
-        direct_cols(c, a, b, bias, M, K, N, linear, 0, 1);
+        direct_cols(c, a, b, bias, residual, act, M, K, N, linear, 0, 1);
     } else {
 #pragma omp parallel num_threads(nt)
-        direct_cols(c, a, b, bias, M, K, N, linear, omp_get_thread_num(), omp_get_num_threads());
+        direct_cols(c, a, b, bias, residual, act, M, K, N, linear, omp_get_thread_num(),
+                    omp_get_num_threads());
     }
 }
 
@@ -595,31 +689,45 @@ void matmul_fast(float *c,                         /* [M, N] */
         return;
     }
     if (M < DIRECT_M) {
-        direct(c, a, b, NULL, M, K, N, 0);
+        direct(c, a, b, NULL, NULL, TFM_ACT_NONE, M, K, N, 0);
         return;
     }
-    const Gemm g = {c, a, b, NULL, B_IS_KN, M, K, N};
+    const Gemm g = {c, a, b, NULL, NULL, TFM_ACT_NONE, B_IS_KN, M, K, N};
     gemm_blocked(&g);
 }
 
+/* linear (7.): the fused linear with no activation and no residual, so the same code path and
+ * the same bits; the epilogue's test costs one branch per tile. */
 void linear_fast(float *y,                         /* [M, N] */
                  const float *x,                   /* [M, K] */
                  const float *w,                   /* [N, K] */
                  const float *bias,                /* [N] or NULL */
                  size_t M, size_t K, size_t N)
 {
+    linear_act_fast(y, x, w, bias, NULL, TFM_ACT_NONE, M, K, N);
+}
+
+void linear_act_fast(float *y,                     /* [M, N] */
+                     const float *x,               /* [M, K] */
+                     const float *w,               /* [N, K] */
+                     const float *bias,            /* [N] or NULL */
+                     const float *residual,        /* [M, N] or NULL */
+                     TfmActivation act, size_t M, size_t K, size_t N)
+{
     if (M == 0 || N == 0)
         return;
-    if (K == 0) {
+    if (K == 0) {   /* an empty sum: y = act(bias) + residual */
         for (size_t i = 0; i < M; ++i)
-            for (size_t j = 0; j < N; ++j)
-                y[i * N + j] = bias ? bias[j] : 0.0f;
+            for (size_t j = 0; j < N; ++j) {
+                const float v = act_one(bias ? bias[j] : 0.0f, act);
+                y[i * N + j] = residual ? v + residual[i * N + j] : v;
+            }
         return;
     }
     if (M < DIRECT_M) {
-        direct(y, x, w, bias, M, K, N, 1);
+        direct(y, x, w, bias, residual, act, M, K, N, 1);
         return;
     }
-    const Gemm g = {y, x, w, bias, B_IS_NK, M, K, N};
+    const Gemm g = {y, x, w, bias, residual, act, B_IS_NK, M, K, N};
     gemm_blocked(&g);
 }

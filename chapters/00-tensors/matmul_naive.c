@@ -7,6 +7,7 @@
  *
  *   matmul:  C[i][j] = sum_{k<K} A[i][k] * B[k][j]            A [M,K], B [K,N], C [M,N]
  *   linear:  Y[i][j] = bias[j] + sum_{k<K} X[i][k] * W[j][k]  X [M,K], W [N,K], Y [M,N]
+ *   linear_act:  Y[i][j] = act(bias[j] + sum_{k<K} X[i][k] * W[j][k]) + R[i][j]   R [M,N]
  *
  * Row-major: element [r][c] of an R x Cols matrix sits at offset r*Cols + c. Offsets are size_t,
  * computed from size_t dimensions, so that M*K never overflows an int.
@@ -17,6 +18,8 @@
  * reordering error really is. The float64 truth in the goldens measures both against the exact sum.
  */
 #include "matmul.h"
+
+#include "functional.h"
 
 void matmul_naive(float *c,                        /* [M, N] */
                   const float *a,                  /* [M, K] */
@@ -52,4 +55,28 @@ void linear_naive(float *y,                        /* [M, N] */
             y[i * N + j] = sum;
         }
     }
+}
+
+/* The fused layer written unfused: the linear, then the activation over all of Y, then the
+ * residual over all of Y, each a pass of its own, as the formula reads. GELU is chapter 00's
+ * gelu_naive (in place, which functional.h allows); ReLU is written `v < 0 ? 0 : v` rather than
+ * fmaxf(v, 0), which would turn a NaN into 0 where torch.relu keeps it. */
+void linear_act_naive(float *y,                    /* [M, N] */
+                      const float *x,              /* [M, K] */
+                      const float *w,              /* [N, K] */
+                      const float *bias,           /* [N] or NULL */
+                      const float *residual,       /* [M, N] or NULL */
+                      TfmActivation act, size_t M, size_t K, size_t N)
+{
+    linear_naive(y, x, w, bias, M, K, N);                          /* y = x W^T + bias */
+    if (act == TFM_ACT_RELU)
+        for (size_t i = 0; i < M * N; ++i)
+            y[i] = y[i] < 0.0f ? 0.0f : y[i];                      /* y = max(y, 0) */
+    else if (act == TFM_ACT_GELU)
+        gelu_naive(y, y, M * N, TFM_GELU_NONE);                    /* y = y Phi(y) */
+    else if (act == TFM_ACT_GELU_TANH)
+        gelu_naive(y, y, M * N, TFM_GELU_TANH);
+    if (residual)
+        for (size_t i = 0; i < M * N; ++i)
+            y[i] = y[i] + residual[i];                             /* y = act(...) + residual */
 }

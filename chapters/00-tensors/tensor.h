@@ -9,8 +9,9 @@
  * Dtypes follow safetensors' names. F32 is the compute dtype; F64 holds PyTorch's float64 "truth";
  * I64 holds token ids and integer parameters; BOOL holds masks (one byte, 0 or 1).
  *
- * Offsets are size_t everywhere: a [12, 2048, 2048] tensor already has 50M elements, and products
- * of int dimensions overflow long before memory runs out.
+ * Offsets are size_t everywhere: a 32-bit int product wraps at 2^31, which the scores of a
+ * [16, 12, 2048, 2048] batch (805M elements, 3.2 GB of float32) already pass in bytes, long
+ * before memory runs out.
  */
 #ifndef TFM_TENSOR_H
 #define TFM_TENSOR_H

@@ -1,5 +1,6 @@
 /* tfm_lse.h — the online log-sum-exp of a row, sixteen lanes at a time, for the fast files
- * (log_softmax_fast in functional_fast.c, cross_entropy_loss_fast in chapter 05).
+ * (log_softmax_fast in functional_fast.c; in chapter 05, cross_entropy_loss_fast and the MLM
+ * loss, cross_entropy_fast in pretraining_fast.c).
  *
  *   lse(z) = log sum_c exp(z_c) = M + log S,   M = max_c z_c,   S = sum_c exp(z_c - M)
  *
@@ -24,8 +25,19 @@
  * max +inf and exp(inf - inf) = NaN. tfm_lse_value turns a row of only -inf into NaN, PyTorch's
  * log_softmax there (x - max = NaN).
  *
- * Sums are doubles: at most 16 exps <= 1 per lane per block, and a 30522-wide row has 120
- * blocks; in double, none of that rounding reaches float32.
+ * Sums: a block's sums are floats (TfmLseBlockSum), the running sums doubles. A block adds at
+ * most 16 exps <= 1 per lane, a float sum off by a few 1e-8 relative (at most 15 * 2^-24 =
+ * 9e-7); the running sums, over the 120 blocks of a 30522-wide row, add nothing float32 could
+ * see. So log S is within ~1e-7 absolute of the truth (9e-7 at worst) on any row, no more than
+ * float32's own rounding of lse once |lse| >= 1. What float block sums give up: a term below
+ * half an ulp of its lane's block sum is dropped, so when one logit dominates the row (S = 1 + d,
+ * d small), a log-probability -log S near 0, or a loss lse - z_y near 0, is accurate to ~1e-7
+ * absolute but not relative (measured: 9e-8 on log-probabilities of order -1e-6; any float32
+ * sum of the row drops those terms too). Double block sums keep them, but cost two conversions
+ * and two adds per 16 values, and gcc 12 then also moves tfm_expf's clamp selects past the
+ * conversion, into double: 46 instructions per 16 values in the AVX-512 exp loop instead of
+ * 36.5, and 32% more per 30522-wide row under callgrind (an AVX2 build). That loop is where the
+ * MLM loss, compute-bound, spends its time.
  */
 #ifndef TFM_LSE_H
 #define TFM_LSE_H
@@ -36,6 +48,10 @@
 #include "tfm_exp.h"
 
 enum { TFM_LSE_LANES = 16, TFM_LSE_STEPS = 16 };
+
+/* The type of a block's sums, chosen once here for every user (see "Sums" above): float keeps
+ * the exp loop at one 16-float vector per step; double is the accurate and slower choice. */
+typedef float TfmLseBlockSum;
 
 typedef struct {
     float m[TFM_LSE_LANES];    /* running max of the values lane l has seen (-inf: none yet) */
@@ -57,7 +73,7 @@ static inline void tfm_lse_update(TfmLse *restrict st,
                                   size_t stride, size_t steps)
 {
     float mb[TFM_LSE_LANES], shift[TFM_LSE_LANES];
-    double sb[TFM_LSE_LANES];
+    TfmLseBlockSum sb[TFM_LSE_LANES];
 #pragma omp simd
     for (size_t l = 0; l < TFM_LSE_LANES; l++)
         mb[l] = st->m[l];
@@ -68,18 +84,18 @@ static inline void tfm_lse_update(TfmLse *restrict st,
 #pragma omp simd
     for (size_t l = 0; l < TFM_LSE_LANES; l++) {
         shift[l] = mb[l] == -INFINITY ? 0.0f : mb[l];
-        sb[l] = 0.0;
+        sb[l] = 0;
     }
     for (size_t j = 0; j < steps; j++)                  /* the block's sum exp(z - m') */
 #pragma omp simd
         for (size_t l = 0; l < TFM_LSE_LANES; l++)
-            sb[l] += (double)tfm_expf(blk[j * stride + l] - shift[l]);
+            sb[l] += (TfmLseBlockSum)tfm_expf(blk[j * stride + l] - shift[l]);
     /* s' = s exp(m - m') + block sum; exp(m - m') is exactly 1 when the block did not raise the
      * max (and 0 when m = -inf < m', where s is 0 anyway). */
 #pragma omp simd
     for (size_t l = 0; l < TFM_LSE_LANES; l++) {
         const float alpha = mb[l] == st->m[l] ? 1.0f : tfm_expf(st->m[l] - mb[l]);
-        st->s[l] = st->s[l] * (double)alpha + sb[l];
+        st->s[l] = st->s[l] * (double)alpha + (double)sb[l];
         st->m[l] = mb[l];
     }
 }

@@ -11,25 +11,28 @@
  *     with BERT's 15% masking S ~ 0.15 N, so the head does 1/0.15 ~ 6.7x less work and writes an
  *     [S, V] score matrix instead of [N, V] (BertForPreTraining scores every position and then
  *     throws 85% of the rows away in the loss).
- *  F2 one pass per row: the log-sum-exp online, lane by lane. Each of 16 lanes keeps a running
- *     max m_l and a running sum s_l = sum exp(z_v - m_l) of the logits v = l (mod 16); the row
- *     is consumed in blocks of 256 logits (1 KiB, in L1 between its max and its exps), and a
- *     block that raises a lane's max rescales that lane's sum by exp(m_old - m_new). Every step
+ *  F2 one pass per row: the log-sum-exp online, lane by lane, chapter 00's tfm_lse_row
+ *     (chapters/00-tensors/tfm_lse.h, shared with log_softmax_fast and cross_entropy_loss_fast).
+ *     Each of 16 lanes keeps a running max m_l and a running sum s_l = sum exp(z_v - m_l) of the
+ *     logits v = l (mod 16); the row is consumed in blocks of 256 logits (1 KiB, in L1 between
+ *     its max and its exps), then whole steps of 16 and one -inf padded step for the last V % 16;
+ *     a block that raises a lane's max rescales that lane's sum by exp(m_old - m_new). Every step
  *     is a lane-wise vector operation: no horizontal reduction and no branch per block (the form
  *     of chapter 01's O11). The 16 lanes are merged once, at the end of the row. The row is read
  *     from memory once; naive reads it three times (max, sum, log-probabilities) and writes and
  *     reads back a V-float row of log-probabilities, which is never formed here:
- *     l = log s - (z_y - m) needs only the label's logit. (Two earlier versions measured slower
+ *     l = log S - (z_y - M) needs only the label's logit. (Two earlier versions measured slower
  *     at 512 x 30522: an online pass with one running max per row, which paid a horizontal max,
  *     a horizontal sum and a branch per block of 64 logits, 8.9 ms; and two passes per row, the
  *     max and then the sum from L2 with the next row prefetched, 6.5 ms; this one takes 5.0.)
  *  F3 ignored rows are skipped entirely: not read, not exponentiated (naive computes their
  *     log-softmax and then drops it). With logits given for every position that is 85% of the
  *     exps at BERT's masking rate.
- *  F4 vector arithmetic throughout: the maxima and the sums are lane-wise; a block's sums are
- *     floats (16 terms <= 1 per lane), the running sums doubles (120 blocks in a 30522-wide
- *     row), merged in lane order. The exps are tfm_expf (chapters/00-tensors/tfm_exp.h),
- *     branch-free and so vectorized, where libm's expf would be one scalar call per logit.
+ *  F4 vector arithmetic throughout (in tfm_lse.h): the maxima and the sums are lane-wise; a
+ *     block's sums are floats (16 terms <= 1 per lane: one 16-float vector per step), the running
+ *     sums doubles (120 blocks in a 30522-wide row), merged in lane order. The exps are tfm_expf
+ *     (chapters/00-tensors/tfm_exp.h), branch-free and so vectorized, where libm's expf would be
+ *     one scalar call per logit.
  *  F5 OpenMP over rows (schedule static): each row's loss is written by one thread into its own
  *     slot; the mean is then summed in row order, in double, by one thread, exactly as naive
  *     does. So the result is bitwise the same for any thread count.
@@ -53,80 +56,20 @@
 #include "arena.h"
 #include "layernorm.h"
 #include "matmul.h"
-#include "tfm_exp.h"
-
-/* F2: LANES independent running (max, sum) pairs per row, one vector register of floats; the
- * row is consumed in blocks of BLOCK logits (1 KiB, in L1 between its max and its exps). */
-enum { LANES = 16, BLOCK = 16 * LANES };
+#include "tfm_lse.h"
 
 static const char WHO[] = "pretraining_fast";   /* names us in an out-of-memory message */
 
-/* One block of the online log-sum-exp (F2). Lane l holds m[l], the max of the logits
- * v = l (mod LANES) seen so far, and s[l] = sum of exp(z_v - m[l]) over them. The block's
- * logits blk[j*LANES + l] update lane l: a new max m' = max(m, block max); the old sum is
- * rescaled, s * exp(m - m'), because exp(z - m') = exp(z - m) exp(m - m'); the block adds
- * sum exp(z - m'). Every step is lane-wise: no horizontal reduction, no branch. */
-static void lse_block(float *restrict m, double *restrict s, const float *restrict blk)
-{
-    float mb[LANES], shift[LANES], sb[LANES];
-#pragma omp simd
-    for (size_t l = 0; l < LANES; l++)
-        mb[l] = m[l];
-    for (size_t j = 0; j < BLOCK; j += LANES)
-#pragma omp simd
-        for (size_t l = 0; l < LANES; l++)
-            mb[l] = blk[j + l] > mb[l] ? blk[j + l] : mb[l];   /* a NaN never enters the max */
-    /* While a lane's max is still -inf, every logit it has seen is -inf (or NaN): shifting by
-     * 0 gives exp(-inf) = 0, where exp(-inf - (-inf)) = NaN would poison a lane that later
-     * blocks may still fill. A NaN logit gives exp(NaN) = NaN, and the loss is NaN. */
-#pragma omp simd
-    for (size_t l = 0; l < LANES; l++) {
-        shift[l] = mb[l] == -INFINITY ? 0.0f : mb[l];
-        sb[l] = 0.0f;
-    }
-    for (size_t j = 0; j < BLOCK; j += LANES)
-#pragma omp simd
-        for (size_t l = 0; l < LANES; l++)
-            sb[l] += tfm_expf(blk[j + l] - shift[l]);   /* 16 terms <= 1 per lane: float is fine */
-    /* alpha = exp(m - m'), exactly 1 when the block did not raise the max (and 0 when m = -inf
-     * < m', with s already 0). The running sums are doubles: a 30522-wide row has 120 blocks. */
-#pragma omp simd
-    for (size_t l = 0; l < LANES; l++) {
-        const float alpha = mb[l] == m[l] ? 1.0f : tfm_expf(m[l] - mb[l]);
-        s[l] = s[l] * (double)alpha + (double)sb[l];
-        m[l] = mb[l];
-    }
-}
-
 /* -log softmax(z)[y] over z [V], in one pass over the row (F2, F4). */
-static float row_loss(const float *restrict z, size_t V, size_t y)
+static float row_loss(const float *z,         /* [V] */
+                      size_t V, size_t y)
 {
-    float m[LANES];
-    double s[LANES];
-    for (size_t l = 0; l < LANES; l++) {
-        m[l] = -INFINITY;
-        s[l] = 0.0;
-    }
-    size_t v0 = 0;
-    for (; v0 + BLOCK <= V; v0 += BLOCK)
-        lse_block(m, s, z + v0);
-    if (v0 < V) {   /* the last V % BLOCK logits, padded with -inf, which adds exp(-inf) = 0 */
-        float tail[BLOCK];
-        for (size_t j = 0; j < BLOCK; j++)
-            tail[j] = v0 + j < V ? z[v0 + j] : -INFINITY;
-        lse_block(m, s, tail);
-    }
-
-    /* The lanes merged, in lane order: M = max_l m[l], S = sum_l s[l] exp(m[l] - M) (a lane that
-     * saw only -inf has s[l] = 0 and adds 0). A row of all -inf has M = -inf and S = NaN, and
-     * so a NaN loss, as in naive and PyTorch; a +inf or a NaN logit has made its lane's sum NaN. */
-    float M = -INFINITY;
-    for (size_t l = 0; l < LANES; l++)
-        M = m[l] > M ? m[l] : M;
-    double S = 0.0;
-    for (size_t l = 0; l < LANES; l++)
-        S += s[l] * exp((double)m[l] - (double)M);
-
+    /* M = max_v z_v and S = sum_v exp(z_v - M), online (tfm_lse.h). A row of all -inf has
+     * M = -inf and S = NaN, and so a NaN loss, as in naive and PyTorch; a +inf or a NaN logit
+     * has made S NaN. */
+    float M;
+    double S;
+    tfm_lse_row(z, V, &M, &S);
     /* log S - (z_y - M): the label's log-probability, negated, in the same order of operations
      * as naive's (z_y - M) - log S. */
     return (float)log(S) - (z[y] - M);

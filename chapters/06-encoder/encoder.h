@@ -1,0 +1,127 @@
+/* encoder.h — chapter 06: the feed-forward network and the encoder layer, as
+ * torch.nn.TransformerEncoderLayer(d_model=E, nhead=H, dim_feedforward=I, dropout=0,
+ * activation='relu' | 'gelu', layer_norm_eps=eps, batch_first=True, norm_first=0 | 1) computes
+ * them in eval mode.
+ *
+ *   FF(x) = act(x W1^T + b1) W2^T + b2               position-wise: each token row on its own
+ *   SA(x) = MHA(x, x, x)                             chapter 02, query = key = value, scale
+ *                                                    1/sqrt(D), no attention weights returned
+ *   LN    = chapter 04's LayerNorm over the last dimension (E), with the given eps
+ *
+ *   post-LN (norm_first = 0, the original Transformer, BERT):
+ *           h   = LN1(x + SA(x))
+ *           out = LN2(h + FF(h))
+ *   pre-LN  (norm_first = 1, GPT-2 and most models since):
+ *           h   = x + SA(LN1(x))
+ *           out = h + FF(LN2(h))
+ *
+ * Dimensions: B batch, T tokens (queries and keys: self-attention), E model width (d_model),
+ *             H heads, D = E / H the width of one head (H divides E, E >= 1), I the feed-forward
+ *             width (dim_feedforward). N = B*T token rows, for the position-wise parts.
+ *
+ * Eval mode: dropout is 0 (PyTorch applies none in eval; with dropout = 0 training computes the
+ * same function). act is TFM_ACT_RELU or TFM_ACT_GELU (the module's 'relu' | 'gelu'; GELU is the
+ * erf form, F.gelu's default); TFM_ACT_GELU_TANH matches a module built with
+ * activation=lambda x: F.gelu(x, approximate='tanh'), TFM_ACT_NONE one with the identity.
+ *
+ * Weights are PyTorch's, in nn.Linear's [out, in] layout (chapter 00), read straight from the
+ * module's state_dict: self_attn.in_proj_weight [3E, E], self_attn.in_proj_bias [3E],
+ * self_attn.out_proj.weight [E, E], self_attn.out_proj.bias [E], linear1.weight [I, E],
+ * linear1.bias [I], linear2.weight [E, I], linear2.bias [E], norm1.weight, norm1.bias,
+ * norm2.weight, norm2.bias [E] each. Any bias or LayerNorm affine pointer may be NULL
+ * (bias=False, elementwise_affine=False).
+ *
+ * The mask is chapter 01's AttnMask (attention.h), passed to the self-attention as it is; NULL
+ * for none. The module's arguments map as chapter 02 says (multihead.h):
+ *   - src_mask, additive float: [T, T] for every sequence and head (stride_b = stride_h = 0) or
+ *     [B*H, T, T] (stride_b = H*T*T, stride_h = T*T). A BOOLEAN src_mask means true = "may NOT
+ *     attend": pass it as -inf where true, 0 where false. src_mask = the square subsequent
+ *     (causal) mask is the same as AttnMask.causal = 1 with no tensor.
+ *   - src_key_padding_mask [B, T]: AttnMask.key_padding_mask, 1 = this token is padding, no
+ *     query attends to it. Padded tokens are still computed as queries (their rows of out are
+ *     whatever the layer makes of them, as in PyTorch).
+ *   A query row with every key masked (a sequence made only of padding) has softmax 0/0: NaN in
+ *   its attention output, hence in its whole row of out (both orders), as in PyTorch 1.13 on
+ *   both of its paths (the math path, and the fused torch._transformer_encoder_layer_fwd it
+ *   takes in eval mode under no_grad when there is no src_mask): measured, NaN in every
+ *   element of such a sequence, in each.
+ *
+ * Scratch. encoder_layer_forward_* takes its working memory from the caller: scratch holds
+ * encoder_layer_scratch_floats(B, T, E, I) = B*T*(E + I) floats (a model allocates it once, for
+ * its largest batch). After the call it holds, in both variants and both orders,
+ *   scratch[0 .. N*E)          h       [B, T, E]  the first sublayer's output (above)
+ *   scratch[N*E .. N*(E+I))    hidden  [B, T, I]  act(FF's first product), the FFN's input
+ *                                                  to its second product (what a backward needs)
+ * It is not zeroed before use and overlaps nothing else. The fast layer allocates nothing of its
+ * own; its callees (multihead_forward_fast, linear_act_fast) keep their internal buffers in the
+ * per-thread arena (arena.h), which allocates only on the first call at a shape.
+ *
+ * Overlap: out must not overlap src, scratch or any parameter (pre-LN writes LN1(x) into out
+ * while x is still needed). In feedforward_forward_*, out may be x itself (x is read only by
+ * the first product), but overlaps neither hidden nor residual.
+ *
+ * Both variants share one signature per op: outputs first, then inputs, then dimensions.
+ */
+#ifndef TFM_ENCODER_H
+#define TFM_ENCODER_H
+
+#include <stddef.h>
+
+#include "attention.h"
+#include "matmul.h"
+#include "multihead.h"
+
+/* The position-wise feed-forward network: linear1, activation, linear2 (nn.TransformerEncoder-
+ * Layer's linear1 / linear2, or BERT's intermediate / output dense layers). */
+typedef struct {
+    const float *w1;   /* [I, E] linear1.weight */
+    const float *b1;   /* [I] linear1.bias, or NULL */
+    const float *w2;   /* [E, I] linear2.weight */
+    const float *b2;   /* [E] linear2.bias, or NULL */
+} FfnParams;
+
+/* out = act(x W1^T + b1) W2^T + b2 (+ residual), hidden = act(x W1^T + b1).
+ * Naive: linear_naive, the activation elementwise, linear_naive, the residual, one step each.
+ * Fast: two linear_act_fast, bias and activation fused into the first product's epilogue, bias
+ * and residual into the second's. */
+void feedforward_forward_naive(float *out,              /* [N, E] */
+                               float *hidden,           /* [N, I] act(x W1^T + b1), kept */
+                               const float *x,          /* [N, E] */
+                               const float *residual,   /* [N, E] or NULL: added to out */
+                               const FfnParams *p,
+                               TfmActivation act, size_t N, size_t E, size_t I);
+void feedforward_forward_fast(float *out, float *hidden, const float *x, const float *residual,
+                              const FfnParams *p, TfmActivation act, size_t N, size_t E,
+                              size_t I);
+
+typedef struct {
+    MhaParams self_attn;    /* in_proj_weight [3E, E], in_proj_bias [3E] or NULL,
+                               out_proj_weight [E, E], out_proj_bias [E] or NULL */
+    FfnParams ffn;          /* w1 [I, E], b1 [I], w2 [E, I], b2 [E] */
+    const float *norm1_w;   /* [E] norm1.weight, or NULL */
+    const float *norm1_b;   /* [E] norm1.bias, or NULL */
+    const float *norm2_w;   /* [E] norm2.weight, or NULL */
+    const float *norm2_b;   /* [E] norm2.bias, or NULL */
+} EncoderLayerParams;
+
+/* Floats of scratch that encoder_layer_forward_* needs: B*T*(E + I). */
+size_t encoder_layer_scratch_floats(size_t B, size_t T, size_t E, size_t I);
+
+/* One encoder layer, post-LN (norm_first = 0) or pre-LN (norm_first = 1), formulas above.
+ * Naive: one step per line with the naive kernels of chapters 02 and 04 and
+ * feedforward_forward_naive (it also allocates the intermediates it names). Fast: the fast
+ * kernels, with the residual of each post-LN sublayer fused into its LayerNorm
+ * (add_norm_forward_fast) and the pre-LN FFN's residual into its second product. */
+void encoder_layer_forward_naive(float *out,                  /* [B, T, E] */
+                                 float *scratch,              /* [encoder_layer_scratch_floats] */
+                                 const float *src,            /* [B, T, E] */
+                                 const AttnMask *mask,        /* or NULL */
+                                 const EncoderLayerParams *p,
+                                 TfmActivation act, int norm_first, float eps,
+                                 size_t B, size_t T, size_t E, size_t H, size_t I);
+void encoder_layer_forward_fast(float *out, float *scratch, const float *src,
+                                const AttnMask *mask, const EncoderLayerParams *p,
+                                TfmActivation act, int norm_first, float eps, size_t B, size_t T,
+                                size_t E, size_t H, size_t I);
+
+#endif
