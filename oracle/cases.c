@@ -15,6 +15,7 @@ static const TfmChapter CHAPTERS[] = {
     {3, "03-positional", TOL_03_ATOL, TOL_03_RTOL},
     {4, "04-layernorm", TOL_04_ATOL, TOL_04_RTOL},
     {5, "05-pretraining", TOL_05_ATOL, TOL_05_RTOL},
+    {6, "06-encoder", TOL_06_ATOL, TOL_06_RTOL},
 };
 
 const TfmChapter *tfm_chapters(size_t *n)

@@ -11,6 +11,7 @@
 #include "ops.h"
 
 #include "attention.h"
+#include "encoder.h"
 #include "functional.h"
 #include "binds.h"
 #include "layernorm.h"
@@ -216,6 +217,37 @@ static const TfmOp OPS[] = {
      .outputs = {{"out", "[] (mean, sum), or the per-element shape [N, d1..dk] (none)"}},
      TFM_KERNELS(cross_entropy_loss_naive, cross_entropy_loss_fast), TOL(05),
      .bind = bind_cross_entropy},
+
+    /* ---------------------------------------------------------------- chapter 06 */
+    {.name = "feedforward", .chapter = 6,
+     .summary = "linear2(act(linear1(x))): nn.TransformerEncoderLayer's feed-forward half",
+     .inputs = {IN("x", F32, 1, 8, "[..., E]"), IN("linear1.weight", F32, 2, 2, "[I, E]"),
+                OPT("linear1.bias", F32, 1, 1, "[I]"), IN("linear2.weight", F32, 2, 2, "[E, I]"),
+                OPT("linear2.bias", F32, 1, 1, "[E]")},
+     .params = {WORD("activation", "relu", "relu|gelu", "gelu: the exact erf form (BERT's)")},
+     .outputs = {{"out", "[..., E]"}},
+     TFM_KERNELS(feedforward_forward_naive, feedforward_forward_fast), TOL(06),
+     .bind = bind_feedforward},
+    {.name = "encoder-layer", .chapter = 6,
+     .summary = "nn.TransformerEncoderLayer(batch_first=True, dropout=0) called as a whole",
+     .inputs = {IN("src", F32, 3, 3, "[B, T, E]"),
+                OPT("src_key_padding_mask", BOOL, 2, 2, "[B, T], 1 = padding"),
+                OPT("src_mask", BOOL | F32, 2, 2, "[T, T]; BOOL 1 = blocked, F32 added"),
+                IN("self_attn.in_proj_weight", F32, 2, 2, "[3E, E]"),
+                OPT("self_attn.in_proj_bias", F32, 1, 1, "[3E]"),
+                IN("self_attn.out_proj.weight", F32, 2, 2, "[E, E]"),
+                OPT("self_attn.out_proj.bias", F32, 1, 1, "[E]"),
+                IN("linear1.weight", F32, 2, 2, "[I, E]"), OPT("linear1.bias", F32, 1, 1, "[I]"),
+                IN("linear2.weight", F32, 2, 2, "[E, I]"), OPT("linear2.bias", F32, 1, 1, "[E]"),
+                OPT("norm1.weight", F32, 1, 1, "[E]"), OPT("norm1.bias", F32, 1, 1, "[E]"),
+                OPT("norm2.weight", F32, 1, 1, "[E]"), OPT("norm2.bias", F32, 1, 1, "[E]")},
+     .params = {INT_REQ("nhead", 1, BIG, "H, a divisor of E"),
+                WORD("activation", "relu", "relu|gelu", "the module's default is relu"),
+                FLAG("norm_first", "0", "0: post-LN (BERT), 1: pre-LN"),
+                FLOAT("layer_norm_eps", "1e-05", 0, 1, "both LayerNorms' eps")},
+     .outputs = {{"out", "[B, T, E]"}},
+     TFM_KERNELS(encoder_layer_forward_naive, encoder_layer_forward_fast), TOL(06),
+     .bind = bind_encoder_layer},
 };
 
 const TfmOp *tfm_ops(size_t *n)

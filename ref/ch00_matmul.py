@@ -3,12 +3,17 @@
 matmul spells the sum out (every product, then a sum over k) rather than calling torch.matmul:
 the point of a reference is that it reads like the formula. linear is the formula nn.Linear
 documents, y = x W^T + b, with W stored [out, in]. crosscheck() ties both to PyTorch's own ops.
+
+softmax, log_softmax and gelu (chapters/00-tensors/functional.h) are ref/functional.py's; this
+chapter owns their checks: crosscheck() runs functional.crosscheck_functions() and its own cases.
 """
 
 import itertools
 import math
 
 import torch
+
+import functional
 
 
 def matmul(a, b):
@@ -26,9 +31,10 @@ def linear(x, w, bias=None):
 
 def crosscheck():
     """Raises AssertionError if the formulas above disagree with torch.matmul / F.linear, or if
-    torch.matmul's 1-D and broadcast rules, F.linear's leading dimensions, F.softmax,
-    F.log_softmax or F.gelu (both forms) disagree with their rules written out below (the rules
-    the goldens of oracle/export_00.py carry)."""
+    torch.matmul's 1-D and broadcast rules or F.linear's leading dimensions disagree with their
+    rules written out below, or F.softmax, F.log_softmax or F.gelu (both forms) with
+    ref/functional.py's formulas (functional.crosscheck_functions(), then the cases below): the
+    rules the goldens of oracle/export_00.py carry."""
     g = torch.Generator().manual_seed(1234)
     for m, k, n in [(1, 1, 1), (2, 3, 4), (7, 13, 5), (33, 64, 17)]:
         a = torch.randn(m, k, generator=g, dtype=torch.float64)
@@ -90,18 +96,11 @@ def crosscheck():
         close(linear(x.reshape(-1, sx[-1]), w, bias).reshape(*sx[:-1], 5), F.linear(x, w, bias),
               f"linear {list(sx)}")
 
-    # softmax / log_softmax along dim (negative counts from the end), the max shifted out:
-    # exp(x - max) / sum exp(x - max) and (x - max) - log sum exp(x - max). The non-finite rows
-    # follow from the formula: all -inf (-inf - -inf), any +inf (inf - inf), any NaN give NaN.
-    def softmax(x, dim):
-        m = x.amax(dim=dim, keepdim=True)
-        e = torch.exp(x - m)
-        return e / e.sum(dim=dim, keepdim=True)
+    functional.crosscheck_functions()
 
-    def log_softmax(x, dim):
-        m = x.amax(dim=dim, keepdim=True)
-        return (x - m) - torch.log(torch.exp(x - m).sum(dim=dim, keepdim=True))
-
+    # functional.softmax / log_softmax along dim (negative counts from the end), the max shifted
+    # out: exp(x - max) / sum exp(x - max) and (x - max) - log sum exp(x - max). The non-finite
+    # rows follow from the formula: all -inf (-inf - -inf), any +inf (inf - inf), any NaN: NaN.
     z = randn(9, 8)
     z[0, :] = -math.inf
     z[1, 3] = math.inf
@@ -113,24 +112,19 @@ def crosscheck():
                     (randn(11), (0, -1)), (randn(2, 3, 4, 5), (2, -2, 3)), (z, (-1, 0)),
                     (randn(4, 1), (-1,))]:
         for d in dims:
-            close(softmax(x, d), F.softmax(x, dim=d), f"softmax {list(x.shape)} dim {d}")
-            close(log_softmax(x, d), F.log_softmax(x, dim=d),
+            close(functional.softmax(x, d), F.softmax(x, dim=d), f"softmax {list(x.shape)} dim {d}")
+            close(functional.log_softmax(x, d), F.log_softmax(x, dim=d),
                   f"log_softmax {list(x.shape)} dim {d}", tol=1e-11)
 
-    # gelu: x/2 (1 + erf(x / sqrt 2)), and the tanh form
+    # functional.gelu: x/2 (1 + erf(x / sqrt 2)), and the tanh form
     # x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). At -inf both are -inf * 0 = NaN in PyTorch.
-    def gelu(x, approximate="none"):
-        if approximate == "tanh":
-            return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
-        return x * 0.5 * (1.0 + torch.erf(x * (1.0 / math.sqrt(2.0))))
-
     x = torch.cat([torch.linspace(-10, 10, 2001, dtype=torch.float64), 1e4 * randn(50),
                    torch.tensor([0.0, 1e-30, -1e-30, 1e4, -1e4, 1e30, -1e30,
                                  math.inf, -math.inf, math.nan], dtype=torch.float64)])
     for approximate in ("none", "tanh"):
-        close(gelu(x, approximate), F.gelu(x, approximate=approximate), f"gelu {approximate}",
-              tol=1e-14)
-        close(gelu(x.float(), approximate), F.gelu(x.float(), approximate=approximate),
+        close(functional.gelu(x, approximate), F.gelu(x, approximate=approximate),
+              f"gelu {approximate}", tol=1e-14)
+        close(functional.gelu(x.float(), approximate), F.gelu(x.float(), approximate=approximate),
               f"gelu {approximate} float32", tol=2e-6)
     assert F.gelu(torch.tensor(-math.inf)).isnan() and F.gelu(torch.tensor(math.inf)).isinf()
 

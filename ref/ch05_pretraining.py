@@ -4,8 +4,11 @@ chapters/05-pretraining/pretraining.h states them.
 BertPretrainingHeadsRef is assembled from torch.nn pieces under the parameter names of
 transformers' BertForPreTraining (cls.predictions.transform.dense.weight, ...,
 bert.pooler.dense.weight, cls.seq_relationship.weight), so its named_parameters() are the tensor
-names the goldens and `tfm run pretraining-heads` use. GELU and the cross-entropy are written out
-as formulas; crosscheck() ties them to F.gelu and F.cross_entropy, edge cases included.
+names the goldens and `tfm run pretraining-heads` use. GELU is ref/functional.py's gelu (the erf
+form); the MLM and NSP loss cross_entropy(logits, labels) is written out on functional.log_softmax.
+crosscheck() ties it to F.cross_entropy, runs functional.crosscheck_cross_entropy() (this chapter
+owns F.cross_entropy's checks) and holds functional.cross_entropy to F.cross_entropy on the cases
+the goldens of op cross-entropy rely on, edge cases included.
 
 hf_mask_tokens() is DataCollatorForLanguageModeling's masking (transformers' torch_mask_tokens)
 written from its description, drawing from an explicit torch.Generator.
@@ -17,28 +20,31 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import functional
+
 IGNORE_INDEX = -100
-
-
-def gelu_erf(x):
-    """GELU, exact form: x/2 (1 + erf(x / sqrt 2))."""
-    return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
 
 
 def cross_entropy(logits, labels):
     """logits [..., V], labels [...] -> (loss [], token_loss [...]).
 
-    Log-softmax with the row max subtracted, then the label's entry picked. token_loss is 0 at
+    functional.log_softmax of the kept rows, then the label's entry picked. token_loss is 0 at
     ignored rows (reduction='none'); loss is the mean over the others: 0/0 = NaN when there are
     none, as F.cross_entropy returns. An ignored row's logits are never read, so a NaN or inf
-    there changes nothing."""
+    there changes nothing.
+
+    With z, y = logits.reshape(-1, V), labels.reshape(-1) this returns functional.cross_entropy(z,
+    y) and functional.cross_entropy(z, y, reduction='none').reshape(labels.shape) (ignore_index
+    -100, no weight, no smoothing; classes on the last dimension), except that the mean sums the
+    kept rows only: the form the mlm-loss and nsp-loss goldens (oracle/export_05.py) were written
+    with. On those goldens the token losses are functional.cross_entropy's numbers (a NaN's sign
+    bit aside), but float32 means differ by up to 5e-7 (functional sums the ignored rows' zeros
+    too, which regroups the sum), so the goldens keep this form rather than a call of it."""
     V = logits.shape[-1]
     z, y = logits.reshape(-1, V), labels.reshape(-1)
     keep = y != IGNORE_INDEX
     token = torch.zeros(y.shape, dtype=logits.dtype)
-    zk = z[keep]
-    m = zk.max(dim=-1, keepdim=True).values if zk.shape[0] else zk[:, :1]
-    logp = (zk - m) - torch.log(torch.exp(zk - m).sum(dim=-1, keepdim=True))
+    logp = functional.log_softmax(z[keep], -1)
     token[keep] = -logp.gather(1, y[keep][:, None])[:, 0]
     loss = token[keep].sum() / keep.sum()
     return loss, token.reshape(labels.shape)
@@ -77,7 +83,7 @@ class BertPretrainingHeadsRef(nn.Module):
         dict of prediction_scores [B,T,V], seq_relationship_logits [B,2], pooled_output [B,E],
         mlm_loss, nsp_loss, loss (= mlm_loss + nsp_loss)."""
         p = self.cls.predictions
-        t = p.transform.LayerNorm(gelu_erf(p.transform.dense(sequence_output)))
+        t = p.transform.LayerNorm(functional.gelu(p.transform.dense(sequence_output)))
         scores = p.decoder(t) + p.bias
         pooled = torch.tanh(self.bert.pooler.dense(sequence_output[:, 0]))
         nsp = self.cls.seq_relationship(pooled)
@@ -115,10 +121,11 @@ def hf_mask_tokens(input_ids, special_ids, mask_token_id, vocab_size, generator,
 
 
 def crosscheck():
-    """Raises AssertionError if gelu_erf or cross_entropy disagree with F.gelu and
-    F.cross_entropy, on ordinary inputs and on the edge cases the goldens pin, or if
+    """Raises AssertionError if functional.gelu (the heads' GELU) or cross_entropy disagree with
+    F.gelu and F.cross_entropy, on ordinary inputs and on the edge cases the goldens pin, or if
     F.cross_entropy's weight, ignore_index, reductions, label_smoothing, probability targets
-    and [N, C, d...] / [C] inputs disagree with their rules written out below."""
+    and [N, C, d...] / [C] inputs disagree with their rules as functional.cross_entropy writes
+    them out (functional.crosscheck_cross_entropy(), then the cases below)."""
     g = torch.Generator().manual_seed(505)
 
     def randn(*shape, dtype=torch.float64):
@@ -129,8 +136,8 @@ def crosscheck():
                                    msg=lambda s: f"ch05 crosscheck '{label}': {s}")
 
     x = randn(1000) * 4
-    same(gelu_erf(x), F.gelu(x), "gelu f64", 1e-15)
-    same(gelu_erf(x.float()), F.gelu(x.float()), "gelu f32", 1e-6)
+    same(functional.gelu(x), F.gelu(x), "gelu f64", 1e-15)
+    same(functional.gelu(x.float()), F.gelu(x.float()), "gelu f32", 1e-6)
 
     def labels_for(N, V, p_keep):
         y = torch.randint(V, (N,), generator=g)
@@ -167,36 +174,14 @@ def crosscheck():
         check_ce(f"one class {tag}", randn(3, 1, dtype=dtype), torch.zeros(3, dtype=torch.int64),
                  tol)
 
-    # F.cross_entropy's other rules (the goldens of op cross-entropy, oracle/export_05.py),
-    # written out: classes on dim 1 (dim 0 of a 1-D input); with class indices t,
+    # F.cross_entropy's other rules (the goldens of op cross-entropy, oracle/export_05.py), as
+    # functional.cross_entropy writes them out: classes on dim 1 (dim 0 of a 1-D input); with
+    # class indices t,
     #   per = (1 - e) * w[t] * (-log p_t) + e / C * sum_c w_c * (-log p_c), 0 where t is ignored,
     #   mean = sum per / sum of w[t] over the positions not ignored (0 / 0 = NaN);
     # with class probabilities t (input's shape, not normalized by PyTorch),
     #   per = -sum_c w_c * ((1 - e) * t_c + e / C) * log p_c,  mean = sum per / positions.
-    def xent(z, t, weight=None, ignore_index=IGNORE_INDEX, reduction="mean",
-             label_smoothing=0.0):
-        cdim = 0 if z.dim() == 1 else 1
-        C, e = z.shape[cdim], label_smoothing
-        zc = z.movedim(cdim, -1)                                  # [..., C]
-        m = zc.amax(dim=-1, keepdim=True)
-        logp = (zc - m) - torch.log(torch.exp(zc - m).sum(dim=-1, keepdim=True))
-        wv = torch.ones(C, dtype=z.dtype) if weight is None else weight
-        if t.is_floating_point():
-            per = -(logp * ((1 - e) * t.movedim(cdim, -1) + e / C) * wv).sum(dim=-1)
-            denom = torch.tensor(float(per.numel()), dtype=z.dtype)
-        else:
-            keep = t != ignore_index
-            tc = torch.where(keep, t, torch.zeros_like(t))
-            nll = -logp.gather(-1, tc[..., None])[..., 0] * wv[tc]
-            smooth = -(logp * wv).sum(dim=-1)
-            zero = torch.zeros((), dtype=z.dtype)
-            if e:   # (without smoothing a -inf logit away from t is no term at all, not 0 * inf)
-                nll = (1 - e) * nll + (e / C) * smooth
-            per = torch.where(keep, nll, zero)
-            denom = torch.where(keep, wv[tc], zero).sum()
-        if reduction == "none":
-            return per
-        return per.sum() if reduction == "sum" else per.sum() / denom
+    functional.crosscheck_cross_entropy()
 
     def classes(C, *shape, ignored=0, ignore=IGNORE_INDEX):
         t = torch.randint(C, shape, generator=g)
@@ -246,7 +231,7 @@ def crosscheck():
             ("logits 1e4", 1e4 * randn(6, 11), classes(11, 6),
              {"weight": w11, "label_smoothing": 0.1})]:
         for reduction in ("mean", "sum", "none"):
-            got = xent(z, t, reduction=reduction, **kw)
+            got = functional.cross_entropy(z, t, reduction=reduction, **kw)
             want = F.cross_entropy(z, t, reduction=reduction, **kw)
             assert got.shape == want.shape, (label, reduction, got.shape, want.shape)
             tol = 1e-8 if label == "logits 1e4" else 1e-12

@@ -509,8 +509,7 @@ def crosscheck():
                                 else torch.zeros(B, dtype=torch.bool))
                     assert torch.equal(nograd.isnan().all(2).all(1), nan_rows) and \
                         not nograd[~nan_rows].isnan().any(), f"{label}: NaN rows"
-                    s32 = None if sm is None or sm.dtype == torch.bool else sm.float()
-                    s32 = sm if s32 is None else s32
+                    s32 = sm.float() if sm is not None and sm.is_floating_point() else sm
                     o32 = encoder_layer(src.float(), {k: v.float() for k, v in params64.items()},
                                         H, act, norm_first, eps, s32, kpm)
                     close(o32, run_module(m32, src.float(), s32, kpm), f"{label} float32", 1e-5)
@@ -532,12 +531,17 @@ def crosscheck():
     # ---- BERT
     cfg = bert_config(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
                       intermediate_size=40, max_position_embeddings=12, type_vocab_size=2)
-    bert = BertModelRef(cfg)
-    with torch.no_grad():
-        for q in bert.parameters():
-            q.copy_(randn(*q.shape) * (0.5 if q.dim() == 2 else 0.2)
-                    + (1.0 if q.dim() == 1 and q.shape[0] == 16 else 0.0))
-    bert = bert.double()
+    bert = BertModelRef(cfg).double()
+    with torch.no_grad():      # every parameter drawn: norms near (1, 0), Linears N(0, 1/fan_in)
+        for name, q in bert.named_parameters():
+            if name.endswith("LayerNorm.weight"):
+                q.copy_(1.0 + 0.1 * randn(*q.shape))
+            elif "embeddings" in name and not name.startswith("bert.embeddings.LayerNorm"):
+                q.copy_(randn(*q.shape))
+            elif q.dim() == 2:
+                q.copy_(randn(*q.shape) / math.sqrt(q.shape[1]))
+            else:
+                q.copy_(0.2 * randn(*q.shape))
     assert list(bert.state_dict()) == bert_keys(2), list(bert.state_dict())
     B, T, E, H = 3, 7, 16, 4
     ids = torch.randint(0, 50, (B, T), generator=g)

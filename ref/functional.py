@@ -8,9 +8,15 @@ chapters/05-pretraining/pretraining.h state them, one line per term of the formu
     cross_entropy    = nll_loss(log_softmax(input, dim=1)) with weights, ignore_index, label
                        smoothing and probability targets (cross_entropy() below)
 
-crosscheck() ties each to torch.nn.functional's own: softmax, log_softmax, gelu (both
-approximations), and cross_entropy in every combination of weight, ignore_index, reduction,
-label smoothing and target kind, on inputs [C], [N, C] and [N, C, d1, d2], edge cases included.
+These are the only copies of these formulas in ref/: the chapters import them (ch05_pretraining's
+MLM cross_entropy(logits, labels) is the one chapter-specific form, built on log_softmax here).
+
+crosscheck_functions() ties softmax, log_softmax and gelu (both approximations) to
+torch.nn.functional's own; crosscheck_cross_entropy() ties cross_entropy to F.cross_entropy in
+every combination of weight, ignore_index, reduction, label smoothing and target kind, on inputs
+[C], [N, C] and [N, C, d1, d2], edge cases included. oracle/export.py runs them before writing
+goldens, through the chapters that own them: ch00_matmul.crosscheck() calls the first,
+ch05_pretraining.crosscheck() the second. crosscheck() runs both.
 """
 
 import math
@@ -70,11 +76,13 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         y = torch.where(keep, target, torch.zeros_like(target))   # any valid class at ignored
         nll = -w[y] * logp.gather(1, y.unsqueeze(1)).squeeze(1)
         loss = nll
-        if eps > 0:                                         # PyTorch's smoothing path only then
-            smooth = -(w_c * logp).sum(1)
+        if eps > 0:   # PyTorch's smoothing path only then: without it a -inf logit away from
+            smooth = -(w_c * logp).sum(1)                   # y is no term at all, not 0 * inf
             loss = (1 - eps) * nll + (eps / C) * smooth
-        loss = torch.where(keep, loss, torch.zeros_like(loss))   # 0, even where it was NaN
-        divisor = (w[y] * keep).sum()
+        zero = torch.zeros((), dtype=loss.dtype)
+        loss = torch.where(keep, loss, zero)                # 0, even where it was NaN
+        divisor = torch.where(keep, w[y], zero).sum()       # not w[y] * keep: w[0] NaN or inf
+                                                            # at an ignored position is skipped
     if reduction == "none":
         return loss.squeeze(0) if no_batch else loss
     if reduction == "sum":
@@ -82,57 +90,70 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     return loss.sum() / divisor
 
 
-def crosscheck():
-    """Raises AssertionError if a formula above disagrees with torch.nn.functional (float64 to
-    1e-12, float32 to float32 rounding), NaN and inf in the same places."""
+_DTYPES = ((torch.float64, 1e-12), (torch.float32, 2e-6))   # float64; float32 to its rounding
+
+
+def _randn(g, *shape, dtype=torch.float64):
+    return torch.randn(*shape, generator=g, dtype=dtype)
+
+
+def _close(a, b, label, tol):
+    torch.testing.assert_close(a, b, rtol=tol, atol=tol, equal_nan=True,
+                               msg=lambda m: f"functional crosscheck '{label}': {m}")
+
+
+def crosscheck_functions():
+    """Raises AssertionError if softmax, log_softmax or gelu disagree with F.softmax,
+    F.log_softmax or F.gelu (float64 to 1e-12, float32 to float32 rounding), NaN and inf in the
+    same places. Run by ch00_matmul.crosscheck()."""
     g = torch.Generator().manual_seed(5005)
-    inf, nan = float("inf"), float("nan")
-
-    def randn(*shape, dtype=torch.float64):
-        return torch.randn(*shape, generator=g, dtype=dtype)
-
-    def close(a, b, label, tol):
-        torch.testing.assert_close(a, b, rtol=tol, atol=tol, equal_nan=True,
-                                   msg=lambda m: f"functional crosscheck '{label}': {m}")
-
-    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 2e-6)):
+    inf, nan = math.inf, math.nan
+    for dtype, tol in _DTYPES:
         # softmax / log_softmax along the last, a middle and the first dimension.
-        x = randn(3, 37, 5, dtype=dtype) * 4
+        x = _randn(g, 3, 37, 5, dtype=dtype) * 4
         x[0, :, 0] = -inf                                   # a row of -inf: NaN
         x[1, 3, 1] = inf                                    # +inf in a row: NaN
         x[1, 5, 2] = nan                                    # NaN in a row: NaN
         x[2, 7, 3] = -inf                                   # one -inf: probability 0
         x[2, :, 4] = x[2, :, 4] * 2500                      # logits of ~1e4
         for dim in (0, 1, 2):
-            close(softmax(x, dim), F.softmax(x, dim), f"softmax dim {dim} {dtype}", tol)
-            close(log_softmax(x, dim), F.log_softmax(x, dim), f"log_softmax dim {dim} {dtype}",
-                  tol)
+            _close(softmax(x, dim), F.softmax(x, dim), f"softmax dim {dim} {dtype}", tol)
+            _close(log_softmax(x, dim), F.log_softmax(x, dim), f"log_softmax dim {dim} {dtype}",
+                   tol)
         for shape in ((3, 0), (0, 5), (3, 0, 2)):           # empty
             e = torch.zeros(shape, dtype=dtype)
-            close(softmax(e, 1), F.softmax(e, 1), f"softmax {shape}", tol)
-            close(log_softmax(e, 1), F.log_softmax(e, 1), f"log_softmax {shape}", tol)
+            _close(softmax(e, 1), F.softmax(e, 1), f"softmax {shape}", tol)
+            _close(log_softmax(e, 1), F.log_softmax(e, 1), f"log_softmax {shape}", tol)
 
         # GELU: a grid, the special values. PyTorch's float32 'none' is oneDNN's, whose erf is a
         # polynomial accurate to 1.5e-7 (error up to 3.8e-7 here): float32 within 1e-6.
         v = torch.cat([torch.linspace(-12, 12, 4801, dtype=dtype),
                        torch.tensor([inf, -inf, nan, 0.0, -0.0, 1e30, -1e30], dtype=dtype)])
         for approx in ("none", "tanh"):
-            close(gelu(v, approx), F.gelu(v, approximate=approx), f"gelu {approx} {dtype}",
-                  tol if dtype == torch.float64 else 1e-6)
+            _close(gelu(v, approx), F.gelu(v, approximate=approx), f"gelu {approx} {dtype}",
+                   tol if dtype == torch.float64 else 1e-6)
 
+
+def crosscheck_cross_entropy():
+    """Raises AssertionError if cross_entropy disagrees with F.cross_entropy (float64 to 1e-12,
+    float32 to float32 rounding), NaN and inf in the same places. Run by
+    ch05_pretraining.crosscheck()."""
+    g = torch.Generator().manual_seed(5005)
+    inf, nan = math.inf, math.nan
+    for dtype, tol in _DTYPES:
         # cross_entropy, every combination.
         C = 7
         weight = torch.rand(C, generator=g, dtype=dtype) + 0.1
         shapes = {"[C]": (C,), "[N,C]": (6, C), "[N,C,d1,d2]": (3, C, 4, 2)}
         for sname, shape in shapes.items():
-            logits = randn(*shape, dtype=dtype) * 3
+            logits = _randn(g, *shape, dtype=dtype) * 3
             tshape = shape[:1] + shape[2:] if len(shape) > 1 else ()
             idx = torch.randint(0, C, tshape, generator=g)
             if idx.dim() > 0:
                 idx.view(-1)[::3] = -100                    # ignore_index hit
                 idx.view(-1)[1] = 2
             idx_2 = torch.where(idx == -100, torch.ones_like(idx), idx)   # ignore_index = 2
-            probs = torch.softmax(randn(*shape, dtype=dtype), dim=1 if len(shape) > 1 else 0)
+            probs = torch.softmax(_randn(g, *shape, dtype=dtype), dim=1 if len(shape) > 1 else 0)
             for w in (None, weight):
                 for red in ("mean", "sum", "none"):
                     for eps in (0.0, 0.1):
@@ -145,16 +166,20 @@ def crosscheck():
                                      f"{'probs' if tgt.dtype.is_floating_point else 'ii=%d' % ii}"
                                      f" {dtype}")
                             assert ours.shape == theirs.shape, label
-                            close(ours, theirs, label, tol if dtype == torch.float64 else 1e-5)
+                            _close(ours, theirs, label, tol if dtype == torch.float64 else 1e-5)
 
-        # Edge cases: all ignored (NaN mean, 0 sum), zero weights (NaN), -inf logits, empty.
-        z = randn(4, 5, dtype=dtype)
+        # Edge cases: all ignored (NaN mean, 0 sum), zero weights (NaN), -inf logits, empty,
+        # a non-finite weight only ignored positions would read.
+        z = _randn(g, 4, 5, dtype=dtype)
         z[1, 2] = -inf                                      # at row 1's label
         z[0, 3] = -inf                                      # elsewhere in row 0
         ign = torch.full((4,), -100)
         lab = torch.tensor([0, 2, 1, 4])
         onehot = F.one_hot(lab, 5).to(dtype)
         zero_at_labels = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0], dtype=dtype)
+        part_ignored = torch.tensor([1, -100, 4, -100])     # ignored read as class 0 ...
+        w0_nan = torch.tensor([nan, 1.0, 2.0, 3.0, 4.0], dtype=dtype)   # ... whose weight PyTorch
+        w0_inf = torch.tensor([inf, 1.0, 2.0, 3.0, 4.0], dtype=dtype)   # never reads: finite
         cases = [(z, ign, {}), (z, ign, dict(reduction="sum")), (z, ign, dict(label_smoothing=.1)),
                  (z, torch.tensor([0, 2, 4, 0]), dict(weight=zero_at_labels)),   # 0/0: NaN
                  (z, torch.tensor([0, 2, 4, 0]), dict(weight=zero_at_labels, label_smoothing=.1)),
@@ -163,12 +188,19 @@ def crosscheck():
                  (z[0], torch.tensor(-100), {}), (z[2], torch.tensor(3), {}),  # input [C]
                  (torch.zeros(0, 5, dtype=dtype), torch.zeros(0, dtype=torch.long), {}),
                  (torch.zeros(0, 5, dtype=dtype), torch.zeros(0, 5, dtype=dtype), {}),
-                 (torch.zeros(3, 0, dtype=dtype), torch.zeros(3, 0, dtype=dtype), {})]
+                 (torch.zeros(3, 0, dtype=dtype), torch.zeros(3, 0, dtype=dtype), {}),
+                 (z, part_ignored, dict(weight=w0_nan)), (z, part_ignored, dict(weight=w0_inf))]
         for k, (inp, tgt, kw) in enumerate(cases):
             for red in ("mean", "sum", "none"):
                 kw2 = dict(kw, reduction=kw.get("reduction", red))
-                close(cross_entropy(inp, tgt, **kw2), F.cross_entropy(inp, tgt, **kw2),
-                      f"cross_entropy edge {k} {kw2} {dtype}", tol)
+                _close(cross_entropy(inp, tgt, **kw2), F.cross_entropy(inp, tgt, **kw2),
+                       f"cross_entropy edge {k} {kw2} {dtype}", tol)
+
+
+def crosscheck():
+    """crosscheck_functions() and crosscheck_cross_entropy()."""
+    crosscheck_functions()
+    crosscheck_cross_entropy()
 
 
 if __name__ == "__main__":

@@ -40,8 +40,10 @@
  *     tanhf. Both vectorize; libm's erff and tanhf are scalar calls.
  *
  * Measured on one thread (AMD EPYC, AVX-512): softmax [4096 x 1024] 31.7 ms naive, 2.7 ms fast;
- * log_softmax 20.8 / 2.5 ms; the same along the middle dimension of [64 x 1024 x 64] 31.8 / 2.7
- * and 25.5 / 3.0 ms; GELU of 4M floats 58 / 2.7 ms ('none') and 83 / 1.7 ms ('tanh').
+ * log_softmax 20.8 / 2.0 ms; the same along the middle dimension of [64 x 1024 x 64] 31.8 / 2.7
+ * and 25.5 / 2.8 ms; GELU of 4M floats 58 / 2.7 ms ('none') and 83 / 1.7 ms ('tanh'). (The two
+ * fast log_softmax times are from a later run, with tfm_lse.h's float block sums: medians; the
+ * same run gave 2.3-2.9 and 2.6-3.9 ms for the double block sums they replaced.)
  *
  * Determinism: every output element is computed by one thread, in an order fixed by the code, so
  * results are the same bits for any thread count.

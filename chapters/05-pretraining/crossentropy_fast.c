@@ -12,20 +12,25 @@
  *   smooth = -sum_c w[c] log p_c       = W lse - sum_c w[c] z_c,       W = sum_c w[c]
  *   probs  = -sum_c w[c] y'_c log p_c  = A lse - sum_c w[c] y'_c z_c,  A = sum_c w[c] y'_c
  *
- * The sums and lse are taken in double, where each term's rounding (w z, a product of two floats,
- * is even exact) is ~1e-16 relative: subtracting sum w z from W lse, or sum w y' z from A lse,
- * then loses nothing float32 could see, even with logits of 1e4, where the difference is ~1e4
- * times smaller than its terms. The optimizations, each with what it saves:
+ * The sums are taken in double, where each term's rounding (w z, a product of two floats, is even
+ * exact) is ~1e-16 relative, and lse = M + log S in double: M is a logit, exact, and log S is
+ * within ~1e-7 absolute of the truth however large the logits (tfm_lse.h: S's 16-term block
+ * sums are floats). Subtracting sum w z from W lse, or sum w y' z from A lse, then loses nothing
+ * float32 could see, even with logits of 1e4, where the difference is ~1e4 times smaller than
+ * its terms; only a loss near 0 (lse - z_y for a label that takes almost all the probability)
+ * keeps that ~1e-7 as an absolute, not a relative, error. The optimizations, each with what it
+ * saves:
  *
  *  C1 one pass per row: the online log-sum-exp (chapters/00-tensors/tfm_lse.h) gives the row's
  *     max and sum together, and the sums above are taken from the same block while it is in
  *     L1: the row is read from memory once. Naive reads it three times for the log-softmax,
  *     writes and reads back C log-probabilities per row, and then reads those once more for the
  *     smoothing sum.
- *  C2 vectorized: every step is a 16-lane operation (float lanes for the max and the exps,
- *     two 8-lane double vectors for the sums); the exps are tfm_expf, branch-free, where naive
- *     calls libm's scalar expf once per logit. Only the extra sums a call needs are taken: none
- *     for plain class indices, sum w z with smoothing, A and sum w y' z with probabilities.
+ *  C2 vectorized: every step is a 16-lane operation (float lanes for the max, the exps and their
+ *     block sums, two 8-lane double vectors for the sums above); the exps are tfm_expf,
+ *     branch-free, where naive calls libm's scalar expf once per logit. Only the extra sums a
+ *     call needs are taken: none for plain class indices, sum w z with smoothing, A and sum
+ *     w y' z with probabilities.
  *  C3 ignored elements are skipped: not read, not exponentiated (naive computes their log-softmax
  *     and then drops it).
  *  C4 rows that are not contiguous (inner > 1): the rows of sixteen adjacent i are the sixteen
@@ -39,8 +44,10 @@
  *     the slots live on the stack, and reduction = none writes each row's loss straight to out.
  *
  * Measured on one thread (AMD EPYC, AVX-512), mean over [4096 x 30522] logits: 652 ms naive,
- * 54.5 ms fast (9.2 GB/s of logits: the row is read once); with weights and label smoothing
- * 762 / 84.7 ms; probability targets [1024 x 30522] 193 / 17.0 ms.
+ * 42 ms fast (12 GB/s of logits: the row is read once); with weights and label smoothing
+ * 762 / 76 ms; probability targets [1024 x 30522] 193 / 13.1 ms. (The fast times are from a
+ * later run, with tfm_lse.h's float block sums: medians; the same run gave 54-57, 83-88 and
+ * 18-20 ms for the double block sums they replaced.)
  *
  * Numerics as in naive, without -ffast-math: NaN and inf follow IEEE rules, which give PyTorch's
  * values (a row of only -inf, or holding +inf or NaN, has loss NaN; -inf at the label gives +inf;
