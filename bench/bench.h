@@ -35,6 +35,7 @@
  *   mha       [B, T, E, H]           nn.MultiheadAttention(E, H) self-attention on x [B,T,E]
  *   pe        [T, E]                 the sinusoidal table PE[T,E]
  *   layernorm [N, E]                 LayerNorm over the last dimension of x [N,E]
+ *   encoder-layer [B, T, E, H, I]    nn.TransformerEncoderLayer(E, H, I, gelu, post-LN) on [B,T,E]
  *   mlm-loss  [N, V, keep_percent]   cross entropy of logits [N,V], keep_percent% of labels kept
  */
 #ifndef TFM_BENCH_H
@@ -160,6 +161,12 @@ int bench_mlm_loss_setup(BenchInstance *in, const BenchCase *c, uint64_t seed, d
 void bench_mlm_loss_naive(void *state);
 void bench_mlm_loss_fast(void *state);
 void bench_mlm_loss_teardown(void *state);
+
+int bench_encoder_setup(BenchInstance *in, const BenchCase *c, uint64_t seed, double budget,
+                        char *err, size_t errlen);
+void bench_encoder_naive(void *state);
+void bench_encoder_fast(void *state);
+void bench_encoder_teardown(void *state);
 
 /* ---- shared by the callbacks (bench/util.c) --------------------------------------------- */
 

@@ -78,6 +78,18 @@
      .setup = bench_mlm_loss_setup, .run_naive = bench_mlm_loss_naive,                            \
      .run_fast = bench_mlm_loss_fast, .teardown = bench_mlm_loss_teardown}
 
+/* The encoder layer: chapter 02's attention block plus the feed-forward network,
+ * 2 B T (4 E^2 + 2 E I) + 4 B T^2 E. Bytes: x and out, the weights (4 E^2 + 2 E I). */
+#define ENCODER(B, T, E, H, I, BIG)                                                              \
+    {.chapter = 6, .op = "encoder-layer", .shape = "B" #B " T" #T " E" #E " H" #H " I" #I,     \
+     .dims = {B, T, E, H, I},                                                                     \
+     .flops = 2.0 * (B) * (T) * (4.0 * (double)(E) * (E) + 2.0 * (double)(E) * (I)) +            \
+              4.0 * (B) * (double)(T) * (T) * (E),                                                \
+     .bytes = 4.0 * (2.0 * (B) * (T) * (E) + 4.0 * (double)(E) * (E) + 2.0 * (double)(E) * (I)), \
+     .bound = BENCH_COMPUTE, .big = BIG, .setup = bench_encoder_setup,                           \
+     .run_naive = bench_encoder_naive, .run_fast = bench_encoder_fast,                           \
+     .teardown = bench_encoder_teardown}
+
 static const BenchCase CASES[] = {
     /* chapter 00: a BERT-base Linear (512 tokens, 768 -> 768), and a square 2048^3 */
     LINEAR(512, 768, 768, 0),
@@ -101,6 +113,9 @@ static const BenchCase CASES[] = {
     /* chapter 05: 512 tokens over BERT's vocabulary, 15% of the labels kept (masking) or all */
     MLM_LOSS(512, 30522, 15, 1),
     MLM_LOSS(512, 30522, 100, 1),
+    /* chapter 06: BERT-base's layer on a batch of 8 x 128 tokens, and the tiny preset's layer */
+    ENCODER(8, 128, 768, 12, 3072, 1),
+    ENCODER(32, 128, 256, 4, 1024, 1),
 };
 
 const BenchCase *bench_cases(size_t *n)

@@ -129,6 +129,12 @@ def make_op(torch, op, dims, gen):
         N, E = dims[:2]
         x, w, b = rand(N, E), rand(E), rand(E)
         return lambda: F.layer_norm(x, (E,), w, b, eps=1e-12)
+    if op == "encoder-layer":
+        B, T, E, H, I = dims[:5]
+        layer = torch.nn.TransformerEncoderLayer(E, H, I, dropout=0.0, activation="gelu",
+                                                 layer_norm_eps=1e-12, batch_first=True).eval()
+        x = rand(B, T, E)
+        return lambda: layer(x)
     if op == "mlm-loss":
         N, V, keep = dims[:3]
         logits = rand(N, V) * 4

@@ -47,8 +47,8 @@
  *     the accumulators' starting value, as in linear (FIRST_BIAS), so with no activation and no
  *     residual linear_act_fast is linear_fast, bit for bit, and linear_fast is implemented as
  *     exactly that. GELU is tfm_gelu.h's, the function gelu_fast computes: a fused linear and
- *     linear_fast followed by gelu_fast give the same bits. The direct paths (6.) apply the
- *     same functions to each output as they store it.
+ *     linear_fast followed by gelu_fast give the same bits. The direct paths (6.) run the same
+ *     epilogue on each 4 x 4 or 1 x 8 block of outputs they have just stored.
  *
  * Accuracy: every output is a float sum (with FMA contraction), within float32 reordering error of
  * PyTorch, which also sums in blocks. matmul_naive.c is the plain formula; the tests hold the two
@@ -133,20 +133,9 @@ typedef struct {
  */
 static inline float relu(float v) { return 0.0f > v ? 0.0f : v; }
 
-/* One element, for the direct paths, which store one output at a time. */
-static inline float act_one(float v, TfmActivation act)
-{
-    switch (act) {
-    case TFM_ACT_RELU: return relu(v);
-    case TFM_ACT_GELU: return tfm_gelu_erf(v);
-    case TFM_ACT_GELU_TANH: return tfm_gelu_tanh(v);
-    case TFM_ACT_NONE: break;
-    }
-    return v;
-}
-
-/* An mr x nr tile of C, rows ld apart, just stored by the microkernel (so in L1); residual has
- * the same layout. The switch is taken once per row, so each loop is straight vector code. */
+/* An mr x nr tile of C, rows ld apart, just stored (so in L1) by the microkernel or a direct
+ * path's block; residual has the same layout. The switch is taken once per row, so each loop is
+ * straight vector code. */
 static void epilogue(float *restrict c,                 /* [mr, ld], nr columns used */
                      const float *restrict residual,    /* [mr, ld] or NULL */
                      size_t ld, size_t mr, size_t nr, TfmActivation act)
@@ -548,14 +537,6 @@ static float reduce_lanes(float *v)             /* [LANES] */
     return v[0];
 }
 
-/* The store of one direct-path output (7.): y = act(bias + d) + residual. */
-static inline float direct_out(float d, const float *bias, const float *residual, size_t i,
-                               size_t j, size_t N, TfmActivation act)
-{
-    const float v = act_one(bias ? bias[j] + d : d, act);
-    return residual ? v + residual[i * N + j] : v;
-}
-
 /* 4 rows of X x 4 rows of W: 16 accumulators, 8 loads per 16 FMAs. */
 static void dot_4x4(float *restrict y,            /* [M, N] */
                     const float *restrict x,      /* [M, K] */
@@ -585,8 +566,11 @@ static void dot_4x4(float *restrict y,            /* [M, N] */
     for (size_t r = 0; r < 4 && i0 + r < M; ++r)
         for (size_t s = 0; s < 4 && j0 + s < j_end; ++s) {
             const float d = reduce_lanes(acc[r][s]);
-            y[(i0 + r) * N + j0 + s] = direct_out(d, bias, residual, i0 + r, j0 + s, N, act);
+            y[(i0 + r) * N + j0 + s] = bias ? bias[j0 + s] + d : d;
         }
+    if (act != TFM_ACT_NONE || residual)   /* 7.: the block just stored */
+        epilogue(y + i0 * N + j0, residual ? residual + i0 * N + j0 : NULL, N, min_sz(4, M - i0),
+                 min_sz(4, j_end - j0), act);
 }
 
 /* 1 row of X x 8 rows of W, for the M % 4 leftover rows (and M = 1, one token): 8 independent
@@ -614,8 +598,11 @@ static void dot_1x8(float *restrict y,            /* [M, N] */
             acc[s][l] += xi[k + l] * wr[s][k + l];
     for (size_t s = 0; s < 8 && j0 + s < j_end; ++s) {
         const float d = reduce_lanes(acc[s]);
-        y[i * N + j0 + s] = direct_out(d, bias, residual, i, j0 + s, N, act);
+        y[i * N + j0 + s] = bias ? bias[j0 + s] + d : d;
     }
+    if (act != TFM_ACT_NONE || residual)   /* 7. */
+        epilogue(y + i * N + j0, residual ? residual + i * N + j0 : NULL, N, 1,
+                 min_sz(8, j_end - j0), act);
 }
 
 static void linear_direct_cols(float *y,                  /* [M, N], columns [j0, j1) */
@@ -718,10 +705,9 @@ void linear_act_fast(float *y,                     /* [M, N] */
         return;
     if (K == 0) {   /* an empty sum: y = act(bias) + residual */
         for (size_t i = 0; i < M; ++i)
-            for (size_t j = 0; j < N; ++j) {
-                const float v = act_one(bias ? bias[j] : 0.0f, act);
-                y[i * N + j] = residual ? v + residual[i * N + j] : v;
-            }
+            for (size_t j = 0; j < N; ++j)
+                y[i * N + j] = bias ? bias[j] : 0.0f;
+        epilogue(y, residual, N, M, N, act);
         return;
     }
     if (M < DIRECT_M) {

@@ -1,0 +1,116 @@
+/* ch06_encoder.c — chapter 06's benchmark cases: nn.TransformerEncoderLayer's forward, post-LN
+ * with GELU (BERT's layer), no mask.
+ *
+ * Dimensions (encoder.h): B batch, T tokens, E model width, H heads, I feed-forward width.
+ * Useful work: the attention block (8 B T E^2 + 4 B T^2 E, chapter 02) and the feed-forward
+ * network (4 B T E I): 2 B T (4 E^2 + 2 E I) + 4 B T^2 E. Weights are uniform in
+ * [-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's initialization scale.
+ *
+ * Naive on big shapes: batch elements are independent, so naive computes the first Bn of them.
+ */
+#include "bench.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "encoder.h"
+
+typedef struct {
+    size_t B, T, E, H, I;
+    size_t Bn;            /* batch elements naive computes */
+    float *buf;           /* every parameter below, in one block */
+    float *x;             /* [B, T, E] */
+    EncoderLayerParams p; /* views into buf */
+    float *scratch;       /* [encoder_layer_scratch_floats(B, T, E, I)] */
+    float *out;           /* [B, T, E] fast's output */
+    float *naive_out;     /* [Bn, T, E] */
+} EncState;
+
+void bench_encoder_teardown(void *state)
+{
+    EncState *s = state;
+    if (!s) return;
+    free(s->buf);
+    free(s->x);
+    free(s->scratch);
+    free(s->out);
+    free(s->naive_out);
+    free(s);
+}
+
+int bench_encoder_setup(BenchInstance *in, const BenchCase *c, uint64_t seed, double budget,
+                        char *err, size_t errlen)
+{
+    EncState *s = calloc(1, sizeof *s);
+    if (!s) goto oom;
+    in->state = s;
+    s->B = c->dims[0];
+    s->T = c->dims[1];
+    s->E = c->dims[2];
+    s->H = c->dims[3];
+    s->I = c->dims[4];
+    const size_t E = s->E, I = s->I, n = s->B * s->T * E;
+    const double T = (double)s->T, dE = (double)E, dI = (double)I;
+    const double batch_flops = 2.0 * T * (4.0 * dE * dE + 2.0 * dE * dI) + 4.0 * T * T * dE;
+    s->Bn = s->B;
+    if ((double)s->B * batch_flops > budget) {
+        s->Bn = (size_t)(budget / batch_flops);
+        if (s->Bn < 1) s->Bn = 1;
+        if (s->Bn < s->B)
+            snprintf(in->naive_note, sizeof in->naive_note, "naive: %zu of %zu batch elements, x%.1f",
+                     s->Bn, s->B, (double)s->B / (double)s->Bn);
+    }
+    /* [3E, E], [3E], [E, E], [E], [I, E], [I], [E, I], [E], then four [E] LayerNorm vectors */
+    const size_t sizes[12] = {3 * E * E, 3 * E, E * E, E, I * E, I, E * I, E, E, E, E, E};
+    const size_t fan[12] = {E, E, E, E, E, E, I, I, 0, 0, 0, 0};   /* 0: LayerNorm, near 1 / 0 */
+    size_t total = 0;
+    for (int k = 0; k < 12; k++) total += sizes[k];
+    s->buf = bench_alloc(total);
+    s->x = bench_alloc(n);
+    s->scratch = bench_alloc(encoder_layer_scratch_floats(s->B, s->T, E, I));
+    s->out = bench_alloc(n);
+    s->naive_out = bench_alloc(s->Bn * s->T * E);
+    if (!s->buf || !s->x || !s->scratch || !s->out || !s->naive_out) goto oom;
+    float *part[12];
+    size_t off = 0;
+    for (int k = 0; k < 12; k++) {
+        part[k] = s->buf + off;
+        off += sizes[k];
+        bench_fill_uniform(part[k], sizes[k], seed + 1 + (uint64_t)k,
+                           fan[k] ? 1.0f / sqrtf((float)fan[k]) : 0.1f);
+        if (!fan[k] && k % 2 == 0)   /* the LayerNorm weights: 1 + U(-0.1, 0.1) */
+            for (size_t i = 0; i < sizes[k]; i++) part[k][i] += 1.0f;
+    }
+    s->p = (EncoderLayerParams){{part[0], part[1], part[2], part[3]},
+                                {part[4], part[5], part[6], part[7]},
+                                part[8], part[9], part[10], part[11]};
+    bench_fill_uniform(s->x, n, seed, 1.0f);
+
+    in->out = s->out;
+    in->naive_out = s->naive_out;
+    in->n_check = s->Bn * s->T * E;
+    in->ndim = 3;
+    in->shape[0] = s->Bn;
+    in->shape[1] = s->T;
+    in->shape[2] = E;
+    in->naive_share = (double)s->Bn / (double)s->B;
+    return 0;
+oom:
+    snprintf(err, errlen, "%s %s: out of memory", c->op, c->shape);
+    return -1;
+}
+
+void bench_encoder_naive(void *state)
+{
+    EncState *s = state;
+    encoder_layer_forward_naive(s->naive_out, s->scratch, s->x, NULL, &s->p, TFM_ACT_GELU, 0,
+                                1e-12f, s->Bn, s->T, s->E, s->H, s->I);
+}
+
+void bench_encoder_fast(void *state)
+{
+    EncState *s = state;
+    encoder_layer_forward_fast(s->out, s->scratch, s->x, NULL, &s->p, TFM_ACT_GELU, 0, 1e-12f,
+                               s->B, s->T, s->E, s->H, s->I);
+}
