@@ -104,13 +104,13 @@ oom:
 void bench_encoder_naive(void *state)
 {
     EncState *s = state;
-    encoder_layer_forward_naive(s->naive_out, s->scratch, s->x, NULL, &s->p, TFM_ACT_GELU, 0,
+    encoder_layer_forward_naive(s->naive_out, NULL, s->scratch, s->x, NULL, &s->p, TFM_ACT_GELU, 0,
                                 1e-12f, s->Bn, s->T, s->E, s->H, s->I);
 }
 
 void bench_encoder_fast(void *state)
 {
     EncState *s = state;
-    encoder_layer_forward_fast(s->out, s->scratch, s->x, NULL, &s->p, TFM_ACT_GELU, 0, 1e-12f,
+    encoder_layer_forward_fast(s->out, NULL, s->scratch, s->x, NULL, &s->p, TFM_ACT_GELU, 0, 1e-12f,
                                s->B, s->T, s->E, s->H, s->I);
 }

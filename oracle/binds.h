@@ -25,5 +25,6 @@ int bind_pretraining_heads(OpCall *c);
 int bind_cross_entropy(OpCall *c);
 int bind_feedforward(OpCall *c);        /* ops_06_encoder.c */
 int bind_encoder_layer(OpCall *c);
+int bind_bert(OpCall *c);
 
 #endif

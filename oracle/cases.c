@@ -99,8 +99,15 @@ int case_run(const GoldenFile *gf, const char *name, TfmVariant variant, CaseOut
     if (params && tfm_param_args_parse(&args, params, err, errlen) != 0)
         return -1;
 
+    TfmModelSource model = {gf, name, case_meta(gf, name, "config")};
+    if (op->model && !model.config_json) {
+        snprintf(err, errlen, "%s: case '%s' of op '%s' has no model config (metadata "
+                 "'%s/config')", path, name, op->name, name);
+        return -1;
+    }
     OpOutputs res;
-    if (tfm_op_run(&res, op, gf, name, &args, variant, 1, err, errlen) != 0)
+    if (tfm_op_run_model(&res, op, gf, name, &args, op->model ? &model : NULL, variant, 1, err,
+                         errlen) != 0)
         return -1;
 
     int rc = 0;

@@ -96,6 +96,19 @@ static int read_file(const char *path, unsigned char **out, size_t *len, char *e
     return 0;
 }
 
+int golden_read_text(const char *path, char **text, char *err, size_t errlen) {
+    unsigned char *buf;
+    size_t len;
+    *text = NULL;
+    if (read_file(path, &buf, &len, err, errlen) != 0) return -1;
+    char *t = realloc(buf, len + 1);
+    if (!t) { free(buf); return fail(err, errlen, path, "out of memory reading the file"); }
+    t[len] = '\0';
+    if (strlen(t) != len) { free(t); return fail(err, errlen, path, "holds a NUL byte: not text"); }
+    *text = t;
+    return 0;
+}
+
 static int gunzip(const unsigned char *in, size_t inlen, unsigned char **out, size_t *outlen,
                   const char *label, char *err, size_t errlen) {
     z_stream zs;

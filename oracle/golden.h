@@ -43,6 +43,9 @@ int golden_load(GoldenFile *gf, const char *path, char *err, size_t errlen);
 int golden_load_bytes(GoldenFile *gf, const unsigned char *bytes, size_t len, const char *label,
                       char *err, size_t errlen);
 void golden_free(GoldenFile *gf);
+/* Reads a whole text file (a model's config.json) into a malloc'd NUL-terminated string, with
+ * the same size limit and messages as golden_load. Returns 0, or -1 with "PATH: ..." in err. */
+int golden_read_text(const char *path, char **text, char *err, size_t errlen);
 
 /* The tensor called `name`, or NULL. */
 const Tensor *golden_find(const GoldenFile *gf, const char *name);

@@ -11,6 +11,7 @@
 #include "ops.h"
 
 #include "attention.h"
+#include "bert.h"
 #include "encoder.h"
 #include "functional.h"
 #include "binds.h"
@@ -248,6 +249,17 @@ static const TfmOp OPS[] = {
      .outputs = {{"out", "[B, T, E]"}},
      TFM_KERNELS(encoder_layer_forward_naive, encoder_layer_forward_fast), TOL(06),
      .bind = bind_encoder_layer},
+    {.name = "bert", .chapter = 6,
+     .summary = "Hugging Face BertModel's forward, the model from --model DIR",
+     .inputs = {IN("input_ids", I64, 2, 2, "[B, T]"),
+                OPT("attention_mask", I64 | BOOL, 2, 2, "[B, T], 1 = attend (absent: all 1)"),
+                OPT("token_type_ids", I64, 2, 2, "[B, T] (absent: all 0)")},
+     .params = {FLAG("output_attentions", "0", "1: also the attentions of every layer"),
+                FLAG("output_hidden_states", "0", "1: also the input of every layer and the last")},
+     .outputs = {{"last_hidden_state", "[B, T, E]"}, {"pooler_output", "[B, E]"},
+                 {"attentions", "[L, B, H, T, T]"}, {"hidden_states", "[L+1, B, T, E]"}},
+     TFM_KERNELS(bert_forward_naive, bert_forward_fast), TOL(06), .bind = bind_bert,
+     .model = 1},
 };
 
 const TfmOp *tfm_ops(size_t *n)

@@ -83,6 +83,15 @@ typedef struct {
     Tensor tensors[TFM_MAX_OUTPUTS];
 } OpOutputs;
 
+/* Where an op that reads a model (bert) finds it: the weights, under "<prefix>/" in a file,
+ * and the config's text. `tfm run --model DIR` reads DIR/model.safetensors and DIR/config.json;
+ * a golden case holds its weights beside its inputs and its config as "<case>/config". */
+typedef struct {
+    const GoldenFile *weights;
+    const char *prefix;
+    const char *config_json;
+} TfmModelSource;
+
 typedef void (*TfmKernelFn)(void);   /* a kernel of any signature; bind casts it back */
 typedef struct OpCall OpCall;
 typedef struct TfmOp TfmOp;
@@ -99,6 +108,7 @@ struct TfmOp {
     TfmKernelFn naive, fast;
     double atol, rtol;
     TfmOpBind bind;
+    int model;                                    /* 1: reads a model (TfmModelSource) */
 };
 
 /* The naive and fast entry points of an entry, by name, as a designated initializer. */
@@ -113,6 +123,7 @@ struct OpCall {
     const char *label;                         /* "op 'linear'" or "op 'linear', case 'c'" */
     const Tensor *in[TFM_OP_MAX_INPUTS];       /* by the op's input order; NULL when absent */
     TfmParamValue param[TFM_OP_MAX_PARAMS];    /* by the op's parameter order */
+    const TfmModelSource *model;               /* for an op that reads one, else NULL */
     OpOutputs *out;
     char *err;
     size_t errlen;
@@ -151,6 +162,11 @@ int tfm_param_args_parse(TfmParamArgs *a, const char *s, char *err, size_t errle
 int tfm_op_run(OpOutputs *out, const TfmOp *op, const GoldenFile *in, const char *prefix,
                const TfmParamArgs *args, TfmVariant variant, int allow_outputs, char *err,
                size_t errlen);
+/* The same for an op that reads a model (op->model): model says where. When the model's
+ * weights are in `in` itself (a golden case), its tensors are left to the model's loader. */
+int tfm_op_run_model(OpOutputs *out, const TfmOp *op, const GoldenFile *in, const char *prefix,
+                     const TfmParamArgs *args, const TfmModelSource *model, TfmVariant variant,
+                     int allow_outputs, char *err, size_t errlen);
 
 /* ---- for bind functions */
 const Tensor *op_in(const OpCall *c, const char *name);          /* NULL when absent */

@@ -7,6 +7,10 @@
  *                   module's own state_dict names, so `layer.state_dict()` saved next to `src`
  *                   is a valid input
  *
+ *   bert            Hugging Face BertModel(input_ids, attention_mask, token_type_ids) forward:
+ *                   last_hidden_state, pooler_output, and on request attentions and
+ *                   hidden_states; the model from a Hugging Face directory (--model DIR)
+ *
  * Masks follow the module: src_mask [T, T] is BOOL (1 = may not attend, becomes -inf) or F32
  * (added to the scores); src_key_padding_mask [B, T] is 1 where a key is padding. A query row
  * whose keys are all masked gives NaN, as PyTorch's softmax does (chapter 01).
@@ -14,13 +18,17 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "bert_model.h"
 #include "binds.h"
 #include "encoder.h"
+#include "positional.h"
 
 typedef void (*FfnFn)(float *out, float *hidden, const float *x, const float *residual,
                       const FfnParams *p, TfmActivation act, size_t N, size_t E, size_t I);
-typedef void (*EncoderLayerFn)(float *out, float *scratch, const float *src, const AttnMask *mask,
+typedef void (*EncoderLayerFn)(float *out, float *probs, float *scratch, const float *src,
+                               const AttnMask *mask,
                                const EncoderLayerParams *p, TfmActivation act, int norm_first,
                                float eps, size_t B, size_t T, size_t E, size_t H, size_t I);
 
@@ -145,10 +153,94 @@ int bind_encoder_layer(OpCall *c)
         free(additive);
         return out ? op_fail(c, "out of memory for the layer's scratch") : -1;
     }
-    KERNEL(c, EncoderLayerFn)(out, scratch, tensor_f32(src), any_mask ? &mask : NULL, &p,
+    KERNEL(c, EncoderLayerFn)(out, NULL, scratch, tensor_f32(src), any_mask ? &mask : NULL, &p,
                               activation(c), (int)op_int(c, "norm_first"),
                               (float)op_float(c, "layer_norm_eps"), B, T, E, H, I);
     free(scratch);
     free(additive);
     return 0;
+}
+
+/* ---- bert ---------------------------------------------------------------------------------- */
+
+typedef void (*BertFn)(BertActs *acts, const int64_t *input_ids, const int64_t *attention_mask,
+                       const int64_t *token_type_ids, const BertWeights *w,
+                       const BertConfig *cfg);
+
+/* Hugging Face BertModel(input_ids, attention_mask, token_type_ids): the model from --model DIR
+ * or from the golden case itself; attention_mask I64 or BOOL, 1 = attend. */
+int bind_bert(OpCall *c)
+{
+    const Tensor *ids = op_in(c, "input_ids"), *am = op_in(c, "attention_mask");
+    const Tensor *tt = op_in(c, "token_type_ids");
+    const size_t B = ids->shape[0], T = ids->shape[1];
+    TfmBert m;
+    char msg[TFM_ERR_LEN];
+    if (tfm_bert_from_tensors(&m, c->model->weights, c->model->prefix, c->model->config_json,
+                              msg, sizeof msg) != 0)
+        return op_fail(c, "%s", msg);
+    const BertConfig *cfg = &m.cfg;
+    const size_t E = cfg->hidden_size, L = cfg->num_hidden_layers, H = cfg->num_attention_heads;
+    int rc = -1;
+    int64_t *mask = NULL;
+    float *block = NULL;
+    const size_t want[2] = {B, T};
+    if ((am && !op_same_shape(am, 2, want)) || (tt && !op_same_shape(tt, 2, want))) {
+        op_fail(c, "input_ids is [%zu, %zu]; attention_mask and token_type_ids must be too", B, T);
+        goto done;
+    }
+    EmbBadId bad;
+    if (embeddings_check_ids(&bad, tensor_i64(ids), NULL, tt ? tensor_i64(tt) : NULL, B, T,
+                             cfg->vocab_size, cfg->max_position_embeddings,
+                             cfg->type_vocab_size) != 0) {
+        char what[256];
+        embeddings_bad_id_str(what, sizeof what, &bad, T);
+        op_fail(c, "%s (the config's vocab_size, max_position_embeddings, type_vocab_size)", what);
+        goto done;
+    }
+    if (am) {   /* as I64 0 / 1, whatever the file held */
+        if (!(mask = malloc(B * T * sizeof *mask + 1))) {
+            op_fail(c, "out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < B * T; i++) {
+            mask[i] = am->dtype == TFM_BOOL ? tensor_bool(am)[i] : tensor_i64(am)[i];
+            if (mask[i] != 0 && mask[i] != 1) {
+                op_fail(c, "attention_mask[%zu] is %lld; it must be 1 (attend) or 0 (padding)", i,
+                        (long long)mask[i]);
+                goto done;
+            }
+        }
+    }
+    const int attentions = (int)op_int(c, "output_attentions");
+    const int hidden_states = (int)op_int(c, "output_hidden_states");
+    const size_t sh[3] = {B, T, E}, sp[2] = {B, E}, sa[5] = {L, B, H, T, T};
+    const size_t shs[4] = {L + 1, B, T, E};
+    float *last = op_output(c, "last_hidden_state", 3, sh);
+    float *pooled = last ? op_output(c, "pooler_output", 2, sp) : NULL;
+    float *att = pooled && attentions ? op_output(c, "attentions", 5, sa) : NULL;
+    float *hs = pooled && hidden_states ? op_output(c, "hidden_states", 4, shs) : NULL;
+    if (!pooled || (attentions && !att) || (hidden_states && !hs))
+        goto done;
+    /* The activations of one forward: one block, sized once from the config, B and T. */
+    if (!(block = malloc(bert_acts_floats(cfg, B, T, attentions) * sizeof(float)))) {
+        op_fail(c, "out of memory for the activations of a [%zu, %zu] batch", B, T);
+        goto done;
+    }
+    BertActs acts;
+    bert_acts_init(&acts, block, cfg, B, T, attentions);
+    KERNEL(c, BertFn)(&acts, tensor_i64(ids), mask, tt ? tensor_i64(tt) : NULL, &m.w, cfg);
+    const size_t BTE = B * T * E;
+    memcpy(last, acts.hidden + L * BTE, BTE * sizeof(float));
+    memcpy(pooled, acts.pooled, B * E * sizeof(float));
+    if (att)
+        memcpy(att, acts.probs, L * B * H * T * T * sizeof(float));
+    if (hs)
+        memcpy(hs, acts.hidden, (L + 1) * BTE * sizeof(float));
+    rc = 0;
+done:
+    free(block);
+    free(mask);
+    tfm_bert_free(&m);
+    return rc;
 }

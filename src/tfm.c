@@ -112,10 +112,12 @@ static void run_help(void) {
     size_t n;
     const TfmOp *ops = tfm_ops(&n);
     printf("usage: tfm run OP [--variant naive|fast] [--case NAME] [--param NAME=VALUE]...\n"
-           "              IN.safetensors OUT.safetensors\n"
+           "              [--model DIR] IN.safetensors OUT.safetensors\n"
            "Reads OP's inputs from IN (F32 unless said), writes its outputs to OUT. IN must hold\n"
            "only tensors OP reads (under NAME/ with --case). A parameter is given with --param or\n"
            "as a 0-d tensor of its name in IN (I64 for int, F32 or F64 for float), not both.\n"
+           "An op that reads a model (bert) takes --model DIR, a Hugging Face directory\n"
+           "(config.json and model.safetensors, as save_pretrained writes them).\n"
            "Default variant: fast. The ops (tfm ops --json prints this table as JSON):\n");
     for (size_t i = 0; i < n; i++) {
         const TfmOp *op = &ops[i];
@@ -194,7 +196,7 @@ static int cmd_ops(int argc, char **argv) {
 }
 
 static int cmd_run(int argc, char **argv) {
-    const char *op_name = NULL, *in = NULL, *out = NULL, *case_name = "";
+    const char *op_name = NULL, *in = NULL, *out = NULL, *case_name = "", *model_dir = NULL;
     TfmVariant variant = TFM_FAST;
     TfmParamArgs params = {0};
     char err[TFM_ERR_LEN];
@@ -206,6 +208,9 @@ static int cmd_run(int argc, char **argv) {
         } else if (strcmp(argv[i], "--case") == 0) {
             if (i + 1 >= argc) return usage_error("--case needs a name%s", "");
             case_name = argv[++i];
+        } else if (strcmp(argv[i], "--model") == 0) {
+            if (i + 1 >= argc) return usage_error("--model needs a directory%s", "");
+            model_dir = argv[++i];
         } else if (strcmp(argv[i], "--param") == 0) {
             if (i + 1 >= argc) return usage_error("--param needs NAME=VALUE%s", "");
             if (tfm_param_args_add(&params, argv[++i], err, sizeof err) != 0) return usage_error("%s", err);
@@ -220,11 +225,33 @@ static int cmd_run(int argc, char **argv) {
     const TfmOp *op = tfm_op_find(op_name);
     if (!op) return usage_error("run: unknown op '%s' ('tfm run --help' lists them)", op_name);
 
-    GoldenFile gf;
-    if (golden_load(&gf, in, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", PROG, err); return 1; }
+    if (model_dir && !op->model) return usage_error("run: op '%s' reads no model (--model)", op->name);
+    GoldenFile gf, weights;
+    char *config = NULL;
+    TfmModelSource model = {&weights, "", NULL};
+    memset(&weights, 0, sizeof weights);
+    if (model_dir) {   /* a Hugging Face directory: config.json and model.safetensors */
+        char path[1024];
+        snprintf(path, sizeof path, "%s/config.json", model_dir);
+        if (golden_read_text(path, &config, err, sizeof err) != 0) { fprintf(stderr, "%s: %s\n", PROG, err); return 1; }
+        snprintf(path, sizeof path, "%s/model.safetensors", model_dir);
+        if (golden_load(&weights, path, err, sizeof err) != 0) {
+            fprintf(stderr, "%s: %s\n", PROG, err);
+            free(config);
+            return 1;
+        }
+        model.config_json = config;
+    }
+    if (golden_load(&gf, in, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: %s\n", PROG, err);
+        golden_free(&weights);
+        free(config);
+        return 1;
+    }
     int rc = 1;
     OpOutputs res;
-    if (tfm_op_run(&res, op, &gf, case_name, &params, variant, 0, err, sizeof err) != 0) {
+    if (tfm_op_run_model(&res, op, &gf, case_name, &params, model_dir ? &model : NULL, variant, 0,
+                         err, sizeof err) != 0) {
         fprintf(stderr, "%s: %s\n", PROG, err);
     } else {
         /* golden_save writes a temporary file beside OUT and renames it: a failed run or write
@@ -247,6 +274,8 @@ static int cmd_run(int argc, char **argv) {
         op_outputs_free(&res);
     }
     golden_free(&gf);
+    golden_free(&weights);
+    free(config);
     return rc;
 }
 

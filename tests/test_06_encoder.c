@@ -14,6 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bert_model.h"
 #include "encoder.h"
 #include "layernorm.h"
 #include "testutil.h"
@@ -64,9 +68,9 @@ static void run_layer(const Shape *s, uint64_t seed)
     AttnMask mask = {NULL, 0, 0, s->padded ? kpm : NULL, s->causal};
     float *ref = tu_malloc(n * sizeof(float)), *got = tu_malloc(n * sizeof(float));
     float *scratch = tu_malloc(encoder_layer_scratch_floats(B, T, E, I) * sizeof(float));
-    encoder_layer_forward_naive(ref, scratch, src, &mask, &p, s->act, s->norm_first, 1e-5f, B, T,
+    encoder_layer_forward_naive(ref, NULL, scratch, src, &mask, &p, s->act, s->norm_first, 1e-5f, B, T,
                                 E, s->H, I);
-    encoder_layer_forward_fast(got, scratch, src, &mask, &p, s->act, s->norm_first, 1e-5f, B, T, E,
+    encoder_layer_forward_fast(got, NULL, scratch, src, &mask, &p, s->act, s->norm_first, 1e-5f, B, T, E,
                                s->H, I);
     char label[160];
     snprintf(label, sizeof label, "fast vs naive B%zu T%zu E%zu H%zu I%zu act %d %s%s%s", B, T, E,
@@ -189,6 +193,188 @@ START_TEST(test_refuses_bad_input)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- BERT from a directory */
+
+/* Writes the model of golden case `c` as a Hugging Face directory: config.json and
+ * model.safetensors, the weights under their names with `ns` in front of "embeddings." etc.
+ * ("bert." as BertForPreTraining saves them, "" as BertModel does), plus `extra` (a tensor
+ * name, or NULL) and without `skip` (or NULL). Returns the directory (static storage). */
+static const char *write_model_dir(const GoldenFile *gf, const char *c, const char *ns,
+                                   const char *skip, const char *extra)
+{
+    static char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/tfm-bert-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[128], key[128], err[TFM_ERR_LEN];
+    snprintf(key, sizeof key, "%s/config", c);
+    const char *config = golden_meta(gf, key);
+    ck_assert_msg(config != NULL, "case %s has no config", c);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(config, f);
+    ck_assert_int_eq(fclose(f), 0);
+    const char *names[256];
+    static char storage[256][160];
+    Tensor tensors[256];
+    size_t n = 0, len = strlen(c);
+    for (size_t t = 0; t < gf->n && n < 255; t++) {
+        const char *name = gf->names[t];
+        if (strncmp(name, c, len) != 0 || name[len] != '/' || strncmp(name + len + 1, "bert.", 5))
+            continue;
+        const char *rest = name + len + 1 + 5;   /* after "bert." */
+        if (skip && strcmp(rest, skip) == 0) continue;
+        snprintf(storage[n], sizeof storage[n], "%s%s", ns, rest);
+        names[n] = storage[n];
+        tensors[n++] = gf->tensors[t];
+    }
+    const float one = 1.0f;
+    if (extra) {
+        names[n] = extra;
+        tensors[n++] = tensor_view(TFM_F32, (void *)(uintptr_t)&one, 1, (size_t[]){1});
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    ck_assert_msg(golden_save(path, n, names, tensors, 0, NULL, NULL, err, sizeof err) == 0, "%s", err);
+    return dir;
+}
+
+static void remove_dir(const char *dir)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* A directory as transformers writes it loads, with BertForPreTraining's keys ("bert.") and
+ * with BertModel's (none), and gives the golden's last_hidden_state; what is wrong with a
+ * directory is named. */
+START_TEST(test_bert_model_directory)
+{
+    GoldenFile gf;
+    const TfmChapter *ch;
+    tu_load_chapter(&gf, &ch, CH);
+    const char *c = "bert_tiny_no_mask";
+    const Tensor *ids = tu_case_tensor(&gf, c, "input_ids", TFM_I64);
+    const Tensor *want = tu_case_tensor(&gf, c, "last_hidden_state", TFM_F32);
+    TuMemFile in;
+    tu_mem_init(&in);
+    tu_mem_put(&in, "input_ids", TFM_I64, ids->data, 2, ids->shape);
+    static const char *const NS[2] = {"bert.", ""};
+    for (int k = 0; k < 2; k++) {
+        const char *dir = write_model_dir(&gf, c, NS[k], NULL, NS[k][0] ? "cls.predictions.bias" : NULL);
+        TfmBert m;
+        char err[TFM_ERR_LEN];
+        ck_assert_msg(tfm_bert_load_dir(&m, dir, err, sizeof err) == 0, "%s", err);
+        TfmModelSource src = {&m.file, "", NULL};
+        char cfgpath[128], *cfg;
+        snprintf(cfgpath, sizeof cfgpath, "%s/config.json", dir);
+        ck_assert_msg(golden_read_text(cfgpath, &cfg, err, sizeof err) == 0, "%s", err);
+        src.config_json = cfg;
+        for (int v = TFM_NAIVE; v <= TFM_FAST; v++) {
+            OpOutputs out;
+            ck_assert_msg(tfm_op_run_model(&out, tfm_op_find("bert"), &in.gf, "", NULL, &src,
+                                           (TfmVariant)v, 0, err, sizeof err) == 0, "%s", err);
+            tu_assert_close(NS[k][0] ? "directory (bert.*) vs golden" : "directory (BertModel keys) vs golden",
+                            tensor_f32(&out.tensors[0]), out.tensors[0].numel, want, TOL_06_ATOL, TOL_06_RTOL);
+            op_outputs_free(&out);
+        }
+        free(cfg);
+        tfm_bert_free(&m);
+        remove_dir(dir);
+    }
+    /* Bad directories: each message names what is wrong. */
+    static const struct { const char *skip, *extra, *needle; } BAD[] = {
+        {"encoder.layer.1.output.dense.bias", NULL, "tensor 'bert.encoder.layer.1.output.dense.bias' is missing"},
+        {NULL, "bert.encoder.layer.2.output.dense.bias", "'bert.encoder.layer.2.output.dense.bias' is not a parameter of a BERT with this config (2 layers)"},
+        {NULL, "bert.embeddings.word_embeddings.weight", "appears twice"},
+    };
+    for (size_t b = 0; b < sizeof BAD / sizeof BAD[0]; b++) {
+        const char *dir = write_model_dir(&gf, c, "bert.", BAD[b].skip, BAD[b].extra);
+        TfmBert m;
+        char err[TFM_ERR_LEN] = "";
+        ck_assert_msg(tfm_bert_load_dir(&m, dir, err, sizeof err) == -1, "bad directory %zu loaded", b);
+        ck_assert_msg(strstr(err, BAD[b].needle), "error '%s' does not mention '%s'", err, BAD[b].needle);
+        remove_dir(dir);
+    }
+    /* A config that disagrees with the weights, and configs that are not BERT's. */
+    BertConfig cfg;
+    char err[TFM_ERR_LEN];
+    ck_assert_int_eq(tfm_bert_parse_config(&cfg, "{\"hidden_size\": 32}", "c.json", err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "config has no \"vocab_size\""), "%s", err);
+    ck_assert_int_eq(tfm_bert_parse_config(&cfg, "{\"model_type\": \"gpt2\"}", "c.json", err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "tfm reads BERT"), "%s", err);
+    ck_assert_int_eq(tfm_bert_parse_config(&cfg, "[1]", "c.json", err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "not a JSON object"), "%s", err);
+    ck_assert_int_eq(tfm_bert_parse_config(&cfg, "{\"vocab_size\": 99, \"hidden_size\": 30, "
+                     "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"intermediate_size\": 64}",
+                     "c.json", err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "hidden_size 30 is not a multiple of num_attention_heads 4"), "%s", err);
+    char key[128];
+    snprintf(key, sizeof key, "%s/config", c);
+    char *wrong = strdup(golden_meta(&gf, key));
+    char *at = strstr(wrong, "\"intermediate_size\":");
+    ck_assert_ptr_nonnull(at);
+    at += strlen("\"intermediate_size\":");
+    while (*at == ' ') at++;
+    *at = '7';   /* 64 -> 74: the weights say otherwise */
+    TfmBert m;
+    ck_assert_int_eq(tfm_bert_from_tensors(&m, &gf, c, wrong, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "intermediate.dense.weight' is F32 [64, 32]; the config says F32 [74, 32]"), "%s", err);
+    free(wrong);
+    /* --model missing, and a bad attention_mask */
+    OpOutputs out;
+    ck_assert_int_eq(tfm_op_run(&out, tfm_op_find("bert"), &in.gf, "", NULL, TFM_FAST, 0, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "op 'bert' reads a model: give --model DIR"), "%s", err);
+    golden_free(&gf);
+}
+END_TEST
+
+/* Hugging Face's additive mask on a fully padded row gives finite outputs (uniform attention
+ * over all keys), where key_padding_mask's -inf gives NaN (chapter 01). tfm's outputs are
+ * finite on that row, and its attention there is uniform, 1/T on every key. */
+START_TEST(test_bert_fully_padded_row_is_finite)
+{
+    GoldenFile gf;
+    const TfmChapter *ch;
+    tu_load_chapter(&gf, &ch, CH);
+    const char *c = "bert_fully_padded";
+    const Tensor *am = tu_case_tensor(&gf, c, "attention_mask", TFM_I64);
+    const size_t B = am->shape[0], T = am->shape[1];
+    size_t padded = B;
+    for (size_t b = 0; b < B; b++) {
+        int any = 0;
+        for (size_t t = 0; t < T; t++) any |= tensor_i64(am)[b * T + t] != 0;
+        if (!any) padded = b;
+    }
+    ck_assert_msg(padded < B, "case %s has no fully padded row", c);
+    TuMemFile m;
+    tu_mem_from_case(&m, &gf, c, "c", NULL);
+    tu_mem_meta(&m, "c/params", "output_attentions=1");
+    for (int v = TFM_NAIVE; v <= TFM_FAST; v++) {
+        OpOutputs out;
+        char err[TFM_ERR_LEN];
+        ck_assert_msg(tu_run_op("bert", &out, &m.gf, "c", (TfmVariant)v, err, sizeof err) == 0, "%s", err);
+        const Tensor *h = &out.tensors[0], *att = &out.tensors[2];
+        ck_assert_str_eq(out.names[2], "attentions");
+        const size_t E = h->shape[2], L = att->shape[0], H = att->shape[2];
+        for (size_t i = 0; i < T * E; i++)
+            ck_assert_msg(isfinite(tensor_f32(h)[padded * T * E + i]), "%s: row %zu not finite",
+                          tfm_variant_name((TfmVariant)v), padded);
+        for (size_t l = 0; l < L; l++)
+            for (size_t k = 0; k < H * T * T; k++) {
+                const float p = tensor_f32(att)[((l * B + padded) * H) * T * T + k];
+                ck_assert_msg(fabsf(p - 1.0f / (float)T) < 1e-6f, "%s: layer %zu prob %g, not 1/T",
+                              tfm_variant_name((TfmVariant)v), l, (double)p);
+            }
+        op_outputs_free(&out);
+    }
+    golden_free(&gf);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("06-encoder");
@@ -204,6 +390,11 @@ static Suite *suite(void)
     TCase *err = tcase_create("errata");
     tcase_add_test(err, test_errata_003_4_2);
     suite_add_tcase(s, err);
+    TCase *bert = tcase_create("BERT");
+    tcase_set_timeout(bert, 120);
+    tcase_add_test(bert, test_bert_model_directory);
+    tcase_add_test(bert, test_bert_fully_padded_row_is_finite);
+    suite_add_tcase(s, bert);
     TCase *bad = tcase_create("bad input");
     tcase_add_test(bad, test_refuses_bad_input);
     suite_add_tcase(s, bad);

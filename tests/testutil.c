@@ -59,7 +59,10 @@ int tu_run_op(const char *op_name, OpOutputs *out, const GoldenFile *gf, const c
     snprintf(key, sizeof key, "%s/params", prefix);
     const char *params = prefix[0] ? golden_meta(gf, key) : NULL;
     if (params && tfm_param_args_parse(&args, params, err, errlen) != 0) return -1;
-    return tfm_op_run(out, op, gf, prefix, &args, variant, 1, err, errlen);
+    snprintf(key, sizeof key, "%s/config", prefix);
+    const TfmModelSource model = {gf, prefix, golden_meta(gf, key)};   /* a case's own model */
+    return tfm_op_run_model(out, op, gf, prefix, &args, op->model && model.config_json ? &model : NULL,
+                            variant, 1, err, errlen);
 }
 
 void tu_assert_close(const char *label, const float *got, size_t n, const Tensor *want,

@@ -36,7 +36,7 @@ void tu_assert_close_f32(const char *label, const float *got, const float *want,
  * Every tensor is a view: of the caller's memory (tu_mem_put) or of a loaded golden file's
  * (tu_mem_from_case); nothing is copied, owned or freed. The struct points into itself, so
  * initialize it in place (tu_mem_init or tu_mem_from_case) and never copy it. */
-#define TU_MEM_MAX 24
+#define TU_MEM_MAX 128
 #define TU_MEM_MAX_META 8
 typedef struct {
     GoldenFile gf;                 /* what the op reads; gf.names, gf.tensors point below */
@@ -44,7 +44,7 @@ typedef struct {
     char *name_ptrs[TU_MEM_MAX];   /* [gf.n] -> names */
     Tensor tensors[TU_MEM_MAX];    /* [gf.n] views */
     char meta_keys[TU_MEM_MAX_META][64];      /* [gf.n_meta] */
-    char meta_values[TU_MEM_MAX_META][128];   /* [gf.n_meta] */
+    char meta_values[TU_MEM_MAX_META][1024];  /* [gf.n_meta] (a model config fits) */
     char *meta_key_ptrs[TU_MEM_MAX_META];     /* [gf.n_meta] -> meta_keys */
     char *meta_value_ptrs[TU_MEM_MAX_META];   /* [gf.n_meta] -> meta_values */
 } TuMemFile;
@@ -66,7 +66,8 @@ void tu_mem_from_case(TuMemFile *m, const GoldenFile *src, const char *case_name
                       const char *prefix, const char *skip);
 /* Runs op `op_name` (ops.h) on the case `prefix` of gf (prefix "": the file's plain names) with
  * the parameters of its "<prefix>/params" metadata, tensors named after its outputs passed over
- * (a golden case holds them). Returns tfm_op_run's result. */
+ * (a golden case holds them); an op that reads a model finds it in the case ("<prefix>/config"
+ * and its weights). Returns tfm_op_run_model's result. */
 int tu_run_op(const char *op_name, OpOutputs *out, const GoldenFile *gf, const char *prefix,
               TfmVariant variant, char *err, size_t errlen);
 /* Runs both variants of op `op` on the case `prefix` of gf; each must refuse (return -1) with an

@@ -48,7 +48,13 @@
  *     residual linear_act_fast is linear_fast, bit for bit, and linear_fast is implemented as
  *     exactly that. GELU is tfm_gelu.h's, the function gelu_fast computes: a fused linear and
  *     linear_fast followed by gelu_fast give the same bits. The direct paths (6.) run the same
- *     epilogue on each 4 x 4 or 1 x 8 block of outputs they have just stored.
+ *     epilogue on each 4 x 4 or 1 x 8 block of outputs they have just stored. Measured on one
+ *     thread at M = 1024, K = 768, N = 3072 (pre-activations of order 1, best of 25, three
+ *     runs): GELU costs 2.6-3.0% over linear_fast (the GELU's own arithmetic), against 9-10%
+ *     for linear_fast followed by gelu_fast; ReLU, the tanh form and a residual are within the
+ *     noise. (tfm_gelu_erf runs 2-2.7x slower on inputs with 13.2 < |x| < 14.4, where its
+ *     exp(-x^2/2) is subnormal; on products whose outputs often land there, e.g. unscaled
+ *     uniform [-1, 1) operands at K = 768, the fused GELU measured +11%.)
  *
  * Accuracy: every output is a float sum (with FMA contraction), within float32 reordering error of
  * PyTorch, which also sums in blocks. matmul_naive.c is the plain formula; the tests hold the two
@@ -684,7 +690,7 @@ void matmul_fast(float *c,                         /* [M, N] */
 }
 
 /* linear (7.): the fused linear with no activation and no residual, so the same code path and
- * the same bits; the epilogue's test costs one branch per tile. */
+ * the same bits; the epilogue's test costs one branch per tile (or direct block). */
 void linear_fast(float *y,                         /* [M, N] */
                  const float *x,                   /* [M, K] */
                  const float *w,                   /* [N, K] */

@@ -29,10 +29,10 @@
  * most 16 exps <= 1 per lane, a float sum off by a few 1e-8 relative (at most 15 * 2^-24 =
  * 9e-7); the running sums, over the 120 blocks of a 30522-wide row, add nothing float32 could
  * see. So log S is within ~1e-7 absolute of the truth (9e-7 at worst) on any row, about one
- * float32 ulp of lse once |lse| >= 1. What float block sums give up: a term below
- * half an ulp of its lane's block sum is dropped, so when one logit dominates the row (S = 1 + d,
- * d small), a log-probability -log S near 0, or a loss lse - z_y near 0, is accurate to ~1e-7
- * absolute but not relative (measured: 9e-8 on log-probabilities of order -1e-6; any float32
+ * float32 ulp of lse once |lse| >= 1. What float block sums give up: a term below half an ulp
+ * of its lane's block sum is dropped, so when one logit dominates the row (S = 1 + d, d small),
+ * a log-probability -log S near 0, or a loss lse - z_y near 0, is accurate to ~1e-7 absolute
+ * but not relative (measured: up to 1.0e-7 on log-probabilities of order -1e-6; any float32
  * sum of the row drops those terms too). Double block sums keep them, but cost two conversions
  * and two adds per 16 values, and gcc 12 then also moves tfm_expf's clamp selects past the
  * conversion, into double: 46 instructions per 16 values in the AVX-512 exp loop instead of

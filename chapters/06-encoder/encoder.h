@@ -108,18 +108,21 @@ typedef struct {
 size_t encoder_layer_scratch_floats(size_t B, size_t T, size_t E, size_t I);
 
 /* One encoder layer, post-LN (norm_first = 0) or pre-LN (norm_first = 1), formulas above.
+ * probs, when not NULL, receives the self-attention's probabilities per head (what
+ * output_attentions returns); the fast variant then takes chapter 01's materializing path.
  * Naive: one step per line with the naive kernels of chapters 02 and 04 and
  * feedforward_forward_naive (it also allocates the intermediates it names). Fast: the fast
  * kernels, with the residual of each post-LN sublayer fused into its LayerNorm
  * (add_norm_forward_fast) and the pre-LN FFN's residual into its second product. */
 void encoder_layer_forward_naive(float *out,                  /* [B, T, E] */
+                                 float *probs,                /* [B, H, T, T] or NULL */
                                  float *scratch,              /* [encoder_layer_scratch_floats] */
                                  const float *src,            /* [B, T, E] */
                                  const AttnMask *mask,        /* or NULL */
                                  const EncoderLayerParams *p,
                                  TfmActivation act, int norm_first, float eps,
                                  size_t B, size_t T, size_t E, size_t H, size_t I);
-void encoder_layer_forward_fast(float *out, float *scratch, const float *src,
+void encoder_layer_forward_fast(float *out, float *probs, float *scratch, const float *src,
                                 const AttnMask *mask, const EncoderLayerParams *p,
                                 TfmActivation act, int norm_first, float eps, size_t B, size_t T,
                                 size_t E, size_t H, size_t I);

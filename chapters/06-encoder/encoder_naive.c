@@ -58,7 +58,7 @@ size_t encoder_layer_scratch_floats(size_t B, size_t T, size_t E, size_t I)
     return B * T * (E + I);   /* h [N, E], then hidden [N, I] */
 }
 
-void encoder_layer_forward_naive(float *out, float *scratch, const float *src,
+void encoder_layer_forward_naive(float *out, float *probs, float *scratch, const float *src,
                                  const AttnMask *mask, const EncoderLayerParams *p,
                                  TfmActivation act, int norm_first, float eps, size_t B, size_t T,
                                  size_t E, size_t H, size_t I)
@@ -71,7 +71,7 @@ void encoder_layer_forward_naive(float *out, float *scratch, const float *src,
     if (!norm_first) {
         float *ff = tfm_xcalloc(N * E, sizeof(float), WHO);     /* [N, E] FF(h) */
         /* sa = SA(x): query = key = value = x; need_weights off (weights NULL). */
-        multihead_forward_naive(sa, NULL, src, src, src, &p->self_attn, mask, 0, B, H, T, T, E);
+        multihead_forward_naive(sa, probs, src, src, src, &p->self_attn, mask, 0, B, H, T, T, E);
         add_norm_forward_naive(h, NULL, NULL, src, sa, p->norm1_w, p->norm1_b, eps, N,
                                E);                              /* h = LN1(x + sa) */
         feedforward_forward_naive(ff, hidden, h, NULL, &p->ffn, act, N, E, I);   /* FF(h) */
@@ -82,7 +82,7 @@ void encoder_layer_forward_naive(float *out, float *scratch, const float *src,
         float *ln = tfm_xcalloc(N * E, sizeof(float), WHO);     /* [N, E] LN1(x), then LN2(h) */
         layernorm_forward_naive(ln, NULL, NULL, src, p->norm1_w, p->norm1_b, eps, N,
                                 E);                             /* ln = LN1(x) */
-        multihead_forward_naive(sa, NULL, ln, ln, ln, &p->self_attn, mask, 0, B, H, T, T,
+        multihead_forward_naive(sa, probs, ln, ln, ln, &p->self_attn, mask, 0, B, H, T, T,
                                 E);                             /* sa = SA(ln) */
         for (size_t i = 0; i < N * E; i++)
             h[i] = src[i] + sa[i];                              /* h = x + sa */
