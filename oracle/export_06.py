@@ -35,13 +35,35 @@ tensors fed to PyTorch and to tfm as they are; gzip stores them in about 0.75 by
 norms and src stay full float32, so every product and sum is still rounded as in any float32
 model; only the weights' entropy is lower. The feed-forward case "ff_wide" does the same at
 E = 256, I = 1024 with N(0, 1/fan_in) weights on the grid.
+
+BERT (op "bert"): Hugging Face's BertModel forward, as ref/ch06_encoder.BertModelRef computes it
+in eval mode, called as a whole (float32, and copy.deepcopy(m).double() for the truth). A case
+reads input_ids [B, T] (I64), attention_mask [B, T] (I64, 1 = attend; optional, absent: all 1),
+token_type_ids [B, T] (I64; optional, absent: all 0) and the model's weights under BertModel's
+state_dict keys with the "bert." prefix (ch06_encoder.bert_keys), and writes last_hidden_state
+[B, T, E], pooler_output [B, E] and, where params say output_attentions=1 /
+output_hidden_states=1, attentions [L, B, H, T, T] and hidden_states [L + 1, B, T, E]
+(ch06_encoder.stacked). "<case>/config" is the model's config.json (BertConfig's fields,
+compact JSON, sorted keys; without save_pretrained's torch_dtype and architectures), written by
+save_pretrained, whose model.safetensors build() checks holds exactly the case's weights.
+Weights: BERT's initializer (N(0, 0.02^2), every matrix and embedding table on the 2^-8 grid,
+the padding token's row drawn like the others), but biases N(0, 0.02^2) and LayerNorms
+1 + N(0, 0.1^2), N(0, 0.1^2), full float32. build() asserts per case that the float64 outputs
+equal nn.TransformerEncoderLayer's with key_padding_mask (and its nn.MultiheadAttention's
+weights) on every row with a key to attend (1e-12), that every output is finite, that a fully
+padded row (attention_mask all 0: HF's additive (1 - m) * finfo(dtype).min) attends uniformly,
+1/T exactly, and that absent attention_mask / token_type_ids equal all 1 / all 0.
 """
 import copy
+import json
 import math
+import os
+import tempfile
 
 import torch
 
 import ch06_encoder as ref
+import safetensors_io
 from goldenlib import Case, Golden, emit, padding_mask, to_f64
 
 NAME = "06-encoder"
@@ -201,6 +223,140 @@ def _layer_case(c, name, shape, act, norm_first, eps, kw):
     return inputs, params, (m32, m64), o32, o64
 
 
+# ---------------------------------------------------------------- bert
+
+# name, model (L, E, H, I, V, P, G), (B, T), attention_mask's row lengths (None: no mask),
+# token_type_ids (True: a pair, 0s then 1s over each row's tokens), output_attentions,
+# output_hidden_states, share (the case whose model and input_ids this one reuses)
+BERT_CASES = [
+    ("bert_tiny", (2, 32, 4, 64, 99, 40, 2), (2, 9), (9, 5), True, True, True, None),
+    ("bert_tiny_no_mask", (2, 32, 4, 64, 99, 40, 2), (2, 9), None, False, False, False,
+     "bert_tiny"),
+    # row 1 entirely masked: HF's additive finfo.min mask makes it attend uniformly (finite)
+    ("bert_fully_padded", (2, 24, 3, 48, 50, 16, 2), (3, 7), (7, 0, 4), True, True, True, None),
+    ("bert_one_token", (1, 8, 2, 16, 5, 1, 1), (1, 1), (1,), True, True, True, None),
+    ("bert_base_width", (2, 768, 12, 3072, 1000, 512, 2), (1, 16), (11,), True, False, False,
+     None),
+]
+# config.json's fields as "<case>/config" holds them: BertConfig's, without save_pretrained's
+# torch_dtype (a case holds both precisions) and architectures
+BERT_CONFIG_FIELDS = {"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                      "intermediate_size", "hidden_act", "hidden_dropout_prob",
+                      "attention_probs_dropout_prob", "max_position_embeddings",
+                      "type_vocab_size", "initializer_range", "layer_norm_eps", "pad_token_id",
+                      "position_embedding_type", "model_type"}
+
+
+def _bert_model(c, spec):
+    """config, the weights (float32, state_dict names) and the float32 model holding them.
+    Weight matrices and embedding tables N(0, 0.02^2) on the grid; the other biases
+    N(0, 0.02^2), LayerNorm weights 1 + N(0, 0.1^2), biases N(0, 0.1^2), full float32."""
+    L, E, H, I, V, P, G = spec
+    cfg = ref.bert_config(vocab_size=V, hidden_size=E, num_hidden_layers=L,
+                          num_attention_heads=H, intermediate_size=I, max_position_embeddings=P,
+                          type_vocab_size=G)
+    m32 = ref.BertModelRef(cfg)
+    w = {}
+    for k, t in m32.state_dict().items():
+        z = _randn64(c, *t.shape)
+        if k.endswith("LayerNorm.weight"):
+            v = 1.0 + 0.1 * z
+        elif k.endswith("LayerNorm.bias"):
+            v = 0.1 * z
+        elif k.endswith(".bias"):
+            v = BERT_STD * z
+        else:
+            v = _on_grid(BERT_STD * z)
+        w[k] = v.to(torch.float32)
+    assert list(w) == ref.bert_keys(L), list(w)
+    m32.load_state_dict(w, strict=True)
+    return cfg, w, m32
+
+
+def _bert_inputs(c, cfg, B, T, lengths, pair):
+    """input_ids (real tokens 1..V-1, row 0's last real token V-1: the table's last row is
+    read; padding pad_token_id, whose row is drawn like any other),
+    attention_mask (1 for the first lengths[b] tokens of row b) and token_type_ids (0 over the
+    first half of a row's tokens, rounded up, then 1; 0 on padding, as tokenizers pad)."""
+    V = cfg["vocab_size"]
+    assert V > 1, V
+    ids = torch.randint(1, V, (B, T), generator=c.gen)
+    mask = tt = None
+    if lengths is not None:
+        mask = torch.zeros(B, T, dtype=torch.long)
+        for b, n in enumerate(lengths):
+            mask[b, :n] = 1
+        ids[mask == 0] = cfg["pad_token_id"]
+    n0 = lengths[0] if lengths is not None else T
+    assert n0 > 0, "row 0 has tokens"
+    ids[0, n0 - 1] = V - 1
+    if pair:
+        tt = torch.zeros(B, T, dtype=torch.long)
+        for b, n in enumerate(lengths if lengths is not None else [T] * B):
+            tt[b, (n + 1) // 2:n] = 1
+        assert int(tt.max()) < cfg["type_vocab_size"]
+    return ids, mask, tt
+
+
+def _bert_config_meta(g, case, m32, weights):
+    """"<case>/config": the config.json save_pretrained writes for the case's model, as compact
+    JSON with sorted keys (BERT_CONFIG_FIELDS); its model.safetensors must hold exactly the
+    case's weights."""
+    with tempfile.TemporaryDirectory() as d:
+        m32.save_pretrained(d)
+        with open(os.path.join(d, "config.json"), encoding="utf-8") as f:
+            cfg = json.load(f)
+        saved, _ = safetensors_io.load(os.path.join(d, "model.safetensors"))
+    assert cfg.pop("torch_dtype") == "float32" and cfg.pop("architectures") == ["BertModel"]
+    assert set(cfg) == BERT_CONFIG_FIELDS, sorted(cfg)
+    assert sorted(saved) == sorted(weights) and all(
+        torch.equal(saved[k], weights[k]) for k in weights), case
+    g.metadata[f"{case}/config"] = json.dumps(cfg, sort_keys=True, separators=(",", ":"))
+
+
+def _bert_cases(out, seed):
+    drawn = {}
+    for name, spec, (B, T), lengths, pair, attn, hid, share in BERT_CASES:
+        if share:
+            assert (spec, (B, T)) == drawn[share][0], (name, share)
+            cfg, w, m32, ids = drawn[share][1]
+            mask = tt = None
+            assert lengths is None and not pair, name
+        else:
+            c = Case(seed, name)
+            cfg, w, m32 = _bert_model(c, spec)
+            ids, mask, tt = _bert_inputs(c, cfg, B, T, lengths, pair)
+            drawn[name] = ((spec, (B, T)), (cfg, w, m32, ids))
+        m64 = copy.deepcopy(m32).double()
+        with torch.no_grad():
+            o32 = ref.stacked(m32(ids, attention_mask=mask, token_type_ids=tt))
+            o64 = ref.stacked(m64(ids, attention_mask=mask, token_type_ids=tt))
+            if mask is None:   # the defaults: attention_mask all 1, token_type_ids all 0
+                for m, o in ((m32, o32), (m64, o64)):
+                    d = ref.stacked(m(ids, attention_mask=torch.ones(B, T, dtype=torch.long),
+                                      token_type_ids=torch.zeros(B, T, dtype=torch.long)))
+                    assert all(torch.equal(o[k], d[k]) for k in o), f"{name}: defaults"
+        # rows with a key to attend: nn.TransformerEncoderLayer with key_padding_mask agrees
+        rows = mask.any(1) if mask is not None else torch.ones(B, dtype=torch.bool)
+        mods = ref.torch_layers_bert(m64, ids, mask, tt)
+        for k in o64:
+            sel = (slice(None), rows) if k in ("attentions", "hidden_states") else (rows,)
+            torch.testing.assert_close(o64[k][sel], mods[k][sel], rtol=1e-12, atol=1e-12,
+                                       msg=lambda s: f"{name} {k} vs torch's layers: {s}")
+        # a fully padded row: finite, attending uniformly to all T keys
+        for o in (o32, o64):
+            assert all(bool(torch.isfinite(t).all()) for t in o.values()), f"{name}: not finite"
+            a = o["attentions"][:, ~rows]
+            assert torch.equal(a, torch.full_like(a, 1.0 / T)), f"{name}: not uniform"
+        keep = ["last_hidden_state", "pooler_output"] + ["attentions"] * attn + \
+            ["hidden_states"] * hid
+        emit(out, name, {"input_ids": ids, "attention_mask": mask, "token_type_ids": tt, **w},
+             {k: o32[k] for k in keep}, {k: o64[k] for k in keep}, op="bert",
+             params={"output_attentions": 1 if attn else None,
+                     "output_hidden_states": 1 if hid else None})
+        _bert_config_meta(out, name, m32, w)
+
+
 def build(seed):
     out = Golden()
     _ff_cases(out, seed)
@@ -240,4 +396,6 @@ def build(seed):
           params=_scalars(shape[3], act, False, 1e-5))
     emit(out, name + "_article", {}, art[torch.float32], art[torch.float64], op="pin",
          params={"nhead": shape[3]})
+
+    _bert_cases(out, seed)
     return out

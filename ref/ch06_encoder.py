@@ -13,6 +13,9 @@ BertModelRef is transformers' BertModel (and the "bert." part of BertForPreTrain
 from torch.nn parts, its state_dict keys exactly the Hugging Face ones ("bert.embeddings.
 word_embeddings.weight", ..., "bert.pooler.dense.bias"), with BertModel's eager forward: see the
 class. save_pretrained() writes config.json (BertConfig's field names) and model.safetensors.
+stacked() gives its outputs as the goldens hold them (attentions [L, B, H, T, T], hidden_states
+[L + 1, B, T, E]); torch_layers_bert() recomputes them from nn.TransformerEncoderLayer and
+nn.MultiheadAttention (crosscheck() and oracle/export_06.py hold the two together).
 
 crosscheck() ties all of it to torch built-ins called as a whole (nn.TransformerEncoderLayer,
 nn.Sequential of nn.Linear and nn.ReLU / nn.GELU, nn.MultiheadAttention's weights).
@@ -52,6 +55,7 @@ same constant, and softmax ignores a constant: the row attends as if nothing wer
 crosscheck() shows both.
 """
 
+import copy
 import json
 import math
 import os
@@ -392,6 +396,44 @@ class BertModelRef(nn.Module):
         return m
 
 
+def stacked(out):
+    """BertModelRef's outputs as the goldens hold them: the per-layer attentions stacked to
+    [L, B, H, T, T], the hidden states to [L + 1, B, T, E] (embeddings' output first)."""
+    return {"last_hidden_state": out["last_hidden_state"], "pooler_output": out["pooler_output"],
+            "attentions": torch.stack(out["attentions"]),
+            "hidden_states": torch.stack(out["hidden_states"])}
+
+
+def torch_layers_bert(bert, input_ids, attention_mask=None, token_type_ids=None):
+    """BertModelRef's outputs (stacked) recomputed from torch built-ins called as a whole: its
+    embeddings' nn.Embedding and nn.LayerNorm, then per layer an nn.TransformerEncoderLayer
+    (post-LN, gelu, layer_norm_eps, q, k, v packed: packed_layer_params) with
+    src_key_padding_mask = (attention_mask == 0), whose attentions are its nn.MultiheadAttention's
+    per-head weights, and the pooler tanh(F.linear(first token)). On a fully padded row this gives
+    NaN (key_padding_mask), where BertModelRef attends uniformly (the docstring)."""
+    c, e = bert.config, bert.bert.embeddings
+    B, T = input_ids.shape
+    kpm = attention_mask == 0 if attention_mask is not None else None
+    if token_type_ids is None:
+        token_type_ids = torch.zeros(B, T, dtype=torch.long)
+    with torch.no_grad():
+        x = e.LayerNorm((e.word_embeddings(input_ids) + e.token_type_embeddings(token_type_ids))
+                        + e.position_embeddings(torch.arange(T)))
+        hidden, attentions = [x], []
+        for lay in bert.bert.encoder.layer:
+            m = module(c["hidden_size"], c["num_attention_heads"], c["intermediate_size"],
+                       {k: v.detach() for k, v in packed_layer_params(lay).items()}, "gelu",
+                       False, c["layer_norm_eps"], bert.dtype)
+            attentions.append(m.self_attn(x, x, x, key_padding_mask=kpm, need_weights=True,
+                                          average_attn_weights=False)[1])
+            x = run_module(m, x, src_key_padding_mask=kpm)
+            hidden.append(x)
+        pooled = torch.tanh(F.linear(x[:, 0], bert.bert.pooler.dense.weight,
+                                     bert.bert.pooler.dense.bias))
+    return stacked({"last_hidden_state": x, "pooler_output": pooled,
+                    "attentions": attentions, "hidden_states": hidden})
+
+
 def bert_keys(num_hidden_layers):
     """The state_dict keys of BertModelRef: Hugging Face's names."""
     keys = ["bert.embeddings.word_embeddings.weight", "bert.embeddings.position_embeddings.weight",
@@ -440,7 +482,8 @@ def crosscheck():
     """Raises AssertionError if feedforward() or encoder_layer() disagree with PyTorch's modules
     called as a whole (float64 to 1e-12, float32 to float32 rounding; NaN in the same places),
     if the layer's two paths disagree or stop returning NaN on a fully padded row, or if
-    BertModelRef's layer, model, masks or saved files are not what the docstring says."""
+    BertModelRef's layer, model, masks, stacked outputs or saved files are not what the
+    docstring says (save_pretrained -> from_pretrained: the same bits, float32 and float64)."""
     g = torch.Generator().manual_seed(6006)
 
     def randn(*shape):
@@ -601,6 +644,21 @@ def crosscheck():
             full = bert(ids, attention_mask=attn, token_type_ids=tt)
         assert torch.isfinite(full["last_hidden_state"]).all(), "BERT on a padded row: not finite"
 
+    # (a') the stacked outputs the goldens hold (stacked()): attentions [L, B, H, T, T] are the
+    # per-layer nn.MultiheadAttention weights stacked, hidden_states [L + 1, B, T, E] the
+    # embeddings' and each nn.TransformerEncoderLayer's output; no mask, then a partly padded one
+    part = torch.ones(B, T, dtype=torch.long)
+    part[0, 5:] = 0
+    part[2, 1:] = 0                        # one key left
+    for am, label in ((None, "no mask"), (part, "partly padded")):
+        with torch.no_grad():
+            ours = stacked(bert(ids, attention_mask=am, token_type_ids=tt))
+        theirs = torch_layers_bert(bert, ids, am, tt)
+        assert ours["attentions"].shape == (2, B, H, T, T) and \
+            ours["hidden_states"].shape == (3, B, T, E), "stacked shapes"
+        for k in ours:
+            close(ours[k], theirs[k], f"bert stacked {k}, {label}")
+
     # (c) save_pretrained: config.json's fields and model.safetensors's keys, and back
     with tempfile.TemporaryDirectory() as d:
         bert.save_pretrained(d)
@@ -610,10 +668,21 @@ def crosscheck():
         tensors, meta = _safetensors_io().load(os.path.join(d, "model.safetensors"))
         assert sorted(tensors) == sorted(bert_keys(2)) and meta == {"format": "pt"}, \
             (sorted(tensors), meta)
-        again = BertModelRef.from_pretrained(d)
+    # save_pretrained -> from_pretrained gives identical tensors: every parameter (bits and
+    # dtype) and every output, for a float64 and a float32 model, with a partly padded mask
+    for model in (bert, copy.deepcopy(bert).float()):
+        with tempfile.TemporaryDirectory() as d:
+            model.save_pretrained(d)
+            again = BertModelRef.from_pretrained(d)
+        label = f"save_pretrained round trip {model.dtype}"
+        assert again.dtype == model.dtype and again.config == model.config, label
+        s0, s1 = model.state_dict(), again.state_dict()
+        assert list(s0) == list(s1) and all(
+            s0[k].dtype == s1[k].dtype and torch.equal(s0[k], s1[k]) for k in s0), label
         with torch.no_grad():
-            close(again(ids, token_type_ids=tt)["last_hidden_state"], ref["last_hidden_state"],
-                  "save_pretrained round trip", 0.0)
+            o0 = stacked(model(ids, attention_mask=part, token_type_ids=tt))
+            o1 = stacked(again(ids, attention_mask=part, token_type_ids=tt))
+        assert all(torch.equal(o0[k], o1[k]) for k in o0), label
 
 
 if __name__ == "__main__":
