@@ -35,6 +35,7 @@
  *   mha       [B, T, E, H]           nn.MultiheadAttention(E, H) self-attention on x [B,T,E]
  *   pe        [T, E]                 the sinusoidal table PE[T,E]
  *   layernorm [N, E]                 LayerNorm over the last dimension of x [N,E]
+ *   bert      [B, T, L, E, H, I]     BertModel's forward (V 30522, P 512), random weights
  *   encoder-layer [B, T, E, H, I]    nn.TransformerEncoderLayer(E, H, I, gelu, post-LN) on [B,T,E]
  *   mlm-loss  [N, V, keep_percent]   cross entropy of logits [N,V], keep_percent% of labels kept
  */
@@ -167,6 +168,11 @@ int bench_encoder_setup(BenchInstance *in, const BenchCase *c, uint64_t seed, do
 void bench_encoder_naive(void *state);
 void bench_encoder_fast(void *state);
 void bench_encoder_teardown(void *state);
+int bench_bert_setup(BenchInstance *in, const BenchCase *c, uint64_t seed, double budget,
+                     char *err, size_t errlen);
+void bench_bert_naive(void *state);
+void bench_bert_fast(void *state);
+void bench_bert_teardown(void *state);
 
 /* ---- shared by the callbacks (bench/util.c) --------------------------------------------- */
 

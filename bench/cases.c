@@ -90,6 +90,16 @@
      .run_naive = bench_encoder_naive, .run_fast = bench_encoder_fast,                           \
      .teardown = bench_encoder_teardown}
 
+/* BERT's forward: L encoder layers, the embeddings (memory) and the pooler (2 B E^2). */
+#define BERT(B, T, L, E, H, I)                                                                   \
+    {.chapter = 6, .op = "bert", .shape = "B" #B " T" #T " L" #L " E" #E,                      \
+     .dims = {B, T, L, E, H, I},                                                                  \
+     .flops = (L) * (2.0 * (B) * (T) * (4.0 * (double)(E) * (E) + 2.0 * (double)(E) * (I)) +     \
+                     4.0 * (B) * (double)(T) * (T) * (E)) + 2.0 * (B) * (double)(E) * (E),       \
+     .bytes = 4.0 * (L) * (4.0 * (double)(E) * (E) + 2.0 * (double)(E) * (I)),                  \
+     .bound = BENCH_COMPUTE, .big = 1, .setup = bench_bert_setup,                                \
+     .run_naive = bench_bert_naive, .run_fast = bench_bert_fast, .teardown = bench_bert_teardown}
+
 static const BenchCase CASES[] = {
     /* chapter 00: a BERT-base Linear (512 tokens, 768 -> 768), and a square 2048^3 */
     LINEAR(512, 768, 768, 0),
@@ -116,6 +126,8 @@ static const BenchCase CASES[] = {
     /* chapter 06: BERT-base's layer on a batch of 8 x 128 tokens, and the tiny preset's layer */
     ENCODER(8, 128, 768, 12, 3072, 1),
     ENCODER(32, 128, 256, 4, 1024, 1),
+    /* chapter 06: bert-base's 12 layers on one sequence of 128 tokens (latency) */
+    BERT(1, 128, 12, 768, 12, 3072),
 };
 
 const BenchCase *bench_cases(size_t *n)

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bert.h"
 #include "encoder.h"
 
 typedef struct {
@@ -113,4 +114,104 @@ void bench_encoder_fast(void *state)
     EncState *s = state;
     encoder_layer_forward_fast(s->out, NULL, s->scratch, s->x, NULL, &s->p, TFM_ACT_GELU, 0, 1e-12f,
                                s->B, s->T, s->E, s->H, s->I);
+}
+
+/* ---- BERT: the whole forward (bert.h), BERT-base's config, one sequence ------------------- *
+ * dims [B, T, L, E, H, I], V = 30522, P = 512, G = 2. The latency case: at B = 1 the per-op
+ * overhead of a framework shows, and tfm's forward allocates nothing (its activations are
+ * sized once, in setup). Naive runs the first layer only (its output is what is checked: it
+ * is layer 1's hidden state of fast's run, the same weights and input); its time is scaled by
+ * the number of layers. */
+typedef struct {
+    BertConfig cfg, cfg_naive;   /* cfg_naive: the same model cut to one layer */
+    BertWeights w;
+    EncoderLayerParams *layers;  /* [L] */
+    float *weights;              /* every weight, one block */
+    int64_t *ids;                /* [B, T] */
+    float *acts, *acts_naive;    /* bert_acts_floats blocks */
+    BertActs a, an;
+} BertState;
+
+void bench_bert_teardown(void *state)
+{
+    BertState *s = state;
+    if (!s) return;
+    free(s->layers);
+    free(s->weights);
+    free(s->ids);
+    free(s->acts);
+    free(s->acts_naive);
+    free(s);
+}
+
+int bench_bert_setup(BenchInstance *in, const BenchCase *c, uint64_t seed, double budget,
+                     char *err, size_t errlen)
+{
+    (void)budget;
+    BertState *s = calloc(1, sizeof *s);
+    if (!s) goto oom;
+    in->state = s;
+    const size_t B = c->dims[0], T = c->dims[1], L = c->dims[2], E = c->dims[3];
+    const size_t H = c->dims[4], I = c->dims[5], V = 30522, P = 512, G = 2;
+    s->cfg = (BertConfig){V, E, L, H, I, P, G, 1e-12f, TFM_ACT_GELU};
+    s->cfg_naive = s->cfg;
+    s->cfg_naive.num_hidden_layers = 1;
+    const size_t per_layer = 3 * E * E + 3 * E + E * E + E + I * E + I + E * I + E + 4 * E;
+    const size_t total = (V + P + G) * E + 2 * E + E * E + E + L * per_layer;
+    s->weights = bench_alloc(total);
+    s->layers = calloc(L, sizeof *s->layers);
+    s->ids = malloc(B * T * sizeof *s->ids);
+    s->acts = bench_alloc(bert_acts_floats(&s->cfg, B, T, 0));
+    s->acts_naive = bench_alloc(bert_acts_floats(&s->cfg_naive, B, T, 0));
+    if (!s->weights || !s->layers || !s->ids || !s->acts || !s->acts_naive) goto oom;
+    bench_fill_uniform(s->weights, total, seed + 1, 0.05f);   /* BERT's init scale, 0.02 std */
+    float *p = s->weights;
+#define TAKE(n) (p += (n), p - (n))
+    s->w.word_embeddings = TAKE(V * E);
+    s->w.position_embeddings = TAKE(P * E);
+    s->w.token_type_embeddings = TAKE(G * E);
+    s->w.emb_ln_w = TAKE(E);
+    s->w.emb_ln_b = TAKE(E);
+    s->w.pooler_w = TAKE(E * E);
+    s->w.pooler_b = TAKE(E);
+    for (size_t l = 0; l < L; l++) {
+        EncoderLayerParams *q = &s->layers[l];
+        q->self_attn = (MhaParams){TAKE(3 * E * E), TAKE(3 * E), TAKE(E * E), TAKE(E)};
+        q->ffn = (FfnParams){TAKE(I * E), TAKE(I), TAKE(E * I), TAKE(E)};
+        q->norm1_w = TAKE(E);
+        q->norm1_b = TAKE(E);
+        q->norm2_w = TAKE(E);
+        q->norm2_b = TAKE(E);
+    }
+#undef TAKE
+    s->w.layers = s->layers;
+    for (size_t i = 0; i < B * T; i++)
+        s->ids[i] = (int64_t)((i * 7919u + seed) % V);
+    bert_acts_init(&s->a, s->acts, &s->cfg, B, T, 0);
+    bert_acts_init(&s->an, s->acts_naive, &s->cfg_naive, B, T, 0);
+    in->out = s->a.hidden + B * T * E;          /* layer 1's output */
+    in->naive_out = s->an.hidden + B * T * E;
+    in->n_check = B * T * E;
+    in->ndim = 3;
+    in->shape[0] = B;
+    in->shape[1] = T;
+    in->shape[2] = E;
+    in->naive_share = 1.0 / (double)L;
+    snprintf(in->naive_note, sizeof in->naive_note, "naive: 1 of %zu layers, x%zu", L, L);
+    return 0;
+oom:
+    snprintf(err, errlen, "%s %s: out of memory", c->op, c->shape);
+    return -1;
+}
+
+void bench_bert_naive(void *state)
+{
+    BertState *s = state;
+    bert_forward_naive(&s->an, s->ids, NULL, NULL, &s->w, &s->cfg_naive);
+}
+
+void bench_bert_fast(void *state)
+{
+    BertState *s = state;
+    bert_forward_fast(&s->a, s->ids, NULL, NULL, &s->w, &s->cfg);
 }

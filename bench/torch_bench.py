@@ -135,6 +135,14 @@ def make_op(torch, op, dims, gen):
                                                  layer_norm_eps=1e-12, batch_first=True).eval()
         x = rand(B, T, E)
         return lambda: layer(x)
+    if op == "bert":
+        B, T, L, E, H, I = dims[:6]
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ref"))
+        import ch06_encoder
+        model = ch06_encoder.BertModelRef(ch06_encoder.bert_config(
+            num_hidden_layers=L, hidden_size=E, num_attention_heads=H, intermediate_size=I)).eval()
+        ids = torch.randint(0, 30522, (B, T), generator=gen)
+        return lambda: model(ids)["last_hidden_state"]
     if op == "mlm-loss":
         N, V, keep = dims[:3]
         logits = rand(N, V) * 4
