@@ -3,12 +3,15 @@
     import tfmpy
     out = tfmpy.run("linear", {"x": x, "w": w, "bias": b})                  # {"out": tensor}
     r = tfmpy.run("mha", {"query": q, ...}, variant="naive", num_heads=4)  # parameters as keywords
+    b = tfmpy.run("bert", {"input_ids": ids}, model="my-bert/")  # an op that reads a model
     tfmpy.ops()["layernorm"]["params"]       # the op table, as `tfm ops --json` prints it
     print(tfmpy.cli("check", "01"))          # any other tfm command; returns its stdout
 
-`run` is `tfm run OP [--variant V] [--param NAME=VALUE]... IN OUT` with the files hidden: it
-writes the inputs to a safetensors file (oracle/safetensors_io.py), runs build/bin/tfm, and reads
-the outputs back. Before it starts tfm it checks the call against the op table, which tfm prints
+`run` is `tfm run OP [--variant V] [--param NAME=VALUE]... [--model DIR] IN OUT` with the files
+hidden: it writes the inputs to a safetensors file (oracle/safetensors_io.py), runs build/bin/tfm,
+and reads the outputs back. model=DIR is --model DIR, for an op that reads a model (bert): a
+Hugging Face directory as save_pretrained writes it (config.json, model.safetensors), which tfm
+reads itself. Before it starts tfm it checks the call against the op table, which tfm prints
 from the same entries its own `run` enforces (oracle/ops.c), so a misspelt tensor or parameter fails
 in Python with a message naming what the op does read:
 
@@ -17,10 +20,12 @@ in Python with a message naming what the op does read:
     parameters are keywords, never 0-d tensors), a missing required input, a dtype or rank the op
     does not take;
   - a parameter the op does not take, a missing required one, a value of the wrong kind (an int
-    parameter takes an int or a bool, a float one a number, a word one one of its words).
+    parameter takes an int or a bool, a float one a number, a word one one of its words);
+  - model= for an op that reads no model, or no model= for one that reads one (bert).
 
 What the table cannot say — shapes that must agree, a parameter out of its range, a token id
-outside the vocabulary — tfm itself checks; its one-line message comes back as a RuntimeError.
+outside the vocabulary, a model directory that is missing or does not fit — tfm itself checks;
+its one-line message comes back as a RuntimeError.
 
 Floats go on the command line as repr(float(v)), the shortest text that reads back as the same
 double, so eps=1e-12 reaches tfm as exactly the double 1e-12 (not a float32 near it).
@@ -92,7 +97,9 @@ def ops():
     """The op table: a dict op name -> entry, in tfm's order. Each entry is what `tfm ops --json`
     prints: name, chapter, summary, inputs (name, dtypes, min_rank, max_rank, optional, shape),
     params (name, type int/float/word, default, required, min and max or words, help), outputs
-    (name, shape), the naive and fast kernels' names, atol and rtol. A copy: edit it freely."""
+    (name, shape), model (True: the op reads a model, run(..., model=DIR)), the naive and fast
+    kernels' names, atol and rtol.
+    A copy: edit it freely."""
     return copy.deepcopy(_ops())
 
 
@@ -208,11 +215,27 @@ def _param_args(spec, params):
 
 # ---- running an op ----------------------------------------------------------------------------
 
-def run(op, inputs, /, variant="fast", **params):
+def _model_args(spec, model):
+    op = spec["name"]
+    readers = [name for name, e in _ops().items() if e["model"]]
+    if model is None:
+        if spec["model"]:
+            raise ValueError(f"op '{op}' reads a model: give model=DIR (a Hugging Face directory: "
+                             f"config.json and model.safetensors, as save_pretrained writes it)")
+        return []
+    if not spec["model"]:
+        raise ValueError(f"op '{op}' reads no model (model=); "
+                         f"{'the ops that do: ' + ', '.join(readers) if readers else 'no op does'}")
+    return ["--model", os.fspath(model)]
+
+
+def run(op, inputs, /, variant="fast", model=None, **params):
     """Runs tfm's op on inputs (dict tensor name -> torch.Tensor) with the given parameters
     (keywords; None means not given) and returns its outputs as a dict name -> torch.Tensor.
-    variant is "naive" or "fast". A call the op table refuses raises ValueError (TypeError for a
-    non-tensor input) before tfm runs; a run tfm refuses raises RuntimeError with its message."""
+    variant is "naive" or "fast"; model is the directory (str or path) of an op that reads a
+    model (`tfm run --model DIR`), and only of such an op. A call the op table refuses raises
+    ValueError (TypeError for a non-tensor input) before tfm runs; a run tfm refuses raises
+    RuntimeError with its message."""
     table = _ops()
     if op not in table:
         raise ValueError(f"unknown op {op!r}; tfm's ops are {', '.join(table)}")
@@ -221,7 +244,7 @@ def run(op, inputs, /, variant="fast", **params):
     spec = table[op]
     inputs = dict(inputs or {})
     _check_inputs(spec, inputs)
-    args = _param_args(spec, params)
+    args = _param_args(spec, params) + _model_args(spec, model)
 
     stem = os.path.join(workdir(), f"{next(_serial):05d}-{op}")
     src, dst = stem + ".in.safetensors", stem + ".out.safetensors"
@@ -275,6 +298,39 @@ if __name__ == "__main__":
     print("parameter as a tensor:", refused(ValueError, run, "layernorm",
                                             {"x": x, "eps": torch.tensor(1e-5)}))
     print("tfm's own check:", refused(RuntimeError, run, "linear", {"x": x, "w": w.t()}))
+
+    # model=: only for an op that reads one (bert), and required there; tfm reads the directory.
+    assert ops()["bert"]["model"] and not ops()["linear"]["model"]
+    msg = refused(ValueError, run, "linear", {"x": x, "w": w}, model=workdir())
+    assert "reads no model" in msg and "bert" in msg, msg
+    print("model for a plain op:", msg)
+    ids = torch.tensor([[101, 7, 12, 5, 102]])
+    msg = refused(ValueError, run, "bert", {"input_ids": ids})
+    assert "reads a model: give model=DIR" in msg, msg
+    print("no model:", msg)
+    print("tfm's own check of the model:", refused(RuntimeError, run, "bert", {"input_ids": ids},
+                                                   model=os.path.join(workdir(), "absent")))
+    sys.path.insert(0, os.path.join(ROOT, "ref"))
+    import ch06_encoder  # noqa: E402
+    torch.manual_seed(6)
+    bert = ch06_encoder.BertModelRef(ch06_encoder.bert_config(
+        vocab_size=120, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=16, max_position_embeddings=16))
+    bert_dir = os.path.join(workdir(), "bert")
+    bert.save_pretrained(bert_dir)
+    mask = torch.tensor([[1, 1, 1, 1, 0]])
+    with torch.no_grad():
+        want = bert(ids, attention_mask=mask)["last_hidden_state"]
+    spec = ops()["bert"]
+    for variant in VARIANTS:
+        got = run("bert", {"input_ids": ids, "attention_mask": mask}, variant=variant,
+                  model=bert_dir)
+        assert set(got) == {"last_hidden_state", "pooler_output"}, got.keys()
+        assert torch.allclose(got["last_hidden_state"], want, rtol=spec["rtol"],
+                              atol=spec["atol"]), (got, want)
+        err = (got["last_hidden_state"] - want).abs().max().item()
+        print(f"bert {variant} (model=DIR): last_hidden_state {list(want.shape)}, "
+              f"max |tfm - torch| = {err:.1e}")
     # No op takes a word today; the check still runs on an entry shaped like the table's.
     word = {"name": "reduction", "type": "word", "words": "mean|sum|none"}
     assert _param_text("op", word, "sum") == "sum"

@@ -188,8 +188,9 @@ static int cmd_ops(int argc, char **argv) {
         printf("],\n   \"outputs\": [");
         for (size_t k = 0; k < tfm_op_n_outputs(op); k++)
             printf("%s{\"name\": \"%s\", \"shape\": \"%s\"}", k ? ", " : "", op->outputs[k].name, op->outputs[k].shape);
-        printf("],\n   \"naive\": \"%s\", \"fast\": \"%s\", \"atol\": %.17g, \"rtol\": %.17g}%s\n",
-               op->naive_name, op->fast_name, op->atol, op->rtol, i + 1 < n ? "," : "");
+        printf("],\n   \"model\": %s, \"naive\": \"%s\", \"fast\": \"%s\", \"atol\": %.17g, "
+               "\"rtol\": %.17g}%s\n", op->model ? "true" : "false", op->naive_name, op->fast_name,
+               op->atol, op->rtol, i + 1 < n ? "," : "");
     }
     printf("]\n");
     return 0;
