@@ -118,6 +118,8 @@ static void run_help(void) {
            "as a 0-d tensor of its name in IN (I64 for int, F32 or F64 for float), not both.\n"
            "An op that reads a model (bert) takes --model DIR, a Hugging Face directory\n"
            "(config.json and model.safetensors, as save_pretrained writes them).\n"
+           "With --case NAME (a case of a golden file) the case's outputs are passed over and its\n"
+           "parameters apply unless given as --param, as tfm check runs it.\n"
            "Default variant: fast. The ops (tfm ops --json prints this table as JSON):\n");
     for (size_t i = 0; i < n; i++) {
         const TfmOp *op = &ops[i];
@@ -249,10 +251,33 @@ static int cmd_run(int argc, char **argv) {
         free(config);
         return 1;
     }
+    /* --case NAME of a golden file: the case's outputs ride along unread, its parameters
+     * ("NAME/params") apply unless given as --param, and an op that reads a model finds it in
+     * the case (its weights and "NAME/config"), as `tfm check` runs it. */
+    const int from_case = case_name[0] != '\0';
+    TfmModelSource case_model = {&gf, case_name, NULL};
+    if (from_case) {
+        char key[300];
+        snprintf(key, sizeof key, "%s/params", case_name);
+        TfmParamArgs meta = {0};
+        const char *mp = golden_meta(&gf, key);
+        if (mp && tfm_param_args_parse(&meta, mp, err, sizeof err) == 0) {
+            for (size_t i = 0; i < meta.n; i++) {
+                int given = 0;
+                for (size_t j = 0; j < params.n; j++) given |= strcmp(params.names[j], meta.names[i]) == 0;
+                char item[128];
+                snprintf(item, sizeof item, "%s=%s", meta.names[i], meta.values[i]);
+                if (!given && tfm_param_args_add(&params, item, err, sizeof err) != 0) break;
+            }
+        }
+        snprintf(key, sizeof key, "%s/config", case_name);
+        case_model.config_json = golden_meta(&gf, key);
+    }
+    const TfmModelSource *src = model_dir ? &model : from_case && case_model.config_json ? &case_model : NULL;
     int rc = 1;
     OpOutputs res;
-    if (tfm_op_run_model(&res, op, &gf, case_name, &params, model_dir ? &model : NULL, variant, 0,
-                         err, sizeof err) != 0) {
+    if (tfm_op_run_model(&res, op, &gf, case_name, &params, src, variant, from_case, err,
+                         sizeof err) != 0) {
         fprintf(stderr, "%s: %s\n", PROG, err);
     } else {
         /* golden_save writes a temporary file beside OUT and renames it: a failed run or write
