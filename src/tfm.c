@@ -97,8 +97,8 @@ static int cmd_check(int argc, char **argv) {
     for (size_t c = 0; c < nch; c++)
         if (!only || only == &chs[c]) tfm_check_chapter(&chs[c], variants, stdout, &tot);
     const size_t bad = tot.failed + tot.errors;
-    printf("%zu cases (%zu pins), %zu outputs compared: %zu passed, %zu failed, %zu errors\n",
-           tot.cases, tot.pin_cases, tot.outputs, tot.outputs - tot.failed, tot.failed, tot.errors);
+    printf("%zu cases (%zu pin%s), %zu outputs compared: %zu passed, %zu failed, %zu errors\n",
+           tot.cases, tot.pin_cases, tot.pin_cases == 1 ? "" : "s", tot.outputs, tot.outputs - tot.failed, tot.failed, tot.errors);
     return bad ? 1 : 0;
 }
 

@@ -39,8 +39,9 @@ void matmul_naive(float *c,                        /* [M, N] */
 /* W is stored [N, K] (nn.Linear's [out_features, in_features]), so X·W^T pairs row i of X with
  * row j of W: both are read with unit stride.
  *
- * The bias is the sum's starting value rather than a final addition: that is how PyTorch computes
- * linear (addmm copies bias into the output, then the BLAS gemm accumulates X·W^T onto it). */
+ * The bias is the sum's starting value rather than a final addition. PyTorch's addmm copies the
+ * bias into the output and the BLAS gemm adds its partial sums of X·W^T onto it (each block of
+ * k summed from zero in registers first): the same terms, in another order of roundings. */
 void linear_naive(float *y,                        /* [M, N] */
                   const float *x,                  /* [M, K] */
                   const float *w,                  /* [N, K] */

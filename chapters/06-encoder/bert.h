@@ -17,8 +17,9 @@
  * over all keys and finite numbers, where key_padding_mask gives 0/0 = NaN (chapter 01).
  *
  * A model is weights (BertWeights, read-only) and the activations of one forward (BertActs),
- * sized once from the config, B and T, and reused for every call and across layers: the
- * forward allocates nothing (llm.c's scheme).
+ * sized once from the config, B and T, and reused for every call and across layers: the fast
+ * forward allocates nothing (llm.c's scheme); the naive one lets its naive layers allocate the
+ * intermediates they name.
  */
 #ifndef TFM_BERT_H
 #define TFM_BERT_H
