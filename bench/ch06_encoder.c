@@ -176,8 +176,14 @@ int bench_bert_setup(BenchInstance *in, const BenchCase *c, uint64_t seed, doubl
     s->w.pooler_b = TAKE(E);
     for (size_t l = 0; l < L; l++) {
         EncoderLayerParams *q = &s->layers[l];
-        q->self_attn = (MhaParams){TAKE(3 * E * E), TAKE(3 * E), TAKE(E * E), TAKE(E)};
-        q->ffn = (FfnParams){TAKE(I * E), TAKE(I), TAKE(E * I), TAKE(E)};
+        q->self_attn.in_proj_weight = TAKE(3 * E * E);   /* one TAKE per statement: each */
+        q->self_attn.in_proj_bias = TAKE(3 * E);         /* advances p */
+        q->self_attn.out_proj_weight = TAKE(E * E);
+        q->self_attn.out_proj_bias = TAKE(E);
+        q->ffn.w1 = TAKE(I * E);
+        q->ffn.b1 = TAKE(I);
+        q->ffn.w2 = TAKE(E * I);
+        q->ffn.b2 = TAKE(E);
         q->norm1_w = TAKE(E);
         q->norm1_b = TAKE(E);
         q->norm2_w = TAKE(E);

@@ -40,7 +40,8 @@ int bind_matmul(OpCall *c)
     /* Batch dimensions, right-aligned and broadcast. */
     const int nba = a_vec ? 0 : a->ndim - 2, nbb = b_vec ? 0 : b->ndim - 2;
     const int nb = nba > nbb ? nba : nbb;
-    size_t batch[TFM_MAX_DIMS], sa[TFM_MAX_DIMS], sb[TFM_MAX_DIMS];   /* [nb] */
+    size_t batch[TFM_MAX_DIMS] = {0};                     /* [nb] */
+    size_t sa[TFM_MAX_DIMS] = {0}, sb[TFM_MAX_DIMS] = {0};   /* [nb] strides */
     size_t stride_a = M * K, stride_b = K * N;                         /* one matrix each */
     for (int d = nb - 1; d >= 0; d--) {
         const int da = d - (nb - nba), db = d - (nb - nbb);

@@ -230,7 +230,7 @@ START_TEST(test_matmul_broadcasts_as_torch) {
             const size_t K = c->a[c->na - 1];
             const int nbatch = c->nout - (c->na > 1) - (c->nb > 1);
             for (size_t e = 0; e < o->numel; e++) {
-                size_t idx[TFM_MAX_DIMS], rest = e;
+                size_t idx[TFM_MAX_DIMS] = {0}, rest = e;
                 for (int d = c->nout - 1; d >= 0; d--) idx[d] = rest % c->out[d], rest /= c->out[d];
                 const size_t i = c->na > 1 ? idx[nbatch] : 0;
                 const size_t j = c->nb > 1 ? idx[c->nout - 1] : 0;
