@@ -181,6 +181,9 @@ float *bench_alloc(size_t n);
 /* Fills x[0..n) with uniform values in [-amplitude, amplitude), the i-th from draw i of
  * tfm_rng_at(seed, .): the values depend on seed alone, not on the thread count. */
 void bench_fill_uniform(float *x, size_t n, uint64_t seed, float amplitude);
+/* How many of B independent batch elements, each of batch_flops, naive computes within its
+ * flop budget (at least 1); when fewer than B, says so in in->naive_note. */
+size_t bench_naive_batches(BenchInstance *in, size_t B, double batch_flops, double budget);
 /* Monotonic seconds. */
 double bench_now(void);
 /* Resident set now and its peak ("high water mark") in bytes, from /proc/self/status; -1 if

@@ -58,14 +58,7 @@ int bench_multihead_setup(BenchInstance *in, const BenchCase *c, uint64_t seed, 
     s->H = c->dims[3];
     const double T = (double)s->T, E = (double)s->E;
     const double batch_flops = 8.0 * T * E * E + 4.0 * T * T * E;
-    s->Bn = s->B;
-    if ((double)s->B * batch_flops > budget) {
-        s->Bn = (size_t)(budget / batch_flops);
-        if (s->Bn < 1) s->Bn = 1;
-        if (s->Bn < s->B)
-            snprintf(in->naive_note, sizeof in->naive_note, "naive: %zu of %zu batch elements, x%.1f",
-                     s->Bn, s->B, (double)s->B / (double)s->Bn);
-    }
+    s->Bn = bench_naive_batches(in, s->B, batch_flops, budget);
     const size_t n = s->B * s->T * s->E, e = s->E;
     s->x = bench_alloc(n);
     s->in_w = bench_alloc(3 * e * e);

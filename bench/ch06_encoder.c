@@ -54,14 +54,7 @@ int bench_encoder_setup(BenchInstance *in, const BenchCase *c, uint64_t seed, do
     const size_t E = s->E, I = s->I, n = s->B * s->T * E;
     const double T = (double)s->T, dE = (double)E, dI = (double)I;
     const double batch_flops = 2.0 * T * (4.0 * dE * dE + 2.0 * dE * dI) + 4.0 * T * T * dE;
-    s->Bn = s->B;
-    if ((double)s->B * batch_flops > budget) {
-        s->Bn = (size_t)(budget / batch_flops);
-        if (s->Bn < 1) s->Bn = 1;
-        if (s->Bn < s->B)
-            snprintf(in->naive_note, sizeof in->naive_note, "naive: %zu of %zu batch elements, x%.1f",
-                     s->Bn, s->B, (double)s->B / (double)s->Bn);
-    }
+    s->Bn = bench_naive_batches(in, s->B, batch_flops, budget);
     /* [3E, E], [3E], [E, E], [E], [I, E], [I], [E, I], [E], then four [E] LayerNorm vectors */
     const size_t sizes[12] = {3 * E * E, 3 * E, E * E, E, I * E, I, E * I, E, E, E, E, E};
     const size_t fan[12] = {E, E, E, E, E, E, I, I, 0, 0, 0, 0};   /* 0: LayerNorm, near 1 / 0 */

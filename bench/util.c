@@ -65,3 +65,14 @@ int bench_reset_peak_rss(void)
     int ok = fputs("5", f) >= 0;
     return (fclose(f) == 0 && ok) ? 0 : -1;
 }
+
+size_t bench_naive_batches(BenchInstance *in, size_t B, double batch_flops, double budget)
+{
+    if ((double)B * batch_flops <= budget) return B;
+    size_t n = (size_t)(budget / batch_flops);
+    if (n < 1) n = 1;
+    if (n < B)
+        snprintf(in->naive_note, sizeof in->naive_note, "naive: %zu of %zu batch elements, x%.1f",
+                 n, B, (double)B / (double)n);
+    return n;
+}

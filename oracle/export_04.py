@@ -55,34 +55,12 @@ def _ln_case(out, name, x, affine_params, eps, op="layernorm", against=None):
     return o32, m32, r32
 
 
-def _torch_layernorm_nd(x, S, gamma=None, beta=None, eps=1e-5):
-    """nn.LayerNorm(S) over x's trailing dimensions S (a tuple), with mean and rstd from
-    torch.native_layer_norm, which keeps S as dimensions of size 1 ([2, 3, 1, 1] for x
-    [2, 3, 4, 5], S = (4, 5)); they are returned with every normalized dimension squeezed, i.e.
-    with x's leading dimensions ([2, 3]; [] when S is all of x)."""
-    affine = gamma is not None
-    assert (beta is not None) == affine, "nn.LayerNorm has both gamma and beta or neither"
-    assert tuple(x.shape[x.dim() - len(S):]) == tuple(S)
-    mod = torch.nn.LayerNorm(S, eps=eps, elementwise_affine=affine, dtype=x.dtype)
-    if affine:
-        with torch.no_grad():
-            mod.weight.copy_(gamma)
-            mod.bias.copy_(beta)
-    with torch.no_grad():
-        out = mod(x)
-        out2, mean, rstd = torch.native_layer_norm(x, list(S), gamma, beta, eps)
-    assert torch.equal(out, out2) or (out.isnan() == out2.isnan()).all()
-    lead = tuple(x.shape[:x.dim() - len(S)])
-    assert tuple(mean.shape) == lead + (1,) * len(S), (tuple(mean.shape), lead, S)
-    return out, mean.reshape(lead), rstd.reshape(lead)
-
-
 def _ln_nd_case(out, name, x, S, affine_params, eps, normalized_ndim=None):
     """A layernorm case over the trailing dimensions S: gamma and beta of shape S, or none and
     normalized_ndim = len(S) as a parameter (tfm's default without gamma is 1)."""
     gamma, beta = affine_params if affine_params else (None, None)
-    o32, m32, r32 = _torch_layernorm_nd(x, S, gamma, beta, eps)
-    o64, m64, r64 = _torch_layernorm_nd(to_f64(x), S, to_f64(gamma), to_f64(beta), eps)
+    o32, m32, r32 = ref.torch_layernorm(x, gamma, beta, eps, S)
+    o64, m64, r64 = ref.torch_layernorm(to_f64(x), to_f64(gamma), to_f64(beta), eps, S)
     emit(out, name, {"x": x, "gamma": gamma, "beta": beta},
          {"out": o32, "mean": m32, "rstd": r32}, {"out": o64, "mean": m64, "rstd": r64},
          op="layernorm", params={"eps": eps, "normalized_ndim": normalized_ndim})
@@ -128,9 +106,9 @@ def _nd_cases(out, seed):
         c = Case(seed, name)
         x, s = c.randn(*shape), 0.5 * c.randn(*shape)
         gamma, beta = affine_nd(c, *S) if affine else (None, None)
-        o32, m32, r32 = _torch_layernorm_nd(x + s, S, gamma, beta, 1e-5)
-        o64, m64, r64 = _torch_layernorm_nd(to_f64(x) + to_f64(s), S, to_f64(gamma),
-                                            to_f64(beta), 1e-5)
+        o32, m32, r32 = ref.torch_layernorm(x + s, gamma, beta, 1e-5, S)
+        o64, m64, r64 = ref.torch_layernorm(to_f64(x) + to_f64(s), to_f64(gamma), to_f64(beta),
+                                            1e-5, S)
         emit(out, name, {"x": x, "s": s, "gamma": gamma, "beta": beta},
              {"out": o32, "mean": m32, "rstd": r32}, {"out": o64, "mean": m64, "rstd": r64},
              op="add-norm", params={"eps": 1e-5, "normalized_ndim": nd})

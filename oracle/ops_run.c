@@ -56,15 +56,31 @@ int tfm_op_has_output(const TfmOp *op, const char *name)
     return 0;
 }
 
+/* Appends ", name" (or "name" at the start) to the list in buf. */
+static void list_add(char *buf, size_t buflen, size_t *used, const char *name)
+{
+    if (*used >= buflen)
+        return;
+    int w = snprintf(buf + *used, buflen - *used, "%s%s", *used ? ", " : "", name);
+    if (w > 0)
+        *used += (size_t)w;
+}
+
 void tfm_op_inputs_str(char *buf, size_t buflen, const TfmOp *op)
 {
     size_t used = 0;
     buf[0] = '\0';
-    for (size_t i = 0; i < tfm_op_n_inputs(op) && used < buflen; i++) {
-        int w = snprintf(buf + used, buflen - used, "%s%s", i ? ", " : "", op->inputs[i].name);
-        if (w > 0)
-            used += (size_t)w;
-    }
+    for (size_t i = 0; i < tfm_op_n_inputs(op); i++)
+        list_add(buf, buflen, &used, op->inputs[i].name);
+}
+
+/* "eps, normalized_ndim": the parameters op takes, for messages. */
+static void params_str(char *buf, size_t buflen, const TfmOp *op)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < tfm_op_n_params(op); i++)
+        list_add(buf, buflen, &used, op->params[i].name);
 }
 
 /* ---- parameters as text ------------------------------------------------------------------ */
@@ -363,14 +379,7 @@ int tfm_op_run_model(OpOutputs *out, const TfmOp *op, const GoldenFile *in, cons
             continue;   /* the model's own tensors: its loader checks them */
         if (np) {
             char pnames[160];
-            size_t used = 0;
-            pnames[0] = '\0';
-            for (size_t q = 0; q < np && used < sizeof pnames; q++) {
-                int w = snprintf(pnames + used, sizeof pnames - used, "%s%s", q ? ", " : "",
-                                 op->params[q].name);
-                if (w > 0)
-                    used += (size_t)w;
-            }
+            params_str(pnames, sizeof pnames, op);
             snprintf(err, errlen, "%s: tensor '%s' is not an input of op '%s' (it reads %s; "
                      "parameters %s)", path, full, op->name, reads, pnames);
         } else {
@@ -399,13 +408,7 @@ int tfm_op_run_model(OpOutputs *out, const TfmOp *op, const GoldenFile *in, cons
                          args->names[a]);
             } else {
                 char pnames[160];
-                size_t used = 0;
-                for (size_t q = 0; q < np && used < sizeof pnames; q++) {
-                    int w = snprintf(pnames + used, sizeof pnames - used, "%s%s", q ? ", " : "",
-                                     op->params[q].name);
-                    if (w > 0)
-                        used += (size_t)w;
-                }
+                params_str(pnames, sizeof pnames, op);
                 snprintf(err, errlen, "op '%s' has no parameter '%s' (it takes %s)", op->name,
                          args->names[a], pnames);
             }

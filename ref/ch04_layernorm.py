@@ -27,22 +27,28 @@ def layernorm(x, gamma=None, beta=None, eps=1e-5):
     return out, mu.squeeze(-1), rstd.squeeze(-1)
 
 
-def torch_layernorm(x, gamma=None, beta=None, eps=1e-5):
-    """PyTorch's own: out from an nn.LayerNorm module, mean and rstd from native_layer_norm
-    (the op the module calls), checked to agree bit for bit on out. Same returns as layernorm()."""
-    E = x.shape[-1]
+def torch_layernorm(x, gamma=None, beta=None, eps=1e-5, normalized_shape=None):
+    """PyTorch's own: out from an nn.LayerNorm(S) module, mean and rstd from native_layer_norm
+    (the op the module calls), checked to agree bit for bit on out. S = normalized_shape, x's
+    trailing dimensions (default: the last one). Same returns as layernorm(), mean and rstd
+    with x's leading dimensions: native_layer_norm keeps S as 1s ([2, 3, 1, 1] for x
+    [2, 3, 4, 5], S = (4, 5)), which are squeezed ([2, 3]; [] when S is all of x)."""
+    S = tuple(normalized_shape) if normalized_shape is not None else (x.shape[-1],)
     affine = gamma is not None
     assert (beta is not None) == affine, "nn.LayerNorm has both gamma and beta or neither"
-    mod = torch.nn.LayerNorm(E, eps=eps, elementwise_affine=affine, dtype=x.dtype)
+    assert tuple(x.shape[x.dim() - len(S):]) == S
+    mod = torch.nn.LayerNorm(S, eps=eps, elementwise_affine=affine, dtype=x.dtype)
     if affine:
         with torch.no_grad():
             mod.weight.copy_(gamma)
             mod.bias.copy_(beta)
     with torch.no_grad():
         out = mod(x)
-        out2, mean, rstd = torch.native_layer_norm(x, [E], gamma, beta, eps)
+        out2, mean, rstd = torch.native_layer_norm(x, list(S), gamma, beta, eps)
     assert torch.equal(out, out2) or (out.isnan() == out2.isnan()).all()
-    return out, mean.squeeze(-1), rstd.squeeze(-1)
+    lead = tuple(x.shape[:x.dim() - len(S)])
+    assert tuple(mean.shape) == tuple(rstd.shape) == lead + (1,) * len(S), (mean.shape, lead, S)
+    return out, mean.reshape(lead), rstd.reshape(lead)
 
 
 def add_norm_post(x, s, gamma=None, beta=None, eps=1e-5):
@@ -137,20 +143,11 @@ def crosscheck():
         gamma, beta = (randn(*S), randn(*S)) if affine else (None, None)
         flat = layernorm(x.reshape(*lead, -1), None if gamma is None else gamma.reshape(-1),
                          None if beta is None else beta.reshape(-1), eps)
-        mod = torch.nn.LayerNorm(S, eps=eps, elementwise_affine=affine, dtype=x.dtype)
-        if affine:
-            with torch.no_grad():
-                mod.weight.copy_(gamma)
-                mod.bias.copy_(beta)
-        with torch.no_grad():
-            want = mod(x)
-        o, mean, rstd = torch.native_layer_norm(x, list(S), gamma, beta, eps)
-        assert tuple(mean.shape) == tuple(rstd.shape) == lead + (1,) * k, (label, mean.shape)
+        want, mean, rstd = torch_layernorm(x, gamma, beta, eps, S)
         close(flat[0].reshape(shape), want, f"{label} out")
-        close(o, want, f"{label} native out")
         close(F.layer_norm(x, S, gamma, beta, eps), want, f"{label} F.layer_norm")
-        close(flat[1], mean.reshape(lead), f"{label} mean")
-        close(flat[2], rstd.reshape(lead), f"{label} rstd")
+        close(flat[1], mean, f"{label} mean")
+        close(flat[2], rstd, f"{label} rstd")
         if k >= 2:   # and it is not the last dimension's LayerNorm
             last = layernorm(x, None, None, eps)[0]
             assert (last - (want if not affine else (want - beta) / gamma)).abs().max() > 1e-3, \
