@@ -10,6 +10,11 @@ int bind_linear(OpCall *c);
 int bind_softmax(OpCall *c);
 int bind_log_softmax(OpCall *c);
 int bind_gelu(OpCall *c);
+int bind_matmul_backward(OpCall *c);    /* chapter 07's backward ops, beside their forwards */
+int bind_linear_backward(OpCall *c);
+int bind_softmax_backward(OpCall *c);
+int bind_log_softmax_backward(OpCall *c);
+int bind_gelu_backward(OpCall *c);
 int bind_attention(OpCall *c);          /* ops_01_attention.c */
 int bind_self_attention(OpCall *c);
 int bind_mha(OpCall *c);                /* ops_02_multihead.c */
@@ -18,6 +23,7 @@ int bind_embeddings(OpCall *c);
 int bind_layernorm(OpCall *c);          /* ops_04_layernorm.c */
 int bind_add_norm(OpCall *c);
 int bind_pre_norm(OpCall *c);
+int bind_layernorm_backward(OpCall *c);
 int bind_mlm_mask(OpCall *c);           /* ops_05_pretraining.c */
 int bind_mlm_loss(OpCall *c);
 int bind_nsp_loss(OpCall *c);

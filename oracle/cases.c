@@ -16,6 +16,7 @@ static const TfmChapter CHAPTERS[] = {
     {4, "04-layernorm", TOL_04_ATOL, TOL_04_RTOL},
     {5, "05-pretraining", TOL_05_ATOL, TOL_05_RTOL},
     {6, "06-encoder", TOL_06_ATOL, TOL_06_RTOL},
+    {7, "07-backward", TOL_07_ATOL, TOL_07_RTOL},
 };
 
 const TfmChapter *tfm_chapters(size_t *n)

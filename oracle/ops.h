@@ -180,6 +180,10 @@ int op_fail(OpCall *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 /* A new zero-filled output (F32, or I64) called `name`; its data, or NULL with c->err set. */
 float *op_output(OpCall *c, const char *name, int ndim, const size_t *shape);
 int64_t *op_output_i64(OpCall *c, const char *name, int ndim, const size_t *shape);
+/* A backward op's upstream gradient, the input `name` (grad_out, ...), which must have the shape
+ * of the forward's output `of` (shape[0..ndim)); its data, or NULL with c->err set. */
+const float *op_grad_in(OpCall *c, const char *name, const char *of, int ndim,
+                        const size_t *shape);
 /* 1 if t has exactly shape[0..ndim). */
 int op_same_shape(const Tensor *t, int ndim, const size_t *shape);
 void op_outputs_free(OpOutputs *o);

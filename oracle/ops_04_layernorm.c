@@ -5,6 +5,7 @@
  *               of 20), or, without gamma and beta, over the last normalized_ndim dimensions
  *   add-norm    LN(x + s): post-LN Add & Norm (the original Transformer, BERT)
  *   pre-norm    x + Linear(LN(x)): a pre-LN block with a Linear sublayer (GPT-2)
+ *   layernorm-backward   layernorm's gradients (chapter 07): grad_x, grad_gamma, grad_beta
  *
  * The kernels see rows: N = the product of the leading dimensions, E = the product of S.
  * mean and rstd have x's leading dimensions (PyTorch's native_layer_norm keeps S as 1s; the
@@ -12,12 +13,17 @@
  * float, and so does tfm.
  */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "binds.h"
 #include "layernorm.h"
+#include "tensor.h"
 
 typedef void (*LayerNormFn)(float *out, float *mean, float *rstd, const float *x,
                             const float *gamma, const float *beta, float eps, size_t N, size_t E);
+typedef void (*LayerNormBackwardFn)(float *dx, float *dgamma, float *dbeta, const float *dout,
+                                    const float *x, const float *mean, const float *rstd,
+                                    const float *gamma, size_t N, size_t E);
 typedef void (*AddNormFn)(float *out, float *mean, float *rstd, const float *x, const float *s,
                           const float *gamma, const float *beta, float eps, size_t N, size_t E);
 typedef void (*PreNormFn)(float *out, float *norm, float *mean, float *rstd, const float *x,
@@ -139,5 +145,30 @@ int bind_pre_norm(OpCall *c)
     KERNEL(c, PreNormFn)(out, norm, mean, rstd, tensor_f32(op_in(c, "x")),
                          f32_or_null(op_in(c, "gamma")), f32_or_null(op_in(c, "beta")),
                          tensor_f32(w), f32_or_null(bias), (float)op_float(c, "eps"), r.N, E);
+    return 0;
+}
+
+/* The forward of the same variant gives the statistics the backward reads (scratch). */
+int bind_layernorm_backward(OpCall *c)
+{
+    Rows r;
+    if (split_rows(c, &r, 1))
+        return -1;
+    const Tensor *x = op_in(c, "x"), *gamma = op_in(c, "gamma"), *beta = op_in(c, "beta");
+    const float *dout = op_grad_in(c, "grad_out", "out", x->ndim, x->shape);
+    float *dx = dout ? op_output(c, "grad_x", x->ndim, x->shape) : NULL;
+    float *dg = dx && gamma ? op_output(c, "grad_gamma", gamma->ndim, gamma->shape) : NULL;
+    float *db = dx && beta ? op_output(c, "grad_beta", beta->ndim, beta->shape) : NULL;
+    if (!dx || (gamma && !dg) || (beta && !db))
+        return -1;
+    const LayerNormFn forward =
+        c->variant == TFM_FAST ? layernorm_forward_fast : layernorm_forward_naive;
+    float *y = tfm_xcalloc(x->numel + 2 * r.N, sizeof(float), c->op->name);
+    float *mean = y + x->numel, *rstd = mean + r.N;
+    const float eps = (float)op_float(c, "eps");
+    forward(y, mean, rstd, tensor_f32(x), f32_or_null(gamma), f32_or_null(beta), eps, r.N, r.E);
+    KERNEL(c, LayerNormBackwardFn)(dx, dg, db, dout, tensor_f32(x), mean, rstd,
+                                   f32_or_null(gamma), r.N, r.E);
+    free(y);
     return 0;
 }

@@ -547,6 +547,25 @@ int64_t *op_output_i64(OpCall *c, const char *name, int ndim, const size_t *shap
     return new_output(c, TFM_I64, name, ndim, shape);
 }
 
+const float *op_grad_in(OpCall *c, const char *name, const char *of, int ndim,
+                        const size_t *shape)
+{
+    const Tensor *g = op_in(c, name);
+    if (!g) {
+        op_fail(c, "needs %s, the gradient of the loss with respect to %s", name, of);
+        return NULL;
+    }
+    if (!op_same_shape(g, ndim, shape)) {
+        char gs[160], os[160];
+        tfm_shape_str(gs, sizeof gs, g->ndim, g->shape);
+        tfm_shape_str(os, sizeof os, ndim, shape);
+        op_fail(c, "%s is %s but %s is %s: an upstream gradient has the shape of the output it "
+                "belongs to", name, gs, of, os);
+        return NULL;
+    }
+    return tensor_f32(g);
+}
+
 void op_outputs_free(OpOutputs *o)
 {
     for (size_t i = 0; i < o->n; i++)

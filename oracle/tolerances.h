@@ -76,4 +76,20 @@
 #define TOL_06_ATOL 1e-5
 #define TOL_06_RTOL 1e-5
 
+/* Chapter 07, the gradients, one tolerance per kind of op, against torch.autograd's float32.
+ * MATMUL: a gradient is a product like chapter 00's, reduced over M (the tokens) for the
+ * weights, so the same absolute floor. FN: softmax's and log-softmax's gradients are
+ * products of a probability and a difference of O(1) values, GELU's derivative is O(1).
+ * LN: three terms that cancel in dx, multiplied by rstd. Provisional until measured: see the
+ * oracle table (`tfm check 07`). */
+#define TOL_07_MATMUL_ATOL 5e-5
+#define TOL_07_MATMUL_RTOL 1e-5
+#define TOL_07_FN_ATOL 1e-6
+#define TOL_07_FN_RTOL 1e-5
+#define TOL_07_LN_ATOL 1e-5
+#define TOL_07_LN_RTOL 1e-5
+/* The chapter's own row in the chapter table (oracle/cases.c): its widest. */
+#define TOL_07_ATOL TOL_07_MATMUL_ATOL
+#define TOL_07_RTOL TOL_07_MATMUL_RTOL
+
 #endif

@@ -57,4 +57,35 @@ void gelu_fast(float *out,                          /* [n] */
                const float *x,                      /* [n] */
                size_t n, TfmGeluApprox approximate);
 
+/* ---- Backward (chapter 07). dy = dL/d out is the upstream gradient; dx += dL/dx, accumulated
+ * into dx as every tfm backward does (matmul.h), never overwritten. Each takes what the forward
+ * saved: softmax and log_softmax their output y, GELU its input x.
+ *
+ *   softmax:      dx_c += y_c (dy_c - sum_c' dy_c' y_c')       (the Jacobian diag(y) - y y^T)
+ *   log_softmax:  dx_c += dy_c - exp(y_c) sum_c' dy_c'         (exp(y) = softmax(x))
+ *   GELU none:    dx += dy (Phi(x) + x phi(x)),  phi(x) = exp(-x^2/2) / sqrt(2 pi)
+ *   GELU tanh:    dx += dy (1/2 (1 + tanh u) + 1/2 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 k x^2)),
+ *                 u = sqrt(2/pi) (x + k x^3), k = 0.044715
+ * Rows and elements as the forwards; dx overlaps neither dy nor y (or x). */
+void softmax_backward_naive(float *dx,              /* [outer, C, inner] += */
+                            const float *dy,        /* [outer, C, inner] */
+                            const float *y,         /* [outer, C, inner] softmax's output */
+                            size_t outer, size_t C, size_t inner);
+void softmax_backward_fast(float *dx, const float *dy, const float *y, size_t outer, size_t C,
+                           size_t inner);
+
+void log_softmax_backward_naive(float *dx,          /* [outer, C, inner] += */
+                                const float *dy,    /* [outer, C, inner] */
+                                const float *y,     /* [outer, C, inner] log_softmax's output */
+                                size_t outer, size_t C, size_t inner);
+void log_softmax_backward_fast(float *dx, const float *dy, const float *y, size_t outer,
+                               size_t C, size_t inner);
+
+void gelu_backward_naive(float *dx,                 /* [n] += */
+                         const float *dy,           /* [n] */
+                         const float *x,            /* [n] the forward's input */
+                         size_t n, TfmGeluApprox approximate);
+void gelu_backward_fast(float *dx, const float *dy, const float *x, size_t n,
+                        TfmGeluApprox approximate);
+
 #endif

@@ -117,3 +117,74 @@ void gelu_naive(float *out,                         /* [n] */
         }
     }
 }
+
+/* ---- Backward (functional.h). The row sums are in double, as the forwards'. */
+
+/* softmax: dL/dx_c = sum_c' dy_c' dp_c'/dx_c = sum_c' dy_c' p_c' (delta_cc' - p_c)
+ *                  = p_c (dy_c - sum_c' dy_c' p_c'). */
+void softmax_backward_naive(float *dx, const float *dy, const float *y, size_t outer, size_t C,
+                            size_t inner)
+{
+    for (size_t o = 0; o < outer; o++) {
+        for (size_t i = 0; i < inner; i++) {
+            const size_t row = o * C * inner + i;
+            double dot = 0.0;                      /* sum_c dy_c p_c */
+            for (size_t c = 0; c < C; c++)
+                dot += (double)dy[row + c * inner] * (double)y[row + c * inner];
+            for (size_t c = 0; c < C; c++) {       /* p_c (dy_c - dot) */
+                const size_t e = row + c * inner;
+                dx[e] += (float)((double)y[e] * ((double)dy[e] - dot));
+            }
+        }
+    }
+}
+
+/* log_softmax: y_c = x_c - log sum exp, so dy_c'/dx_c = delta_cc' - p_c and
+ * dL/dx_c = dy_c - p_c sum_c' dy_c', p_c = exp(y_c). */
+void log_softmax_backward_naive(float *dx, const float *dy, const float *y, size_t outer,
+                                size_t C, size_t inner)
+{
+    for (size_t o = 0; o < outer; o++) {
+        for (size_t i = 0; i < inner; i++) {
+            const size_t row = o * C * inner + i;
+            double sum = 0.0;                      /* sum_c dy_c */
+            for (size_t c = 0; c < C; c++)
+                sum += dy[row + c * inner];
+            for (size_t c = 0; c < C; c++) {       /* dy_c - exp(y_c) sum */
+                const size_t e = row + c * inner;
+                dx[e] += (float)((double)dy[e] - (double)expf(y[e]) * sum);
+            }
+        }
+    }
+}
+
+/* GELU: d/dx [x Phi(x)] = Phi(x) + x phi(x); for the tanh form, with t = tanh u,
+ * d/dx [x/2 (1 + t)] = 1/2 (1 + t) + x/2 sech^2(u) du/dx.
+ * sech^2 u is written 1 / cosh^2 u, not 1 - t^2: for |u| above about 3, t^2 rounds to within a
+ * float32 spacing of 1 and 1 - t^2 keeps almost none of its digits (at x = -4 the derivative,
+ * about -1e-3, would be off by 3e-6; PyTorch's float32 backward is, which is why chapter 07's
+ * tanh-form goldens hold tfm to the float64 truth). */
+void gelu_backward_naive(float *dx, const float *dy, const float *x, size_t n,
+                         TfmGeluApprox approximate)
+{
+    const float inv_sqrt2 = 0.70710678118654752440f;
+    const float inv_sqrt_2pi = 0.39894228040143267794f;
+    const float sqrt_2_over_pi = 0.79788456080286535588f;
+    const float kappa = 0.044715f;
+
+    for (size_t j = 0; j < n; j++) {
+        const float v = x[j];
+        float d;
+        if (approximate == TFM_GELU_NONE) {
+            const float cdf = 0.5f * (1.0f + erff(v * inv_sqrt2));     /* Phi(x) */
+            const float pdf = inv_sqrt_2pi * expf(-0.5f * v * v);      /* phi(x) */
+            d = cdf + v * pdf;
+        } else {
+            const float u = sqrt_2_over_pi * (v + kappa * (v * v * v));
+            const float sech = 1.0f / coshf(u);                        /* 0 once cosh overflows */
+            const float du = sqrt_2_over_pi * (1.0f + 3.0f * kappa * (v * v));
+            d = 0.5f * (1.0f + tanhf(u)) + 0.5f * v * (sech * sech) * du;
+        }
+        dx[j] += dy[j] * d;
+    }
+}

@@ -56,4 +56,37 @@ void linear_act_naive(float *y,                    /* [M, N] */
 void linear_act_fast(float *y, const float *x, const float *w, const float *bias,
                      const float *residual, TfmActivation act, size_t M, size_t K, size_t N);
 
+/* ---- Backward (chapter 07). With dC = dL/dC, the gradient of a loss L flowing into the output:
+ *
+ *   matmul:  dA[M,K] = dC · B^T        dA[i][k] = sum_j dC[i][j] B[k][j]
+ *            dB[K,N] = A^T · dC        dB[k][j] = sum_i A[i][k] dC[i][j]
+ *   linear:  dX[M,K] = dY · W          dX[i][k] = sum_j dY[i][j] W[j][k]
+ *            dW[N,K] = dY^T · X        dW[j][k] = sum_i dY[i][j] X[i][k]
+ *            dbias[N] = sum_i dY[i][:]
+ *
+ * Every backward in tfm ACCUMULATES into its gradient buffers (grad += ...), as PyTorch's
+ * .grad and llm.c do, and never overwrites them: a weight read twice (the MLM decoder tied to the
+ * word embeddings), a tensor that feeds a residual and a sublayer, a batch dimension broadcast
+ * by matmul, micro-batches of one optimizer step all sum their gradients for free. The caller
+ * zeroes the buffers once per step. A NULL gradient is not wanted and not computed. Gradients
+ * overlap none of the inputs. */
+void matmul_backward_naive(float *da,              /* [M, K] or NULL: += dC B^T */
+                           float *db,              /* [K, N] or NULL: += A^T dC */
+                           const float *dc,        /* [M, N] */
+                           const float *a,         /* [M, K] */
+                           const float *b,         /* [K, N] */
+                           size_t M, size_t K, size_t N);
+void matmul_backward_fast(float *da, float *db, const float *dc, const float *a, const float *b,
+                          size_t M, size_t K, size_t N);
+
+void linear_backward_naive(float *dx,              /* [M, K] or NULL: += dY W */
+                           float *dw,              /* [N, K] or NULL: += dY^T X */
+                           float *dbias,           /* [N] or NULL: += column sums of dY */
+                           const float *dy,        /* [M, N] */
+                           const float *x,         /* [M, K] */
+                           const float *w,         /* [N, K] */
+                           size_t M, size_t K, size_t N);
+void linear_backward_fast(float *dx, float *dw, float *dbias, const float *dy, const float *x,
+                          const float *w, size_t M, size_t K, size_t N);
+
 #endif

@@ -55,6 +55,13 @@
  *     noise. (tfm_gelu_erf runs 2-2.7x slower on inputs with 13.2 < |x| < 14.4, where its
  *     exp(-x^2/2) is subnormal; on products whose outputs often land there, e.g. unscaled
  *     uniform [-1, 1) operands at K = 768, the fused GELU measured +11%.)
+ *  8. Backward (matmul.h): every gradient is one more product through the same GEMM. dX = dY W
+ *     is a matmul (W [N, K] read as B [K, N]), dA = dC B^T a linear (B read as W). dW = dY^T X
+ *     and dB = A^T dC read their left operand transposed: pack_a copies its panels from the
+ *     columns of dY (trans), which costs nothing extra, since packing copies anyway, and saves
+ *     materialising dY^T (M x N floats written and read again). The gradients accumulate
+ *     (C += ...: every K block, the first one too, is added onto C), so a weight used twice and
+ *     micro-batches sum with no extra pass. dbias is a column sum, vectorized across columns.
  *
  * Accuracy: every output is a float sum (with FMA contraction), within float32 reordering error of
  * PyTorch, which also sums in blocks. matmul_naive.c is the plain formula; the tests hold the two
@@ -124,12 +131,14 @@ typedef enum { B_IS_KN, B_IS_NK } BLayout;
 
 typedef struct {
     float *c;             /* [M, N] */
-    const float *a;       /* [M, K] */
+    const float *a;       /* [M, K], or [K, M] when a_trans */
     const float *b;       /* [K, N] (B_IS_KN) or [N, K] (B_IS_NK) */
     const float *bias;    /* [N] or NULL */
     const float *residual;   /* [M, N] or NULL: the epilogue's addend (7.) */
     TfmActivation act;       /* the epilogue's activation (TFM_ACT_NONE for matmul, linear) */
     BLayout layout;
+    int a_trans;          /* 1: A~[i][k] = a[k*M + i] (a backward's dY^T or X^T, 8.) */
+    int accumulate;       /* 1: C += A~ B~ (a backward's gradient, 8.), 0: C = A~ B~ */
     size_t M, K, N;
 } Gemm;
 
@@ -181,9 +190,17 @@ static void epilogue(float *restrict c,                 /* [mr, ld], nr columns 
  * become bp[k*NR + j]. Rows/columns past mr/nr are zero.
  */
 static void pack_a(float *restrict ap,          /* [kc, MR] */
-                   const float *restrict a,      /* [M, lda] */
-                   size_t lda, size_t i0, size_t mr, size_t k0, size_t kc)
+                   const float *restrict a,      /* [M, lda], or [K, lda] when trans */
+                   size_t lda, int trans, size_t i0, size_t mr, size_t k0, size_t kc)
 {
+    if (trans) {   /* A~[i][k] = a[k][i]: row k of a holds the panel's k-th column, contiguous */
+        for (size_t k = 0; k < kc; ++k) {
+            const float *restrict src = a + (k0 + k) * lda + i0;
+            for (size_t i = 0; i < MR; ++i)
+                ap[k * MR + i] = i < mr ? src[i] : 0.0f;
+        }
+        return;
+    }
     for (size_t i = 0; i < mr; ++i) {
         const float *src = a + (i0 + i) * lda + k0;
         for (size_t k = 0; k < kc; ++k)
@@ -423,7 +440,9 @@ static void gemm_thread(const Gemm *g, const Plan *pl, int t, int nt)
         const size_t np = ceil_div(nc, NR);
         for (size_t pc = 0; pc < K; pc += KC) {
             const size_t kc = min_sz(KC, K - pc);
-            const int mode = pc > 0 ? ACCUMULATE : g->bias ? FIRST_BIAS : FIRST_ZERO;
+            const int mode = pc > 0 || g->accumulate ? ACCUMULATE
+                             : g->bias               ? FIRST_BIAS
+                                                     : FIRST_ZERO;
             /* 7.: the epilogue runs on the tiles of the last K block, which complete the sums */
             const int last = pc + kc == K;
             const int epi = last && (g->act != TFM_ACT_NONE || g->residual != NULL);
@@ -441,7 +460,8 @@ static void gemm_thread(const Gemm *g, const Plan *pl, int t, int nt)
                 const size_t i0 = ib * pl->mc, mcur = min_sz(pl->mc, M - i0);
                 if (ib != packed_ib) {   /* consecutive tasks of one row block share its A */
                     for (size_t ir = 0; ir < mcur; ir += MR)
-                        pack_a(apack + ir * kc, g->a, K, i0 + ir, min_sz(MR, mcur - ir), pc, kc);
+                        pack_a(apack + ir * kc, g->a, g->a_trans ? M : K, g->a_trans, i0 + ir,
+                               min_sz(MR, mcur - ir), pc, kc);
                     packed_ib = ib;
                 }
                 for (size_t p = js * np / pl->ns; p < (js + 1) * np / pl->ns; ++p) {
@@ -485,7 +505,8 @@ static void gemm_blocked(const Gemm *g)
      * off the heap top, and every call would page-fault its buffers in again). At most KC*NC +
      * threads*MC*KC floats (4 MiB + 192 KiB per thread). */
     pl.bpack = tfm_arena_get(TFM_SCRATCH_MATMUL_PACK, b_len + pl.a_len * nthreads, sizeof(float),
-                             g->layout == B_IS_KN                                 ? "matmul_fast"
+                             g->accumulate          ? "a backward's gemm"
+                             : g->layout == B_IS_KN ? "matmul_fast"
                              : g->act != TFM_ACT_NONE || g->residual != NULL ? "linear_act_fast"
                                                                              : "linear_fast");
     pl.apacks = pl.bpack + b_len;
@@ -507,11 +528,12 @@ static void gemm_blocked(const Gemm *g)
 static void matmul_direct_cols(float *restrict c,         /* [M, N], columns [j0, j1) */
                                const float *restrict a,   /* [M, K] */
                                const float *restrict b,   /* [K, N] */
+                               int accumulate,            /* 1: C += A B */
                                size_t M, size_t K, size_t N, size_t j0, size_t j1)
 {
     for (size_t i0 = 0; i0 < M; i0 += 4) {
         const size_t mi = min_sz(4, M - i0);
-        for (size_t i = i0; i < i0 + mi; ++i)
+        for (size_t i = i0; i < i0 + mi && !accumulate; ++i)
             for (size_t j = j0; j < j1; ++j)
                 c[i * N + j] = 0.0f;
         for (size_t k = 0; k < K; ++k) {
@@ -549,7 +571,7 @@ static void dot_4x4(float *restrict y,            /* [M, N] */
                     const float *restrict w,      /* [N, K] */
                     const float *restrict bias,   /* [N] or NULL */
                     const float *restrict residual,   /* [M, N] or NULL */
-                    TfmActivation act,
+                    TfmActivation act, int accumulate,
                     size_t M, size_t K, size_t N, size_t i0, size_t j0, size_t j_end)
 {
     const float *xr[4], *wr[4];
@@ -572,7 +594,8 @@ static void dot_4x4(float *restrict y,            /* [M, N] */
     for (size_t r = 0; r < 4 && i0 + r < M; ++r)
         for (size_t s = 0; s < 4 && j0 + s < j_end; ++s) {
             const float d = reduce_lanes(acc[r][s]);
-            y[(i0 + r) * N + j0 + s] = bias ? bias[j0 + s] + d : d;
+            float *yo = y + (i0 + r) * N + j0 + s;
+            *yo = accumulate ? *yo + d : bias ? bias[j0 + s] + d : d;
         }
     if (act != TFM_ACT_NONE || residual)   /* 7.: the block just stored */
         epilogue(y + i0 * N + j0, residual ? residual + i0 * N + j0 : NULL, N, min_sz(4, M - i0),
@@ -586,7 +609,7 @@ static void dot_1x8(float *restrict y,            /* [M, N] */
                     const float *restrict w,      /* [N, K] */
                     const float *restrict bias,   /* [N] or NULL */
                     const float *restrict residual,   /* [M, N] or NULL */
-                    TfmActivation act,
+                    TfmActivation act, int accumulate,
                     size_t K, size_t N, size_t i, size_t j0, size_t j_end)
 {
     const float *xi = x + i * K, *wr[8];
@@ -604,7 +627,8 @@ static void dot_1x8(float *restrict y,            /* [M, N] */
             acc[s][l] += xi[k + l] * wr[s][k + l];
     for (size_t s = 0; s < 8 && j0 + s < j_end; ++s) {
         const float d = reduce_lanes(acc[s]);
-        y[i * N + j0 + s] = bias ? bias[j0 + s] + d : d;
+        float *yo = y + i * N + j0 + s;
+        *yo = accumulate ? *yo + d : bias ? bias[j0 + s] + d : d;
     }
     if (act != TFM_ACT_NONE || residual)   /* 7. */
         epilogue(y + i * N + j0, residual ? residual + i * N + j0 : NULL, N, 1,
@@ -616,16 +640,16 @@ static void linear_direct_cols(float *y,                  /* [M, N], columns [j0
                                const float *w,            /* [N, K] */
                                const float *bias,         /* [N] or NULL */
                                const float *residual,     /* [M, N] or NULL */
-                               TfmActivation act,
+                               TfmActivation act, int accumulate,
                                size_t M, size_t K, size_t N, size_t j0, size_t j1)
 {
     const size_t m4 = M - M % 4;
     for (size_t j = j0; j < j1; j += 4)   /* four rows of W, reused from L1 across all of X */
         for (size_t i = 0; i < m4; i += 4)
-            dot_4x4(y, x, w, bias, residual, act, M, K, N, i, j, j1);
+            dot_4x4(y, x, w, bias, residual, act, accumulate, M, K, N, i, j, j1);
     for (size_t i = m4; i < M; ++i)
         for (size_t j = j0; j < j1; j += 8)
-            dot_1x8(y, x, w, bias, residual, act, K, N, i, j, j1);
+            dot_1x8(y, x, w, bias, residual, act, accumulate, K, N, i, j, j1);
 }
 
 /* The direct paths' threads: thread t takes the columns [lo, hi), cut at multiples of 16 (one
@@ -636,6 +660,7 @@ static void direct_cols(float *c,                 /* [M, N] */
                         const float *bias,        /* [N] or NULL */
                         const float *residual,    /* [M, N] or NULL (linear only) */
                         TfmActivation act,        /* linear only */
+                        int accumulate,           /* 1: C += the product (8.) */
                         size_t M, size_t K, size_t N, int linear, int t, int nt)
 {
     size_t lo, hi;
@@ -645,9 +670,9 @@ static void direct_cols(float *c,                 /* [M, N] */
     if (lo >= hi)
         return;
     if (linear)
-        linear_direct_cols(c, a, b, bias, residual, act, M, K, N, lo, hi);
+        linear_direct_cols(c, a, b, bias, residual, act, accumulate, M, K, N, lo, hi);
     else
-        matmul_direct_cols(c, a, b, M, K, N, lo, hi);
+        matmul_direct_cols(c, a, b, accumulate, M, K, N, lo, hi);
 }
 
 static void direct(float *c,                      /* [M, N] */
@@ -656,17 +681,18 @@ static void direct(float *c,                      /* [M, N] */
                    const float *bias,             /* [N] or NULL */
                    const float *residual,         /* [M, N] or NULL (linear only) */
                    TfmActivation act,             /* linear only */
+                   int accumulate,                /* 1: C += the product (8.) */
                    size_t M, size_t K, size_t N, int linear)
 {
     int nt = threads_for((double)M * (double)K * (double)N);
     if ((size_t)nt > ceil_div(N, 16))
         nt = (int)ceil_div(N, 16);
     if (nt == 1) {
-        direct_cols(c, a, b, bias, residual, act, M, K, N, linear, 0, 1);
+        direct_cols(c, a, b, bias, residual, act, accumulate, M, K, N, linear, 0, 1);
     } else {
 #pragma omp parallel num_threads(nt)
-        direct_cols(c, a, b, bias, residual, act, M, K, N, linear, omp_get_thread_num(),
-                    omp_get_num_threads());
+        direct_cols(c, a, b, bias, residual, act, accumulate, M, K, N, linear,
+                    omp_get_thread_num(), omp_get_num_threads());
     }
 }
 
@@ -682,10 +708,10 @@ void matmul_fast(float *c,                         /* [M, N] */
         return;
     }
     if (M < DIRECT_M) {
-        direct(c, a, b, NULL, NULL, TFM_ACT_NONE, M, K, N, 0);
+        direct(c, a, b, NULL, NULL, TFM_ACT_NONE, 0, M, K, N, 0);
         return;
     }
-    const Gemm g = {c, a, b, NULL, NULL, TFM_ACT_NONE, B_IS_KN, M, K, N};
+    const Gemm g = {c, a, b, NULL, NULL, TFM_ACT_NONE, B_IS_KN, 0, 0, M, K, N};
     gemm_blocked(&g);
 }
 
@@ -717,9 +743,88 @@ void linear_act_fast(float *y,                     /* [M, N] */
         return;
     }
     if (M < DIRECT_M) {
-        direct(y, x, w, bias, residual, act, M, K, N, 1);
+        direct(y, x, w, bias, residual, act, 0, M, K, N, 1);
         return;
     }
-    const Gemm g = {y, x, w, bias, residual, act, B_IS_NK, M, K, N};
+    const Gemm g = {y, x, w, bias, residual, act, B_IS_NK, 0, 0, M, K, N};
     gemm_blocked(&g);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Backward (8.): gradients as products through the blocked GEMM (or the direct paths for few
+ * rows), accumulated into C.
+ */
+static void gemm_accumulate(float *c,             /* [M, N] += A~ B~ */
+                            const float *a,       /* [M, K], or [K, M] when a_trans */
+                            int a_trans,
+                            const float *b,       /* [K, N] (B_IS_KN) or [N, K] (B_IS_NK) */
+                            BLayout layout, size_t M, size_t K, size_t N)
+{
+    if (M == 0 || N == 0 || K == 0)   /* an empty sum adds nothing */
+        return;
+    if (M < DIRECT_M && !a_trans) {
+        direct(c, a, b, NULL, NULL, TFM_ACT_NONE, 1, M, K, N, layout == B_IS_NK);
+        return;
+    }
+    const Gemm g = {c, a, b, NULL, NULL, TFM_ACT_NONE, layout, a_trans, 1, M, K, N};
+    gemm_blocked(&g);
+}
+
+/* dbias[j] += sum_i dY[i][j], in increasing i: rows of dY are added as vectors, threads take
+ * column ranges (so each sum keeps one order whatever the thread count). */
+static void column_sums(float *restrict dbias,    /* [N] */
+                        const float *restrict dy, /* [M, N] */
+                        size_t M, size_t N)
+{
+    int nt = threads_for((double)M * (double)N / 8.0);
+    if ((size_t)nt > ceil_div(N, 16))
+        nt = (int)ceil_div(N, 16);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        size_t lo, hi;
+        share(ceil_div(N, 16), omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+        lo = min_sz(lo * 16, N);
+        hi = min_sz(hi * 16, N);
+        for (size_t j0 = lo; j0 < hi; j0 += 256) {   /* 1 KiB of sums stays in L1 */
+            const size_t j1 = min_sz(j0 + 256, hi);
+            float sum[256] = {0};
+            for (size_t i = 0; i < M; ++i) {
+                const float *restrict row = dy + i * N;
+#pragma omp simd
+                for (size_t j = j0; j < j1; ++j)
+                    sum[j - j0] += row[j];
+            }
+            for (size_t j = j0; j < j1; ++j)
+                dbias[j] += sum[j - j0];
+        }
+    }
+}
+
+void matmul_backward_fast(float *da,               /* [M, K] or NULL */
+                          float *db,               /* [K, N] or NULL */
+                          const float *dc,         /* [M, N] */
+                          const float *a,          /* [M, K] */
+                          const float *b,          /* [K, N] */
+                          size_t M, size_t K, size_t N)
+{
+    if (da)   /* dA[M,K] += dC[M,N] B^T: B [K, N] read as a linear's W */
+        gemm_accumulate(da, dc, 0, b, B_IS_NK, M, N, K);
+    if (db)   /* dB[K,N] += A^T dC: A [M, K] is A~^T */
+        gemm_accumulate(db, a, 1, dc, B_IS_KN, K, M, N);
+}
+
+void linear_backward_fast(float *dx,               /* [M, K] or NULL */
+                          float *dw,               /* [N, K] or NULL */
+                          float *dbias,            /* [N] or NULL */
+                          const float *dy,         /* [M, N] */
+                          const float *x,          /* [M, K] */
+                          const float *w,          /* [N, K] */
+                          size_t M, size_t K, size_t N)
+{
+    if (dx)   /* dX[M,K] += dY[M,N] W[N,K]: a matmul */
+        gemm_accumulate(dx, dy, 0, w, B_IS_KN, M, N, K);
+    if (dw)   /* dW[N,K] += dY^T X: dY [M, N] is A~^T */
+        gemm_accumulate(dw, dy, 1, x, B_IS_KN, N, M, K);
+    if (dbias && M > 0)
+        column_sums(dbias, dy, M, N);
 }

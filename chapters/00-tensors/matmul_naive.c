@@ -8,6 +8,7 @@
  *   matmul:  C[i][j] = sum_{k<K} A[i][k] * B[k][j]            A [M,K], B [K,N], C [M,N]
  *   linear:  Y[i][j] = bias[j] + sum_{k<K} X[i][k] * W[j][k]  X [M,K], W [N,K], Y [M,N]
  *   linear_act:  Y[i][j] = act(bias[j] + sum_{k<K} X[i][k] * W[j][k]) + R[i][j]   R [M,N]
+ *   backward:    the products' gradients (matmul.h), accumulated into the gradient buffers
  *
  * Row-major: element [r][c] of an R x Cols matrix sits at offset r*Cols + c. Offsets are size_t,
  * computed from size_t dimensions, so that M*K never overflows an int.
@@ -80,4 +81,58 @@ void linear_act_naive(float *y,                    /* [M, N] */
     if (residual)
         for (size_t i = 0; i < M * N; ++i)
             y[i] = y[i] + residual[i];                             /* y = act(...) + residual */
+}
+
+/* ---- Backward (matmul.h): each gradient is a product of the same kind, accumulated.
+ *
+ * One gradient element at a time, as the formula writes it: summed in float from zero in
+ * increasing order of its reduced index, then added to the buffer once (the fast GEMM adds one
+ * such partial sum per K block). */
+void matmul_backward_naive(float *da, float *db, const float *dc, const float *a, const float *b,
+                           size_t M, size_t K, size_t N)
+{
+    if (da)   /* dA[i][k] += sum_j dC[i][j] B[k][j]: row i of dC against row k of B */
+        for (size_t i = 0; i < M; ++i)
+            for (size_t k = 0; k < K; ++k) {
+                float sum = 0.0f;
+                for (size_t j = 0; j < N; ++j)
+                    sum += dc[i * N + j] * b[k * N + j];
+                da[i * K + k] += sum;
+            }
+    if (db)   /* dB[k][j] += sum_i A[i][k] dC[i][j] */
+        for (size_t k = 0; k < K; ++k)
+            for (size_t j = 0; j < N; ++j) {
+                float sum = 0.0f;
+                for (size_t i = 0; i < M; ++i)
+                    sum += a[i * K + k] * dc[i * N + j];
+                db[k * N + j] += sum;
+            }
+}
+
+void linear_backward_naive(float *dx, float *dw, float *dbias, const float *dy, const float *x,
+                           const float *w, size_t M, size_t K, size_t N)
+{
+    if (dx)   /* dX[i][k] += sum_j dY[i][j] W[j][k] */
+        for (size_t i = 0; i < M; ++i)
+            for (size_t k = 0; k < K; ++k) {
+                float sum = 0.0f;
+                for (size_t j = 0; j < N; ++j)
+                    sum += dy[i * N + j] * w[j * K + k];
+                dx[i * K + k] += sum;
+            }
+    if (dw)   /* dW[j][k] += sum_i dY[i][j] X[i][k] */
+        for (size_t j = 0; j < N; ++j)
+            for (size_t k = 0; k < K; ++k) {
+                float sum = 0.0f;
+                for (size_t i = 0; i < M; ++i)
+                    sum += dy[i * N + j] * x[i * K + k];
+                dw[j * K + k] += sum;
+            }
+    if (dbias)   /* dbias[j] += sum_i dY[i][j]: the bias is added to every row */
+        for (size_t j = 0; j < N; ++j) {
+            float sum = 0.0f;
+            for (size_t i = 0; i < M; ++i)
+                sum += dy[i * N + j];
+            dbias[j] += sum;
+        }
 }

@@ -51,27 +51,33 @@
 
 #include "tfm_exp.h"
 
-static inline float tfm_gelu_erf(float x)
+/* R(x^2), with Phi(x) = 1/2 + x R(x^2): the central piece, -0.5 < x < 1.5. */
+static inline float tfm_phi_central_r(float x)
 {
     /* R(y), coefficients of y^6 down to y^0. */
     static const float R[7] = {
         4.129777258e-07f, -8.728008718e-06f, 1.143812951e-04f, -1.186518053e-03f,
         9.973257251e-03f, -6.649033820e-02f, 3.989422794e-01f,
     };
+    const float y = x * x;
+    float r = R[0];
+    for (int k = 1; k < 7; k++)
+        r = r * y + R[k];
+    return r;
+}
+
+/* The tail piece for a = min(|x|, 15): q = Phi(-a) = tq * e_hi, the factor exp(-a^2/2) kept
+ * apart (e_hi = exp(-hi/2), and exp(-a^2/2) = e_hi (1 - lo/2) to float32 precision), so that a
+ * caller multiplies it in last. */
+static inline float tfm_phi_tail(float x, float *e_hi, float *lo_out)
+{
     /* Q(t), coefficients of s^9 down to s^0, s = t - 0.5497. */
     static const float Q[10] = {
         2.296178643e-02f,  1.888820793e-02f, -4.581601801e-02f, -7.270099380e-02f,
         4.107767268e-02f,  2.542843320e-01f,  4.224136561e-01f,  4.464074516e-01f,
         3.453145175e-01f,  2.049310731e-01f,
     };
-
-    const float y = x * x;                                  /* central piece */
-    float r = R[0];
-    for (int k = 1; k < 7; k++)
-        r = r * y + R[k];
-    const float central = x * fmaf(x, r, 0.5f);             /* x (1/2 + x R(x^2)) */
-
-    float a = fabsf(x);                                     /* tail piece: a = |x| */
+    float a = fabsf(x);                                     /* a = |x| */
     a = a > 15.0f ? 15.0f : a;
     const float b = 0.25f * a;                              /* exact */
     const float d = 1.0f + b;
@@ -87,12 +93,37 @@ static inline float tfm_gelu_erf(float x)
     const float hi = a * a;
     const float lo = fmaf(a, a, -hi);                       /* a^2 = hi + lo exactly */
     const float qc = qp - (0.5f * lo) * qp;                 /* Q(t) exp(-lo/2) */
-    const float tq = fmaf(t, qc, delta * qc);               /* (t + delta) Q(t) exp(-lo/2) */
-    const float e_hi = tfm_expf(-0.5f * hi);                /* exp(-hi/2) */
+    *e_hi = tfm_expf(-0.5f * hi);                           /* exp(-hi/2) */
+    *lo_out = lo;
+    return fmaf(t, qc, delta * qc);                         /* (t + delta) Q(t) exp(-lo/2) */
+}
+
+static inline float tfm_gelu_erf(float x)
+{
+    const float central = x * fmaf(x, tfm_phi_central_r(x), 0.5f);   /* x (1/2 + x R(x^2)) */
+    float e_hi, lo;
+    const float tq = tfm_phi_tail(x, &e_hi, &lo);
     const float tail = x < 0.0f ? (x * tq) * e_hi           /* x q, the tiny factor last */
                                 : x * (1.0f - tq * e_hi);   /* x (1 - q) */
 
     return (x > -0.5f && x < 1.5f) ? central : tail;
+}
+
+/* d GELU / dx for the erf form (chapter 07): Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi),
+ * from the same two pieces: Phi from the central polynomial or the tail's q, and phi from the
+ * tail's split exp(-hi/2) (1 - lo/2), accurate for every x (for |x| < 1.5 too: the tail piece is
+ * computed for every element anyway). x = +inf gives 1 + inf * 0 = NaN, PyTorch's value. */
+static inline float tfm_gelu_erf_grad(float x)
+{
+    const float inv_sqrt_2pi = 0.39894228040143267794f;
+    float e_hi, lo;
+    const float tq = tfm_phi_tail(x, &e_hi, &lo);
+    const float q = tq * e_hi;                              /* Phi(-|x|) */
+    const float cdf = (x > -0.5f && x < 1.5f) ? fmaf(x, tfm_phi_central_r(x), 0.5f)
+                      : x < 0.0f              ? q
+                                              : 1.0f - q;
+    const float pdf = (inv_sqrt_2pi * e_hi) * (1.0f - 0.5f * lo);   /* phi(x) */
+    return fmaf(x, pdf, cdf);
 }
 
 static inline float tfm_gelu_tanh(float x)
@@ -101,6 +132,25 @@ static inline float tfm_gelu_tanh(float x)
     const float kappa = 0.044715f;
     const float u = sqrt_2_over_pi * (x + kappa * (x * x * x));
     return x / (1.0f + tfm_expf(-2.0f * u));
+}
+
+/* d GELU_tanh / dx (chapter 07). With e = exp(-2u) and sigma = 1 / (1 + e) = (1 + tanh u) / 2,
+ * GELU_tanh = x sigma and sech^2 u = 1 - tanh^2 u = 4 e / (1 + e)^2, so
+ *   d/dx = sigma + x * 2 e sigma^2 * sqrt(2/pi) (1 + 3 * 0.044715 x^2),
+ * with no 1 - tanh^2 (or 1 - sigma) to cancel, and e sigma^2 formed as (e sigma) sigma, so
+ * that 2e never overflows. e = inf (2u < -88.7) gives sigma = 0 and inf * 0 = NaN, so that term
+ * is taken as 0 there (the true one is below 1e-37 |x|). */
+static inline float tfm_gelu_tanh_grad(float x)
+{
+    const float sqrt_2_over_pi = 0.79788456080286535588f;
+    const float kappa = 0.044715f;
+    const float u = sqrt_2_over_pi * (x + kappa * (x * x * x));
+    const float e = tfm_expf(-2.0f * u);
+    const float sig = 1.0f / (1.0f + e);
+    const float du = sqrt_2_over_pi * (1.0f + 3.0f * kappa * (x * x));
+    const float es = e < INFINITY ? e * sig : 0.0f;        /* e / (1 + e), at most 1 */
+    const float sech2_half = 2.0f * es * sig;               /* sech^2(u) / 2 */
+    return sig + x * sech2_half * du;
 }
 
 #endif

@@ -68,6 +68,31 @@ void pre_norm_linear_forward_fast(float *out, float *norm, float *mean, float *r
                                   const float *w, const float *bias, float eps, size_t N,
                                   size_t E);
 
+/* ---- Backward (chapter 07). With g = dout * gamma and x_hat = (x - mean) * rstd, the mean and
+ * rstd the forward saved:
+ *
+ *   dx[n,e]   += rstd_n (g[n,e] - mean_e' g[n,e'] - x_hat[n,e] mean_e' (g[n,e'] x_hat[n,e']))
+ *   dgamma[e] += sum_n dout[n,e] x_hat[n,e]
+ *   dbeta[e]  += sum_n dout[n,e]
+ *
+ * The three terms of dx: the direct path through x_hat, and the paths through the mean and
+ * through rstd, each of which every element of the row feeds. Like every tfm backward it
+ * accumulates (matmul.h): the buffers are added to, never overwritten; a NULL one is not
+ * computed. gamma NULL is gamma = 1. Post-LN's Add & Norm sends the same dx to both its inputs;
+ * pre-LN's residual adds dout to dx beside the sublayer's path (chapter 06's encoder layer). */
+void layernorm_backward_naive(float *dx,             /* [N, E] or NULL, += */
+                              float *dgamma,         /* [E] or NULL, += */
+                              float *dbeta,          /* [E] or NULL, += */
+                              const float *dout,     /* [N, E] */
+                              const float *x,        /* [N, E] the forward's input */
+                              const float *mean,     /* [N] the forward's statistics */
+                              const float *rstd,     /* [N] */
+                              const float *gamma,    /* [E] or NULL */
+                              size_t N, size_t E);
+void layernorm_backward_fast(float *dx, float *dgamma, float *dbeta, const float *dout,
+                             const float *x, const float *mean, const float *rstd,
+                             const float *gamma, size_t N, size_t E);
+
 /* COUNTER-EXAMPLE, do not use: the one-pass variance var = E[x^2] - E[x]^2 in float32. Both
  * terms are about mu^2; when |mu| >> std their difference cancels catastrophically (book.md,
  * chapter 04). Kept so that tests/test_04_layernorm.c can pin its failure with numbers. */

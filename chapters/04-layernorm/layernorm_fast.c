@@ -31,6 +31,13 @@
  *  O6 OpenMP over rows, schedule(static): rows are independent and equal in cost. Small
  *     problems (below PAR_MIN elements) stay on one thread, where a fork would cost more
  *     than the work.
+ *  O7 backward (chapter 07) in two parallel sweeps, so that every sum has one thread and one
+ *     order whatever the thread count: dx by rows (O6), each row's two sums in one pass and its
+ *     update in a second while the row is in L1 (O1), in double lanes (the reason is at
+ *     backward_row); dgamma and dbeta by column blocks of 256,
+ *     each thread walking all rows of its block, the 2 KiB of running sums in L1. One pass
+ *     could do both, but only with per-thread partial sums of dgamma merged afterwards, whose
+ *     order, and so whose bits, would depend on the thread count.
  *
  * Determinism: each row is computed by one thread, in an order fixed by the code (the vector
  * reductions' lane order is fixed at compile time), so results do not depend on the thread
@@ -177,4 +184,79 @@ void pre_norm_linear_forward_fast(float *out, float *norm, float *mean, float *r
 #pragma omp parallel for simd schedule(static) if (N * E >= PAR_MIN)
     for (size_t i = 0; i < N * E; i++)
         out[i] += x[i];
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Backward (O7). x_hat is recomputed from the saved mean and rstd, as PyTorch's backward does.
+ */
+static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
+
+/* One row's dx, in double as naive's: g = dout gamma is formed exactly (a product of two floats
+ * fits a double) in both passes, so g - mean(g) cancels exactly where it should (E = 1, a
+ * constant g): in float, with FMA contraction, the second pass's product would carry the
+ * rounding the first pass's did not, and rstd (316 at eps = 1e-5) would magnify it. */
+static void backward_row(float *restrict dxr,        /* [E] += */
+                         const float *restrict dr,   /* [E] dout */
+                         const float *restrict xr,   /* [E] */
+                         float mu, float r,
+                         const float *restrict gamma,   /* [E] or NULL */
+                         size_t E)
+{
+    const double mud = mu, rd = r;
+    double sg = 0.0, sgx = 0.0;                       /* sum g, sum g x_hat */
+#pragma omp simd reduction(+ : sg, sgx)
+    for (size_t e = 0; e < E; e++) {
+        const double g = (double)dr[e] * (gamma ? (double)gamma[e] : 1.0);
+        sg += g;
+        sgx += g * (((double)xr[e] - mud) * rd);
+    }
+    const double mg = sg / (double)E, mgx = sgx / (double)E;
+#pragma omp simd
+    for (size_t e = 0; e < E; e++) {
+        const double g = (double)dr[e] * (gamma ? (double)gamma[e] : 1.0);
+        const double xhat = ((double)xr[e] - mud) * rd;
+        dxr[e] += (float)(rd * ((g - mg) - xhat * mgx));
+    }
+}
+
+void layernorm_backward_fast(float *dx,              /* [N, E] or NULL, += */
+                             float *dgamma,          /* [E] or NULL, += */
+                             float *dbeta,           /* [E] or NULL, += */
+                             const float *dout,      /* [N, E] */
+                             const float *x,         /* [N, E] */
+                             const float *mean,      /* [N] */
+                             const float *rstd,      /* [N] */
+                             const float *gamma,     /* [E] or NULL */
+                             size_t N, size_t E)
+{
+    const size_t total = N * E;
+    if (dx) {
+#pragma omp parallel for schedule(static) if (total >= PAR_MIN)
+        for (size_t n = 0; n < N; n++)
+            backward_row(dx + n * E, dout + n * E, x + n * E, mean[n], rstd[n], gamma, E);
+    }
+    if (!dgamma && !dbeta)
+        return;
+    enum { CB = 256 };                                /* columns per block */
+    const size_t blocks = (E + CB - 1) / CB;
+#pragma omp parallel for schedule(static) if (total >= PAR_MIN)
+    for (size_t b = 0; b < blocks; b++) {
+        const size_t e0 = b * CB, ne = min_sz(CB, E - e0);
+        float sgam[CB] = {0}, sbet[CB] = {0};
+        for (size_t n = 0; n < N; n++) {
+            const float *restrict dr = dout + n * E + e0, *restrict xr = x + n * E + e0;
+            const float mu = mean[n], r = rstd[n];
+#pragma omp simd
+            for (size_t e = 0; e < ne; e++) {
+                sgam[e] += dr[e] * ((xr[e] - mu) * r);
+                sbet[e] += dr[e];
+            }
+        }
+        for (size_t e = 0; e < ne; e++) {
+            if (dgamma)
+                dgamma[e0 + e] += sgam[e];
+            if (dbeta)
+                dbeta[e0 + e] += sbet[e];
+        }
+    }
 }

@@ -122,3 +122,40 @@ void pre_norm_linear_forward_naive(float *out, float *norm, float *mean, float *
     for (size_t i = 0; i < N * E; i++)
         out[i] = x[i] + out[i];                                             /* x + sublayer */
 }
+
+/* ---- Backward (layernorm.h). out = gamma x_hat + beta with x_hat = (x - mu) rstd, so with
+ * g = dout * gamma (dL/dx_hat):
+ *   dL/dx_e = sum_e' g_e' dx_hat_e'/dx_e,
+ *   dx_hat_e'/dx_e = rstd (delta_ee' - 1/E - x_hat_e x_hat_e' / E)
+ * (the mean's share is -1/E; rstd's, through var, is -x_hat_e x_hat_e' / E), which gives
+ *   dL/dx_e = rstd (g_e - mean(g) - x_hat_e mean(g x_hat)).
+ * The row sums are in double, as the forward's. */
+void layernorm_backward_naive(float *dx, float *dgamma, float *dbeta, const float *dout,
+                              const float *x, const float *mean, const float *rstd,
+                              const float *gamma, size_t N, size_t E)
+{
+    for (size_t n = 0; n < N; n++) {
+        const float *xr = x + n * E, *dr = dout + n * E;
+        const double mu = mean[n], r = rstd[n];
+
+        double sg = 0.0, sgx = 0.0;                        /* sum_e g_e, sum_e g_e x_hat_e */
+        for (size_t e = 0; e < E; e++) {
+            const double xhat = ((double)xr[e] - mu) * r;
+            const double g = (double)dr[e] * (gamma ? gamma[e] : 1.0f);
+            sg += g;
+            sgx += g * xhat;
+            if (dgamma)
+                dgamma[e] += (float)((double)dr[e] * xhat);  /* dgamma_e += dout_e x_hat_e */
+            if (dbeta)
+                dbeta[e] += dr[e];                           /* dbeta_e += dout_e */
+        }
+        if (!dx)
+            continue;
+        const double mg = sg / (double)E, mgx = sgx / (double)E;
+        for (size_t e = 0; e < E; e++) {                   /* rstd (g - mean g - x_hat mean g x_hat) */
+            const double xhat = ((double)xr[e] - mu) * r;
+            const double g = (double)dr[e] * (gamma ? gamma[e] : 1.0f);
+            dx[n * E + e] += (float)(r * (g - mg - xhat * mgx));
+        }
+    }
+}

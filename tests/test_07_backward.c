@@ -1,0 +1,475 @@
+/* test_07_backward.c — chapter 07: the backward kernels of chapters 00 and 04 against
+ * torch.autograd's goldens (both variants), every naive backward against finite differences of
+ * its own forward in double (no PyTorch involved), fast against naive on fresh shapes (the
+ * direct and blocked GEMM paths, contiguous and strided rows), the accumulate convention, the
+ * thread count's independence, and the runner's refusals of a grad_out of the wrong shape. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "functional.h"
+#include "layernorm.h"
+#include "matmul.h"
+#include "testutil.h"
+#include "tolerances.h"
+
+static const char *const CH = "07-backward";
+
+/* ---------------------------------------------------------------- torch.autograd's goldens */
+
+START_TEST(test_naive_vs_goldens) { tu_check_all_cases(CH, TFM_NAIVE); }
+END_TEST
+
+START_TEST(test_fast_vs_goldens) { tu_check_all_cases(CH, TFM_FAST); }
+END_TEST
+
+/* ---------------------------------------------------------------- finite differences
+ *
+ * For a forward f and a fixed upstream gradient g, L(inputs) = sum_o g_o f(inputs)_o, summed in
+ * double, has dL/d input = the backward of g. Each input element x_i is moved by +-h and
+ *   (L(x_i + h) - L(x_i - h)) / (2h)
+ * is compared with the backward's element: the central difference is off by h^2 f'''/6 and by
+ * the float32 rounding of the forward's outputs (about 6e-8 |g_o f_o| per output, divided by
+ * 2h). With inputs and g of order 1 and h = 1e-2 both stay below 1e-4 on the shapes here, where
+ * a wrong term in a gradient is off by O(1): FD_ATOL + FD_RTOL |grad| separates the two by
+ * orders of magnitude. The step actually taken, (x + h) - (x - h) in float32, is the divisor. */
+#define FD_H 1e-2
+#define FD_ATOL 1e-3
+#define FD_RTOL 1e-3
+
+typedef struct FdProblem FdProblem;
+struct FdProblem {
+    double (*loss)(const FdProblem *p);   /* L = sum g * forward(inputs), in double */
+    float *in[4];                         /* the inputs the gradients are of */
+    size_t n[4];
+    const float *g;                       /* [outputs] the upstream gradient */
+    float *y;                             /* [outputs] scratch for the forward */
+    size_t dims[4];                       /* the forward's dimensions */
+    int flag;                             /* a forward option (GELU form, bias present) */
+};
+
+static double dot_g(const float *g, const float *y, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)g[i] * (double)y[i];
+    return s;
+}
+
+/* Checks grad[0..n) against the central differences of p->loss along every element of input k
+ * (at most 400 of them, spread evenly when there are more). */
+static void fd_check(const char *label, FdProblem *p, int k, const float *grad)
+{
+    float *x = p->in[k];
+    const size_t n = p->n[k], step = n > 400 ? n / 400 : 1;
+    double worst = 0.0;
+    size_t worst_i = 0;
+    double worst_fd = 0.0;
+    for (size_t i = 0; i < n; i += step) {
+        const float x0 = x[i];
+        const float xp = (float)(x0 + FD_H), xm = (float)(x0 - FD_H);
+        x[i] = xp;
+        const double lp = p->loss(p);
+        x[i] = xm;
+        const double lm = p->loss(p);
+        x[i] = x0;
+        const double fd = (lp - lm) / ((double)xp - (double)xm);
+        const double excess = fabs(fd - grad[i]) - (FD_ATOL + FD_RTOL * fabs(fd));
+        if (excess > worst || i == 0) {
+            worst = excess > worst ? excess : worst;
+            worst_i = i;
+            worst_fd = fd;
+        }
+    }
+    ck_assert_msg(worst <= 0.0, "%s: grad[%zu] = %.7g but the central difference is %.7g "
+                  "(beyond %g + %g |fd| by %.3g)", label, worst_i, (double)grad[worst_i],
+                  worst_fd, FD_ATOL, FD_RTOL, worst);
+}
+
+static float *normal(size_t n, float scale, TuRng *r)
+{
+    float *x = tu_malloc((n ? n : 1) * sizeof(float));
+    tu_fill_normal(x, n, r);
+    for (size_t i = 0; i < n; i++)
+        x[i] *= scale;
+    return x;
+}
+
+static float *zeros(size_t n) { return calloc(n ? n : 1, sizeof(float)); }
+
+/* matmul: a [M, K], b [K, N] */
+static double matmul_loss(const FdProblem *p)
+{
+    const size_t M = p->dims[0], K = p->dims[1], N = p->dims[2];
+    matmul_naive(p->y, p->in[0], p->in[1], M, K, N);
+    return dot_g(p->g, p->y, M * N);
+}
+
+/* linear: x [M, K], w [N, K], bias [N] */
+static double linear_loss(const FdProblem *p)
+{
+    const size_t M = p->dims[0], K = p->dims[1], N = p->dims[2];
+    linear_naive(p->y, p->in[0], p->in[1], p->in[2], M, K, N);
+    return dot_g(p->g, p->y, M * N);
+}
+
+START_TEST(test_fd_matmul_linear)
+{
+    static const size_t SHAPES[][3] = {{1, 1, 1}, {3, 5, 4}, {7, 2, 9}, {12, 33, 5}};
+    for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++) {
+        const size_t M = SHAPES[s][0], K = SHAPES[s][1], N = SHAPES[s][2];
+        TuRng r = {0x0700 + s};
+        float *a = normal(M * K, 1.0f, &r), *b = normal(K * N, 1.0f, &r);
+        float *w = normal(N * K, 1.0f, &r), *bias = normal(N, 1.0f, &r);
+        float *g = normal(M * N, 1.0f, &r), *y = zeros(M * N);
+        float *da = zeros(M * K), *db = zeros(K * N), *dw = zeros(N * K), *dbias = zeros(N);
+        char label[96];
+
+        FdProblem mp = {matmul_loss, {a, b}, {M * K, K * N}, g, y, {M, K, N}, 0};
+        matmul_backward_naive(da, db, g, a, b, M, K, N);
+        snprintf(label, sizeof label, "matmul %zux%zux%zu grad_a", M, K, N);
+        fd_check(label, &mp, 0, da);
+        snprintf(label, sizeof label, "matmul %zux%zux%zu grad_b", M, K, N);
+        fd_check(label, &mp, 1, db);
+
+        memset(da, 0, M * K * sizeof(float));
+        FdProblem lp = {linear_loss, {a, w, bias}, {M * K, N * K, N}, g, y, {M, K, N}, 0};
+        linear_backward_naive(da, dw, dbias, g, a, w, M, K, N);
+        snprintf(label, sizeof label, "linear %zux%zux%zu grad_x", M, K, N);
+        fd_check(label, &lp, 0, da);
+        snprintf(label, sizeof label, "linear %zux%zux%zu grad_w", M, K, N);
+        fd_check(label, &lp, 1, dw);
+        snprintf(label, sizeof label, "linear %zux%zux%zu grad_bias", M, K, N);
+        fd_check(label, &lp, 2, dbias);
+        float *arrays[] = {a, b, w, bias, g, y, da, db, dw, dbias};
+        for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
+            free(arrays[i]);
+    }
+}
+END_TEST
+
+/* softmax / log_softmax over [outer, C, inner]; flag 1 = log_softmax */
+static double rowwise_loss(const FdProblem *p)
+{
+    const size_t outer = p->dims[0], C = p->dims[1], inner = p->dims[2];
+    (p->flag ? log_softmax_naive : softmax_naive)(p->y, p->in[0], outer, C, inner);
+    return dot_g(p->g, p->y, outer * C * inner);
+}
+
+START_TEST(test_fd_softmax)
+{
+    static const size_t SHAPES[][3] = {{1, 1, 1}, {3, 7, 1}, {2, 5, 3}, {2, 9, 17}, {1, 40, 1}};
+    for (int log = 0; log <= 1; log++)
+        for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++) {
+            const size_t outer = SHAPES[s][0], C = SHAPES[s][1], inner = SHAPES[s][2];
+            const size_t n = outer * C * inner;
+            TuRng r = {0x0710 + s};
+            float *x = normal(n, 2.0f, &r), *g = normal(n, 1.0f, &r), *y = zeros(n);
+            float *dx = zeros(n);
+            (log ? log_softmax_naive : softmax_naive)(y, x, outer, C, inner);
+            (log ? log_softmax_backward_naive : softmax_backward_naive)(dx, g, y, outer, C, inner);
+            FdProblem p = {rowwise_loss, {x}, {n}, g, y, {outer, C, inner}, log};
+            char label[96];
+            snprintf(label, sizeof label, "%s [%zu, %zu, %zu]", log ? "log_softmax" : "softmax",
+                     outer, C, inner);
+            fd_check(label, &p, 0, dx);
+            free(x), free(g), free(y), free(dx);
+        }
+}
+END_TEST
+
+/* gelu over [n]; flag = TfmGeluApprox */
+static double gelu_loss(const FdProblem *p)
+{
+    gelu_naive(p->y, p->in[0], p->dims[0], (TfmGeluApprox)p->flag);
+    return dot_g(p->g, p->y, p->dims[0]);
+}
+
+START_TEST(test_fd_gelu)
+{
+    const size_t n = 161;   /* -8 .. 8 in steps of 0.1 */
+    for (int approx = TFM_GELU_NONE; approx <= TFM_GELU_TANH; approx++) {
+        TuRng r = {0x0720};
+        float *x = zeros(n), *g = normal(n, 1.0f, &r), *y = zeros(n), *dx = zeros(n);
+        for (size_t i = 0; i < n; i++)
+            x[i] = (float)((double)i / 10.0 - 8.0);
+        gelu_backward_naive(dx, g, x, n, (TfmGeluApprox)approx);
+        FdProblem p = {gelu_loss, {x}, {n}, g, y, {n}, approx};
+        fd_check(approx == TFM_GELU_NONE ? "gelu" : "gelu tanh", &p, 0, dx);
+        free(x), free(g), free(y), free(dx);
+    }
+}
+END_TEST
+
+/* layernorm of [N, E] with gamma, beta */
+static double layernorm_loss(const FdProblem *p)
+{
+    const size_t N = p->dims[0], E = p->dims[1];
+    layernorm_forward_naive(p->y, NULL, NULL, p->in[0], p->in[1], p->in[2], 1e-5f, N, E);
+    return dot_g(p->g, p->y, N * E);
+}
+
+START_TEST(test_fd_layernorm)
+{
+    static const size_t SHAPES[][2] = {{1, 2}, {3, 5}, {4, 16}, {2, 33}};
+    for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++) {
+        const size_t N = SHAPES[s][0], E = SHAPES[s][1];
+        TuRng r = {0x0730 + s};
+        float *x = normal(N * E, 1.0f, &r), *g = normal(N * E, 1.0f, &r), *y = zeros(N * E);
+        float *gamma = normal(E, 0.3f, &r), *beta = normal(E, 0.3f, &r);
+        for (size_t e = 0; e < E; e++)
+            gamma[e] += 1.0f;
+        float *mean = zeros(N), *rstd = zeros(N);
+        float *dx = zeros(N * E), *dg = zeros(E), *db = zeros(E);
+        layernorm_forward_naive(y, mean, rstd, x, gamma, beta, 1e-5f, N, E);
+        layernorm_backward_naive(dx, dg, db, g, x, mean, rstd, gamma, N, E);
+        FdProblem p = {layernorm_loss, {x, gamma, beta}, {N * E, E, E}, g, y, {N, E}, 0};
+        char label[96];
+        snprintf(label, sizeof label, "layernorm [%zu, %zu] grad_x", N, E);
+        fd_check(label, &p, 0, dx);
+        snprintf(label, sizeof label, "layernorm [%zu, %zu] grad_gamma", N, E);
+        fd_check(label, &p, 1, dg);
+        snprintf(label, sizeof label, "layernorm [%zu, %zu] grad_beta", N, E);
+        fd_check(label, &p, 2, db);
+        float *arrays[] = {x, g, y, gamma, beta, mean, rstd, dx, dg, db};
+        for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
+            free(arrays[i]);
+    }
+}
+END_TEST
+
+/* ---------------------------------------------------------------- fast vs naive, accumulation
+ *
+ * Every gradient buffer starts at 0.5 (not 0): a backward that overwrote instead of adding would
+ * lose it. Fast and naive sum in other orders; they are held to chapter 07's tolerances. */
+
+static float *halves(size_t n)
+{
+    float *x = tu_malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        x[i] = 0.5f;
+    return x;
+}
+
+START_TEST(test_fast_vs_naive_linear_matmul)
+{
+    /* M < 5: the direct paths; 12 and 32 edges; reduced dimensions past KC = 256 */
+    static const size_t SHAPES[][3] = {{1, 7, 5},   {4, 33, 17},  {5, 12, 32},
+                                       {13, 70, 45}, {300, 64, 270}, {64, 768, 96}};
+    for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++) {
+        const size_t M = SHAPES[s][0], K = SHAPES[s][1], N = SHAPES[s][2];
+        TuRng r = {0x0740 + s};
+        float *x = normal(M * K, 1.0f, &r), *w = normal(N * K, 1.0f, &r);
+        float *b = normal(K * N, 1.0f, &r), *g = normal(M * N, 1.0f, &r);
+        float *dx[2], *dw[2], *db[2], *da[2], *dbm[2];
+        for (int v = 0; v < 2; v++) {
+            dx[v] = halves(M * K), dw[v] = halves(N * K), db[v] = halves(N);
+            da[v] = halves(M * K), dbm[v] = halves(K * N);
+            (v ? linear_backward_fast : linear_backward_naive)(dx[v], dw[v], db[v], g, x, w, M, K,
+                                                               N);
+            (v ? matmul_backward_fast : matmul_backward_naive)(da[v], dbm[v], g, x, b, M, K, N);
+        }
+        char label[96];
+        const struct { const char *name; float **got; size_t n; } outs[] = {
+            {"linear grad_x", dx, M * K}, {"linear grad_w", dw, N * K},
+            {"linear grad_bias", db, N}, {"matmul grad_a", da, M * K},
+            {"matmul grad_b", dbm, K * N}};
+        for (size_t o = 0; o < sizeof outs / sizeof outs[0]; o++) {
+            snprintf(label, sizeof label, "%s %zux%zux%zu fast vs naive", outs[o].name, M, K, N);
+            tu_assert_close_f32(label, outs[o].got[1], outs[o].got[0], 1, &outs[o].n,
+                                TOL_07_MATMUL_ATOL, TOL_07_MATMUL_RTOL);
+        }
+        /* the 0.5 is still there: naive's grad_bias of a single row is 0.5 + g exactly */
+        if (M == 1)
+            for (size_t j = 0; j < N; j++)
+                ck_assert_float_eq(db[0][j], 0.5f + g[j]);
+        for (int v = 0; v < 2; v++)
+            free(dx[v]), free(dw[v]), free(db[v]), free(da[v]), free(dbm[v]);
+        free(x), free(w), free(b), free(g);
+    }
+}
+END_TEST
+
+START_TEST(test_fast_vs_naive_rows)
+{
+    static const size_t SHAPES[][3] = {{1, 1, 1}, {5, 7, 1}, {3, 100, 1}, {2, 9, 16},
+                                       {2, 9, 35}, {4, 30522, 1}};
+    for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++) {
+        const size_t outer = SHAPES[s][0], C = SHAPES[s][1], inner = SHAPES[s][2];
+        const size_t n = outer * C * inner;
+        TuRng r = {0x0750 + s};
+        float *x = normal(n, 3.0f, &r), *g = normal(n, 1.0f, &r), *y = zeros(n);
+        for (int log = 0; log <= 1; log++) {
+            float *dx[2] = {halves(n), halves(n)};
+            for (int v = 0; v < 2; v++) {
+                (log ? log_softmax_naive : softmax_naive)(y, x, outer, C, inner);
+                if (log)
+                    (v ? log_softmax_backward_fast : log_softmax_backward_naive)(dx[v], g, y,
+                                                                                 outer, C, inner);
+                else
+                    (v ? softmax_backward_fast : softmax_backward_naive)(dx[v], g, y, outer, C,
+                                                                         inner);
+            }
+            char label[96];
+            snprintf(label, sizeof label, "%s [%zu, %zu, %zu] fast vs naive",
+                     log ? "log_softmax" : "softmax", outer, C, inner);
+            tu_assert_close_f32(label, dx[1], dx[0], 1, &n, TOL_07_FN_ATOL, TOL_07_FN_RTOL);
+            free(dx[0]), free(dx[1]);
+        }
+        for (int approx = TFM_GELU_NONE; approx <= TFM_GELU_TANH; approx++) {
+            float *dx[2] = {halves(n), halves(n)};
+            gelu_backward_naive(dx[0], g, x, n, (TfmGeluApprox)approx);
+            gelu_backward_fast(dx[1], g, x, n, (TfmGeluApprox)approx);
+            tu_assert_close_f32(approx ? "gelu tanh fast vs naive" : "gelu fast vs naive", dx[1],
+                                dx[0], 1, &n, TOL_07_FN_ATOL, TOL_07_FN_RTOL);
+            free(dx[0]), free(dx[1]);
+        }
+        free(x), free(g), free(y);
+    }
+}
+END_TEST
+
+START_TEST(test_fast_vs_naive_layernorm)
+{
+    static const size_t SHAPES[][2] = {{1, 1}, {3, 7}, {17, 256}, {9, 300}, {64, 768}};
+    for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++) {
+        const size_t N = SHAPES[s][0], E = SHAPES[s][1];
+        TuRng r = {0x0760 + s};
+        float *x = normal(N * E, 2.0f, &r), *g = normal(N * E, 1.0f, &r);
+        float *gamma = normal(E, 1.0f, &r), *y = zeros(N * E), *mean = zeros(N), *rstd = zeros(N);
+        layernorm_forward_naive(y, mean, rstd, x, gamma, NULL, 1e-5f, N, E);
+        for (int affine = 0; affine <= 1; affine++) {
+            float *dx[2] = {halves(N * E), halves(N * E)}, *dg[2] = {halves(E), halves(E)};
+            float *db[2] = {halves(E), halves(E)};
+            for (int v = 0; v < 2; v++)
+                (v ? layernorm_backward_fast : layernorm_backward_naive)(
+                    dx[v], dg[v], db[v], g, x, mean, rstd, affine ? gamma : NULL, N, E);
+            char label[96];
+            const size_t nE = N * E;
+            snprintf(label, sizeof label, "layernorm [%zu, %zu]%s grad_x", N, E,
+                     affine ? "" : " no gamma");
+            tu_assert_close_f32(label, dx[1], dx[0], 1, &nE, TOL_07_LN_ATOL, TOL_07_LN_RTOL);
+            tu_assert_close_f32("layernorm grad_gamma", dg[1], dg[0], 1, &E, TOL_07_LN_ATOL,
+                                TOL_07_LN_RTOL);
+            tu_assert_close_f32("layernorm grad_beta", db[1], db[0], 1, &E, TOL_07_LN_ATOL,
+                                TOL_07_LN_RTOL);
+            for (int v = 0; v < 2; v++)
+                free(dx[v]), free(dg[v]), free(db[v]);
+        }
+        free(x), free(g), free(gamma), free(y), free(mean), free(rstd);
+    }
+}
+END_TEST
+
+/* Twice the same backward into one buffer is twice the gradient (plus where it started): the
+ * accumulate convention, on the path that sums in blocks (fast). */
+START_TEST(test_backward_accumulates)
+{
+    const size_t M = 40, K = 300, N = 50;
+    TuRng r = {0x0770};
+    float *x = normal(M * K, 1.0f, &r), *w = normal(N * K, 1.0f, &r), *g = normal(M * N, 1.0f, &r);
+    float *once = zeros(N * K), *twice = zeros(N * K);
+    linear_backward_fast(NULL, once, NULL, g, x, w, M, K, N);
+    linear_backward_fast(NULL, twice, NULL, g, x, w, M, K, N);
+    linear_backward_fast(NULL, twice, NULL, g, x, w, M, K, N);
+    for (size_t i = 0; i < N * K; i++)
+        ck_assert_msg(twice[i] == 2.0f * once[i], "grad_w[%zu]: twice %.9g, once %.9g", i,
+                      (double)twice[i], (double)once[i]);
+    free(x), free(w), free(g), free(once), free(twice);
+}
+END_TEST
+
+/* The fast backwards give the same bits on 1 and 2 threads: every sum has one owner and one
+ * order (matmul_fast.c 4. and 8., functional_fast.c F5, layernorm_fast.c O7). */
+START_TEST(test_fast_thread_independent)
+{
+    const size_t M = 256, K = 192, N = 320;
+    TuRng r = {0x0780};
+    float *x = normal(M * K, 1.0f, &r), *w = normal(N * K, 1.0f, &r), *g = normal(M * N, 1.0f, &r);
+    float *gamma = normal(N, 1.0f, &r), *mean = zeros(M), *rstd = zeros(M), *y = zeros(M * N);
+    layernorm_forward_fast(y, mean, rstd, g, gamma, NULL, 1e-5f, M, N);
+    float *res[2][5];
+    const size_t sizes[5] = {M * K, N * K, N, M * N, N};
+    for (int t = 0; t < 2; t++) {
+        omp_set_num_threads(t + 1);
+        for (int o = 0; o < 5; o++)
+            res[t][o] = zeros(sizes[o]);
+        linear_backward_fast(res[t][0], res[t][1], res[t][2], g, x, w, M, K, N);
+        layernorm_backward_fast(res[t][3], res[t][4], NULL, y, g, mean, rstd, gamma, M, N);
+    }
+    omp_set_num_threads(omp_get_num_procs());
+    for (int o = 0; o < 5; o++)
+        ck_assert_msg(memcmp(res[0][o], res[1][o], sizes[o] * sizeof(float)) == 0,
+                      "output %d differs between 1 and 2 threads", o);
+    for (int t = 0; t < 2; t++)
+        for (int o = 0; o < 5; o++)
+            free(res[t][o]);
+    free(x), free(w), free(g), free(gamma), free(mean), free(rstd), free(y);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- refusals */
+
+START_TEST(test_refuses_bad_grad_out)
+{
+    static const float POOL[64] = {0};
+    TuMemFile m;
+    tu_mem_init(&m);
+    tu_mem_put(&m, "c/x", TFM_F32, POOL, 2, (size_t[]){3, 4});
+    tu_mem_put(&m, "c/w", TFM_F32, POOL, 2, (size_t[]){5, 4});
+    tu_mem_put(&m, "c/grad_out", TFM_F32, POOL, 2, (size_t[]){3, 4});
+    tu_expect_refused("linear-backward", &m.gf, "c",
+                      "grad_out is [3, 4] but out is [3, 5]: an upstream gradient has the shape");
+    tu_mem_init(&m);
+    tu_mem_put(&m, "c/x", TFM_F32, POOL, 2, (size_t[]){3, 4});
+    tu_mem_put(&m, "c/w", TFM_F32, POOL, 2, (size_t[]){5, 4});
+    tu_expect_refused("linear-backward", &m.gf, "c", "tensor 'c/grad_out' is missing");
+    tu_mem_init(&m);
+    tu_mem_put(&m, "c/input", TFM_F32, POOL, 2, (size_t[]){2, 3});
+    tu_mem_put(&m, "c/grad_out", TFM_F32, POOL, 1, (size_t[]){6});
+    tu_expect_refused("softmax-backward", &m.gf, "c", "grad_out is [6] but out is [2, 3]");
+    tu_mem_init(&m);
+    tu_mem_put(&m, "c/a", TFM_F32, POOL, 2, (size_t[]){2, 3});
+    tu_mem_put(&m, "c/b", TFM_F32, POOL, 2, (size_t[]){3, 4});
+    tu_mem_put(&m, "c/grad_out", TFM_F32, POOL, 2, (size_t[]){4, 2});
+    tu_expect_refused("matmul-backward", &m.gf, "c", "grad_out is [4, 2] but out is [2, 4]");
+    tu_mem_init(&m);
+    tu_mem_put(&m, "c/x", TFM_F32, POOL, 2, (size_t[]){2, 8});
+    tu_mem_put(&m, "c/gamma", TFM_F32, POOL, 1, (size_t[]){8});
+    tu_mem_put(&m, "c/grad_out", TFM_F32, POOL, 2, (size_t[]){2, 7});
+    tu_expect_refused("layernorm-backward", &m.gf, "c", "grad_out is [2, 7] but out is [2, 8]");
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("07-backward");
+    TCase *gold = tcase_create("goldens");
+    tcase_set_timeout(gold, 120);
+    tcase_add_test(gold, test_naive_vs_goldens);
+    tcase_add_test(gold, test_fast_vs_goldens);
+    suite_add_tcase(s, gold);
+    TCase *fd = tcase_create("finite differences");
+    tcase_set_timeout(fd, 120);
+    tcase_add_test(fd, test_fd_matmul_linear);
+    tcase_add_test(fd, test_fd_softmax);
+    tcase_add_test(fd, test_fd_gelu);
+    tcase_add_test(fd, test_fd_layernorm);
+    suite_add_tcase(s, fd);
+    TCase *fast = tcase_create("fast");
+    tcase_set_timeout(fast, 120);
+    tcase_add_test(fast, test_fast_vs_naive_linear_matmul);
+    tcase_add_test(fast, test_fast_vs_naive_rows);
+    tcase_add_test(fast, test_fast_vs_naive_layernorm);
+    tcase_add_test(fast, test_backward_accumulates);
+    tcase_add_test(fast, test_fast_thread_independent);
+    suite_add_tcase(s, fast);
+    TCase *bad = tcase_create("refusals");
+    tcase_add_test(bad, test_refuses_bad_grad_out);
+    suite_add_tcase(s, bad);
+    return s;
+}
+
+int main(void) { return tu_run(suite()); }
