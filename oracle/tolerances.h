@@ -77,19 +77,24 @@
 #define TOL_06_RTOL 1e-5
 
 /* Chapter 07, the gradients, one tolerance per kind of op, against torch.autograd's float32.
- * MATMUL: a gradient is a product like chapter 00's, reduced over M (the tokens) for the
- * weights, so the same absolute floor. FN: softmax's and log-softmax's gradients are
- * products of a probability and a difference of O(1) values, GELU's derivative is O(1).
- * LN: three terms that cancel in dx, multiplied by rstd. Provisional until measured: see the
- * oracle table (`tfm check 07`). */
+ * MATMUL (matmul-, linear-backward): a gradient is a product like chapter 00's; the weights'
+ * reduce over the M tokens. Measured worst: 3.8e-5 absolute on linear_blocks/grad_w (naive,
+ * sums of 300 products; relative Frobenius error against the float64 truth 3.1e-7, PyTorch's
+ * own 3.05e-7). FN (softmax-, log-softmax-, gelu-backward): a probability times a difference of
+ * O(1) values, or GELU's O(1) derivative. Measured worst: 3.8e-6 absolute on log_softmax_odd
+ * (fast, within the rtol term). LN (layernorm-backward): dx's three terms cancel and are
+ * multiplied by rstd; grad_gamma sums over rows. Measured worst: 7.6e-6 absolute on
+ * layernorm_bert/grad_gamma (within the rtol term), 7.3e-6 on layernorm_offset against the
+ * truth. */
 #define TOL_07_MATMUL_ATOL 5e-5
 #define TOL_07_MATMUL_RTOL 1e-5
 #define TOL_07_FN_ATOL 1e-6
 #define TOL_07_FN_RTOL 1e-5
 #define TOL_07_LN_ATOL 1e-5
 #define TOL_07_LN_RTOL 1e-5
-/* The chapter's own row in the chapter table (oracle/cases.c): its widest. */
-#define TOL_07_ATOL TOL_07_MATMUL_ATOL
-#define TOL_07_RTOL TOL_07_MATMUL_RTOL
+/* The chapter as a whole (its row in oracle/cases.c, and oracle/verify.py's bound on a
+ * regenerated golden): the widest of the three, MATMUL's. */
+#define TOL_07_ATOL 5e-5
+#define TOL_07_RTOL 1e-5
 
 #endif
