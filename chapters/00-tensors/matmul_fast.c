@@ -825,6 +825,6 @@ void linear_backward_fast(float *dx,               /* [M, K] or NULL */
         gemm_accumulate(dx, dy, 0, w, B_IS_KN, M, N, K);
     if (dw)   /* dW[N,K] += dY^T X: dY [M, N] is A~^T */
         gemm_accumulate(dw, dy, 1, x, B_IS_KN, N, M, K);
-    if (dbias && M > 0)
+    if (dbias && M > 0 && N > 0)
         column_sums(dbias, dy, M, N);
 }
