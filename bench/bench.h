@@ -32,11 +32,13 @@
  *   matmul    [M, K, N]              C[M,N] = A[M,K] B[K,N]
  *   linear    [M, K, N]              Y[M,N] = X[M,K] W[N,K]^T + bias[N]
  *   attention [B, H, T, D, causal]   softmax(Q K^T / sqrt(D) (+ causal mask)) V, Q,K,V [B,H,T,D]
+ *   attention-backward [B, H, T, D, 0]   its gradients dQ, dK, dV (the forward outside the timing)
  *   mha       [B, T, E, H]           nn.MultiheadAttention(E, H) self-attention on x [B,T,E]
  *   pe        [T, E]                 the sinusoidal table PE[T,E]
  *   layernorm [N, E]                 LayerNorm over the last dimension of x [N,E]
  *   bert      [B, T, L, E, H, I]     BertModel's forward (V 30522, P 512), random weights
  *   encoder-layer [B, T, E, H, I]    nn.TransformerEncoderLayer(E, H, I, gelu, post-LN) on [B,T,E]
+ *   encoder-layer-backward [B, T, E, H, I]   the same layer's forward and backward, one step
  *   mlm-loss  [N, V, keep_percent]   cross entropy of logits [N,V], keep_percent% of labels kept
  */
 #ifndef TFM_BENCH_H
@@ -138,6 +140,12 @@ void bench_attention_naive(void *state);
 void bench_attention_fast(void *state);
 void bench_attention_teardown(void *state);
 int bench_attention_memory(BenchMemory *m, int threads, char *err, size_t errlen);
+int bench_attention_backward_setup(BenchInstance *in, const BenchCase *c, uint64_t seed,
+                                   double budget, char *err, size_t errlen);
+void bench_attention_backward_naive(void *state);
+void bench_attention_backward_fast(void *state);
+void bench_attention_backward_teardown(void *state);
+int bench_attention_backward_memory(BenchMemory *m, int threads, char *err, size_t errlen);
 
 int bench_multihead_setup(BenchInstance *in, const BenchCase *c, uint64_t seed, double budget,
                           char *err, size_t errlen);
@@ -168,6 +176,10 @@ int bench_encoder_setup(BenchInstance *in, const BenchCase *c, uint64_t seed, do
 void bench_encoder_naive(void *state);
 void bench_encoder_fast(void *state);
 void bench_encoder_teardown(void *state);
+int bench_encoder_train_setup(BenchInstance *in, const BenchCase *c, uint64_t seed,
+                              double budget, char *err, size_t errlen);
+void bench_encoder_train_naive(void *state);
+void bench_encoder_train_fast(void *state);
 int bench_bert_setup(BenchInstance *in, const BenchCase *c, uint64_t seed, double budget,
                      char *err, size_t errlen);
 void bench_bert_naive(void *state);

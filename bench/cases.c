@@ -48,6 +48,16 @@
      .setup = bench_attention_setup, .run_naive = bench_attention_naive,                          \
      .run_fast = bench_attention_fast, .teardown = bench_attention_teardown}
 
+/* Attention's backward (chapter 07): the four products of the gradient, dV = P^T dO, dP = dO V^T,
+ * dQ = dS K, dK = dS^T Q, 2 D flops each per (query, key) pair (the fast one's recomputed
+ * scores are its own overhead, not counted). Bytes: q, k, v, dout, out read, dq, dk, dv written. */
+#define ATTENTION_BACKWARD(B, H, T, D, BIG)                                                      \
+    {.chapter = 7, .op = "attention-backward", .shape = "B" #B " H" #H " T" #T " D" #D,         \
+     .dims = {B, H, T, D, 0}, .flops = 8.0 * (B) * (H) * (D) * (double)(T) * (T),                 \
+     .bytes = 32.0 * (B) * (H) * (T) * (D), .bound = BENCH_COMPUTE, .big = BIG,                   \
+     .setup = bench_attention_backward_setup, .run_naive = bench_attention_backward_naive,       \
+     .run_fast = bench_attention_backward_fast, .teardown = bench_attention_backward_teardown}
+
 /* Self-attention through nn.MultiheadAttention's layers: 8 B T E^2 (projections) + 4 B T^2 E
  * (attention). Bytes: x, the 4 E^2 weights, out. */
 #define MULTIHEAD(B, T, E, H, BIG)                                                               \
@@ -90,6 +100,19 @@
      .run_naive = bench_encoder_naive, .run_fast = bench_encoder_fast,                           \
      .teardown = bench_encoder_teardown}
 
+/* The layer's training step (chapter 07): its forward, then the backward's two products per
+ * forward product (and the attention's four per pair, against two): three times the forward's
+ * flops. Bytes: as the forward, twice (the gradients of the weights are written). */
+#define ENCODER_TRAIN(B, T, E, H, I, BIG)                                                        \
+    {.chapter = 7, .op = "encoder-layer-backward",                                               \
+     .shape = "B" #B " T" #T " E" #E " H" #H " I" #I " fwd+bwd", .dims = {B, T, E, H, I},      \
+     .flops = 3.0 * (2.0 * (B) * (T) * (4.0 * (double)(E) * (E) + 2.0 * (double)(E) * (I)) +     \
+                     4.0 * (B) * (double)(T) * (T) * (E)),                                        \
+     .bytes = 8.0 * (2.0 * (B) * (T) * (E) + 4.0 * (double)(E) * (E) + 2.0 * (double)(E) * (I)), \
+     .bound = BENCH_COMPUTE, .big = BIG, .setup = bench_encoder_train_setup,                     \
+     .run_naive = bench_encoder_train_naive, .run_fast = bench_encoder_train_fast,               \
+     .teardown = bench_encoder_teardown}
+
 /* BERT's forward: L encoder layers, the embeddings (memory) and the pooler (2 B E^2). */
 #define BERT(B, T, L, E, H, I)                                                                   \
     {.chapter = 6, .op = "bert", .shape = "B" #B " T" #T " L" #L " E" #E,                      \
@@ -112,6 +135,9 @@ static const BenchCase CASES[] = {
     ATTENTION_CAUSAL(1, 12, 512, 64, 1),
     ATTENTION(1, 12, 2048, 64, 1),
     ATTENTION_CAUSAL(1, 12, 2048, 64, 1),
+    /* chapter 07: attention's backward, BERT-base heads at 512 and 2048 tokens */
+    ATTENTION_BACKWARD(1, 12, 512, 64, 1),
+    ATTENTION_BACKWARD(1, 12, 2048, 64, 1),
     /* chapter 02: BERT-base self-attention at 512 tokens, one sequence and a batch of 8 */
     MULTIHEAD(1, 512, 768, 12, 1),
     MULTIHEAD(8, 512, 768, 12, 1),
@@ -126,6 +152,9 @@ static const BenchCase CASES[] = {
     /* chapter 06: BERT-base's layer on a batch of 8 x 128 tokens, and the tiny preset's layer */
     ENCODER(8, 128, 768, 12, 3072, 1),
     ENCODER(32, 128, 256, 4, 1024, 1),
+    /* chapter 07: the same two layers' training step, forward and backward */
+    ENCODER_TRAIN(8, 128, 768, 12, 3072, 1),
+    ENCODER_TRAIN(32, 128, 256, 4, 1024, 1),
     /* chapter 06: bert-base's 12 layers on one sequence of 128 tokens (latency) */
     BERT(1, 128, 12, 768, 12, 3072),
 };
@@ -143,6 +172,7 @@ void bench_case_key(char *buf, size_t buflen, const BenchCase *c)
 
 static const BenchMemoryProbe PROBES[] = {
     {1, bench_attention_memory},
+    {7, bench_attention_backward_memory},
 };
 
 const BenchMemoryProbe *bench_memory_probes(size_t *n)

@@ -21,6 +21,7 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "attention.h"
 
@@ -148,5 +149,139 @@ int bench_attention_memory(BenchMemory *m, int threads, char *err, size_t errlen
     free(k);
     free(v);
     free(out);
+    return rc;
+}
+
+/* ---- attention-backward (chapter 07): dq, dk, dv from dout and the forward's out and lse,
+ * which setup computes once with the fast training forward. Each run zeroes the gradients first
+ * (the kernels accumulate; PyTorch's autograd.grad returns fresh tensors). The bench compares
+ * grad_q, the part naive computes (its first BHn heads). */
+typedef struct {
+    size_t B, H, T, D, BHn;
+    AttnMask mask;
+    float *q, *k, *v, *dout, *out, *lse;   /* [B, H, T, D] each, lse [B, H, T] */
+    float *grads;                          /* [3, B, H, T, D]: dq, dk, dv (fast) */
+    float *naive_grads;                    /* [3, BHn, T, D] */
+} AttnBwdState;
+
+void bench_attention_backward_teardown(void *state)
+{
+    AttnBwdState *s = state;
+    if (!s) return;
+    float *bufs[] = {s->q, s->k, s->v, s->dout, s->out, s->lse, s->grads, s->naive_grads};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(bufs[i]);
+    free(s);
+}
+
+int bench_attention_backward_setup(BenchInstance *in, const BenchCase *c, uint64_t seed,
+                                   double budget, char *err, size_t errlen)
+{
+    AttnBwdState *s = calloc(1, sizeof *s);
+    if (!s) goto oom;
+    in->state = s;
+    s->B = c->dims[0];
+    s->H = c->dims[1];
+    s->T = c->dims[2];
+    s->D = c->dims[3];
+    s->mask.causal = (int)c->dims[4];
+    const size_t BH = s->B * s->H, n = BH * s->T * s->D;
+    /* naive: 5 products of 2 D flops per (query, key) pair, every pair */
+    const double slice_flops = 10.0 * (double)s->T * (double)s->T * (double)s->D;
+    s->BHn = BH;
+    if ((double)BH * slice_flops > budget) {
+        s->BHn = (size_t)(budget / slice_flops);
+        if (s->BHn < 1) s->BHn = 1;
+        snprintf(in->naive_note, sizeof in->naive_note, "naive: %zu of %zu heads, x%.1f", s->BHn,
+                 BH, (double)BH / (double)s->BHn);
+    }
+    s->q = bench_alloc(n);
+    s->k = bench_alloc(n);
+    s->v = bench_alloc(n);
+    s->dout = bench_alloc(n);
+    s->out = bench_alloc(n);
+    s->lse = bench_alloc(BH * s->T);
+    s->grads = bench_alloc(3 * n);
+    s->naive_grads = bench_alloc(3 * s->BHn * s->T * s->D);
+    if (!s->q || !s->k || !s->v || !s->dout || !s->out || !s->lse || !s->grads ||
+        !s->naive_grads)
+        goto oom;
+    bench_fill_uniform(s->q, n, seed, 1.0f);
+    bench_fill_uniform(s->k, n, seed + 1, 1.0f);
+    bench_fill_uniform(s->v, n, seed + 2, 1.0f);
+    bench_fill_uniform(s->dout, n, seed + 3, 1.0f);
+    attention_forward_lse_fast(s->out, s->lse, s->q, s->k, s->v, &s->mask,
+                               1.0f / sqrtf((float)s->D), s->B, s->H, s->T, s->T, s->D, s->D);
+    in->out = s->grads;   /* grad_q */
+    in->naive_out = s->naive_grads;
+    in->n_check = s->BHn * s->T * s->D;
+    in->ndim = 3;
+    in->shape[0] = s->BHn;
+    in->shape[1] = s->T;
+    in->shape[2] = s->D;
+    in->naive_share = (double)s->BHn / (double)BH;
+    return 0;
+oom:
+    snprintf(err, errlen, "%s %s: out of memory", c->op, c->shape);
+    return -1;
+}
+
+void bench_attention_backward_naive(void *state)
+{
+    AttnBwdState *s = state;
+    const size_t m = s->BHn * s->T * s->D;
+    memset(s->naive_grads, 0, 3 * m * sizeof(float));
+    attention_backward_naive(s->naive_grads, s->naive_grads + m, s->naive_grads + 2 * m, s->dout,
+                             s->q, s->k, s->v, s->out, s->lse, &s->mask,
+                             1.0f / sqrtf((float)s->D), 1, s->BHn, s->T, s->T, s->D, s->D);
+}
+
+void bench_attention_backward_fast(void *state)
+{
+    AttnBwdState *s = state;
+    const size_t n = s->B * s->H * s->T * s->D;
+    memset(s->grads, 0, 3 * n * sizeof(float));
+    attention_backward_fast(s->grads, s->grads + n, s->grads + 2 * n, s->dout, s->q, s->k, s->v,
+                            s->out, s->lse, &s->mask, 1.0f / sqrtf((float)s->D), s->B, s->H,
+                            s->T, s->T, s->D, s->D);
+}
+
+/* Peak memory of the backward at B=1, H=12, T=8192, D=64, measured as the forward's (above):
+ * every input, the saved out and lse and the three gradients allocated and touched first. */
+int bench_attention_backward_memory(BenchMemory *m, int threads, char *err, size_t errlen)
+{
+    const size_t B = 1, H = 12, T = 8192, D = 64, n = B * H * T * D;
+    snprintf(m->op, sizeof m->op, "attention-backward");
+    snprintf(m->shape, sizeof m->shape, "B%zu H%zu T%zu D%zu", B, H, T, D);
+    snprintf(m->variant, sizeof m->variant, "fast");
+    m->inputs_bytes = (8.0 * (double)n + (double)(B * H * T)) * sizeof(float);
+    m->quadratic_bytes = (double)(B * H) * (double)T * (double)T * sizeof(float);
+    float *buf = bench_alloc(8 * n + B * H * T);
+    int rc = 0;
+    if (!buf) {
+        snprintf(err, errlen, "attention-backward memory probe: out of memory");
+        return -1;
+    }
+    float *q = buf, *k = q + n, *v = k + n, *dout = v + n, *out = dout + n, *dq = out + n;
+    float *dk = dq + n, *dv = dk + n, *lse = dv + n;
+    bench_fill_uniform(q, 3 * n, 21, 1.0f);
+    bench_fill_uniform(dout, n, 22, 1.0f);
+    omp_set_num_threads(threads);
+    AttnMask mask = {0};
+    const float scale = 1.0f / sqrtf((float)D);
+    attention_forward_lse_fast(out, lse, q, k, v, &mask, scale, B, H, T, T, D, D);
+    memset(dq, 0, 3 * n * sizeof(float));   /* touched, so its pages count before */
+    const int reset = bench_reset_peak_rss() == 0;
+    const double before = reset ? bench_rss_bytes() : bench_peak_rss_bytes();
+    attention_backward_fast(dq, dk, dv, dout, q, k, v, out, lse, &mask, scale, B, H, T, T, D, D);
+    const double after = bench_peak_rss_bytes();
+    m->growth_bytes = (before < 0 || after < 0) ? -1.0 : after - before;
+    snprintf(m->method, sizeof m->method, "%s, %d threads",
+             reset ? "VmHWM after reset - VmRSS" : "VmHWM delta (no reset)", threads);
+    if (!isfinite(dq[0]) || !isfinite(dk[n - 1]) || !isfinite(dv[n - 1])) {
+        snprintf(err, errlen, "attention-backward memory probe: non-finite gradient");
+        rc = -1;
+    }
+    free(buf);
     return rc;
 }

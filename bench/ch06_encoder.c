@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bert.h"
 #include "encoder.h"
@@ -26,6 +27,14 @@ typedef struct {
     float *scratch;       /* [encoder_layer_scratch_floats(B, T, E, I)] */
     float *out;           /* [B, T, E] fast's output */
     float *naive_out;     /* [Bn, T, E] */
+    /* training cases only (encoder-layer-backward): */
+    float *train;         /* one block for the rest: */
+    float *dout;          /* [B, T, E] the upstream gradient */
+    float *acts;          /* [encoder_acts_floats(B, ...)]: fast's activations (naive's: Bn) */
+    float *bwd_scratch;   /* [encoder_layer_backward_scratch_floats(B, ...)] */
+    float *grads;         /* [n_grads]: dsrc [B, T, E], then the parameters' (fast) */
+    float *naive_grads;   /* [n_grads] (its dsrc part [Bn, T, E]) */
+    size_t n_grads;
 } EncState;
 
 void bench_encoder_teardown(void *state)
@@ -37,6 +46,7 @@ void bench_encoder_teardown(void *state)
     free(s->scratch);
     free(s->out);
     free(s->naive_out);
+    free(s->train);
     free(s);
 }
 
@@ -107,6 +117,87 @@ void bench_encoder_fast(void *state)
     EncState *s = state;
     encoder_layer_forward_fast(s->out, NULL, s->scratch, s->x, NULL, &s->p, TFM_ACT_GELU, 0, 1e-12f,
                                s->B, s->T, s->E, s->H, s->I);
+}
+
+/* ---- The layer's training step (chapter 07): the training forward and the backward, timed
+ * together, as PyTorch's layer(x) then backward. Every gradient buffer is zeroed inside the
+ * run (the kernels accumulate; autograd returns fresh tensors). Useful work: the forward's, and
+ * twice its products for the backward (each product's two gradients), counted in cases.c. Naive
+ * runs the first Bn batch elements; their grad_src is what is checked (the weights' gradients
+ * sum over the batch, so only grad_src is per element). */
+int bench_encoder_train_setup(BenchInstance *in, const BenchCase *c, uint64_t seed,
+                              double budget, char *err, size_t errlen)
+{
+    if (bench_encoder_setup(in, c, seed, budget / 3.0, err, errlen) != 0)
+        return -1;
+    EncState *s = in->state;
+    const size_t B = s->B, T = s->T, E = s->E, H = s->H, I = s->I, n = B * T * E;
+    s->n_grads = n + 3 * E * E + 3 * E + E * E + E + I * E + I + E * I + E + 4 * E;
+    const size_t acts = encoder_acts_floats(B, T, E, H, I);
+    const size_t scratch = encoder_layer_backward_scratch_floats(B, T, E, I);
+    s->train = bench_alloc(n + acts + scratch + 2 * s->n_grads);
+    if (!s->train) {
+        snprintf(err, errlen, "%s %s: out of memory", c->op, c->shape);
+        return -1;
+    }
+    s->dout = s->train;
+    s->acts = s->dout + n;
+    s->bwd_scratch = s->acts + acts;
+    s->grads = s->bwd_scratch + scratch;
+    s->naive_grads = s->grads + s->n_grads;
+    bench_fill_uniform(s->dout, n, seed + 99, 1.0f);
+    in->out = s->grads;               /* grad_src, its first Bn batch elements */
+    in->naive_out = s->naive_grads;
+    return 0;
+}
+
+/* The gradient views of one block: dsrc [B, T, E], then the parameters in EncoderLayerGrads's
+ * order. */
+static EncoderLayerGrads grads_in(float *g, size_t B, size_t T, size_t E, size_t I)
+{
+    float *p = g + B * T * E;
+#define TAKE(n) (p += (n), p - (n))
+    EncoderLayerGrads eg;
+    eg.self_attn.in_proj_weight = TAKE(3 * E * E);
+    eg.self_attn.in_proj_bias = TAKE(3 * E);
+    eg.self_attn.out_proj_weight = TAKE(E * E);
+    eg.self_attn.out_proj_bias = TAKE(E);
+    eg.w1 = TAKE(I * E);
+    eg.b1 = TAKE(I);
+    eg.w2 = TAKE(E * I);
+    eg.b2 = TAKE(E);
+    eg.norm1_w = TAKE(E);
+    eg.norm1_b = TAKE(E);
+    eg.norm2_w = TAKE(E);
+    eg.norm2_b = TAKE(E);
+#undef TAKE
+    return eg;
+}
+
+static void train_step(EncState *s, int fast, size_t B, float *grads)
+{
+    memset(grads, 0, s->n_grads * sizeof(float));
+    EncoderActs acts;
+    encoder_acts_init(&acts, s->acts, B, s->T, s->E, s->H, s->I);
+    const EncoderLayerGrads eg = grads_in(grads, B, s->T, s->E, s->I);
+    float *out = fast ? s->out : s->naive_out;
+    (fast ? encoder_layer_forward_train_fast : encoder_layer_forward_train_naive)(
+        out, &acts, s->x, NULL, &s->p, TFM_ACT_GELU, 0, 1e-12f, B, s->T, s->E, s->H, s->I);
+    (fast ? encoder_layer_backward_fast : encoder_layer_backward_naive)(
+        grads, &eg, s->bwd_scratch, s->dout, s->x, &acts, NULL, &s->p, TFM_ACT_GELU, 0, B, s->T,
+        s->E, s->H, s->I);
+}
+
+void bench_encoder_train_naive(void *state)
+{
+    EncState *s = state;
+    train_step(s, 0, s->Bn, s->naive_grads);
+}
+
+void bench_encoder_train_fast(void *state)
+{
+    EncState *s = state;
+    train_step(s, 1, s->B, s->grads);
 }
 
 /* ---- BERT: the whole forward (bert.h), BERT-base's config, one sequence ------------------- *

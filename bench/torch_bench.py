@@ -21,7 +21,7 @@ OPENBLAS_NUM_THREADS=t and OMP_NUM_THREADS=t: a "1 thread" row is one thread, no
 plus OpenBLAS on all.
 
 Method, the same as the C harness's (bench/bench.h): random inputs uniform in [-1, 1), under
-torch.inference_mode(); warm-up calls, then one call per sample, timed with a monotonic clock,
+torch.inference_mode() (the OP-backward ops, which need autograd, outside it); warm-up calls, then one call per sample, timed with a monotonic clock,
 until a minimum count and a minimum time are reached; median, min and max in milliseconds.
 There is no two-core probe on this side: a row's PyTorch numbers come from a machine in the
 same state as the C rows only if the machine was quiet.
@@ -33,7 +33,9 @@ same state as the C rows only if the machine was quiet.
       the environment set)
 
 Ops and their dims (bench/bench.h): matmul [M,K,N], linear [M,K,N], attention [B,H,T,D,causal],
-mha [B,T,E,H], pe [T,E], layernorm [N,E], mlm-loss [N,V,keep_percent].
+attention-backward [B,H,T,D,0], mha [B,T,E,H], pe [T,E], layernorm [N,E], mlm-loss
+[N,V,keep_percent], encoder-layer [B,T,E,H,I], encoder-layer-backward [B,T,E,H,I] (a training
+step: forward and backward).
 """
 import argparse
 import json
@@ -108,6 +110,15 @@ def make_op(torch, op, dims, gen):
                 s = s.masked_fill(future, float("-inf"))
             return torch.matmul(torch.softmax(s, dim=-1), v)
         return attention
+    if op == "attention-backward":
+        # autograd through the textbook attention above: the T x T probabilities are saved by
+        # the forward (outside the timing), the backward is what is timed
+        B, H, T, D = dims[:4]
+        q, k, v = (rand(B, H, T, D).requires_grad_(True) for _ in range(3))
+        g = rand(B, H, T, D)
+        out = torch.matmul(torch.softmax(torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(D),
+                                         dim=-1), v)
+        return lambda: torch.autograd.grad(out, (q, k, v), g, retain_graph=True)
     if op == "mha":
         B, T, E, H = dims[:4]
         mha = torch.nn.MultiheadAttention(E, H, batch_first=True).eval()
@@ -135,6 +146,18 @@ def make_op(torch, op, dims, gen):
                                                  layer_norm_eps=1e-12, batch_first=True).eval()
         x = rand(B, T, E)
         return lambda: layer(x)
+    if op == "encoder-layer-backward":
+        # one training step of the layer: forward, then backward (autograd), as a trainer runs it
+        B, T, E, H, I = dims[:5]
+        layer = torch.nn.TransformerEncoderLayer(E, H, I, dropout=0.0, activation="gelu",
+                                                 layer_norm_eps=1e-12, batch_first=True).train()
+        x = rand(B, T, E).requires_grad_(True)
+        g = rand(B, T, E)
+        params = [x] + list(layer.parameters())
+
+        def step():
+            return torch.autograd.grad(layer(x), params, g)
+        return step
     if op == "bert":
         B, T, L, E, H, I = dims[:6]
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ref"))
@@ -191,8 +214,8 @@ def run_config(args):
         "results": {},
     }
     torch.set_num_threads(t)
-    with torch.inference_mode():
-        for c in cases:
+    for c in cases:
+        with torch.inference_mode(not c["op"].endswith("-backward")):
             gen = torch.Generator().manual_seed(1234)
             fn = make_op(torch, c["op"], c["dims"], gen)
             res = out["results"].setdefault(c["key"], {})

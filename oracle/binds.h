@@ -17,7 +17,9 @@ int bind_log_softmax_backward(OpCall *c);
 int bind_gelu_backward(OpCall *c);
 int bind_attention(OpCall *c);          /* ops_01_attention.c */
 int bind_self_attention(OpCall *c);
+int bind_attention_backward(OpCall *c);
 int bind_mha(OpCall *c);                /* ops_02_multihead.c */
+int bind_mha_backward(OpCall *c);
 int bind_pe(OpCall *c);                 /* ops_03_positional.c */
 int bind_embeddings(OpCall *c);
 int bind_layernorm(OpCall *c);          /* ops_04_layernorm.c */
@@ -31,6 +33,7 @@ int bind_pretraining_heads(OpCall *c);
 int bind_cross_entropy(OpCall *c);
 int bind_feedforward(OpCall *c);        /* ops_06_encoder.c */
 int bind_encoder_layer(OpCall *c);
+int bind_encoder_layer_backward(OpCall *c);
 int bind_bert(OpCall *c);
 
 #endif

@@ -13,9 +13,10 @@ Imported by oracle/export.py (NAME, SEED, REF, build(seed): see export_00.py).
 import torch
 import torch.nn.functional as F
 
+import ch01_attention
 import ch07_backward
 from ch07_backward import grads
-from goldenlib import Case, Golden, emit, to_f64
+from goldenlib import Case, Golden, emit, padding_mask, to_f64
 
 NAME = "07-backward"
 SEED = 7
@@ -45,6 +46,38 @@ ROWWISE_CASES = [  # suffix, shape, dim (None: the default -1), scale
     ("attention", (1, 4, 8, 128), None, 2.0),
     ("c1", (4, 1), None, 1.0),                       # C = 1: the gradient is 0 (softmax)
     ("bert_vocab", (1, 30522), None, 1.0),
+]
+ATTENTION_CASES = [  # name, (B, H, Tq, Tk, Dk, Dv), extras: fn(case) -> optional inputs
+    ("attention_tiny", (1, 1, 2, 3, 4, 4), None),
+    ("attention_odd", (2, 3, 7, 9, 5, 6), None),                   # Dk != Dv, cross
+    ("attention_causal", (1, 2, 70, 70, 16, 16), lambda c: {"is_causal": True}),   # 3 blocks
+    ("attention_padded", (3, 2, 6, 6, 8, 8),
+     lambda c: {"key_padding_mask": padding_mask([0, 2, 3], 6)}),
+    ("attention_float_mask", (2, 2, 5, 5, 8, 8), lambda c: {"attn_mask": c.randn(5, 5)}),
+    ("attention_per_head_mask", (2, 3, 4, 6, 8, 8), lambda c: {"attn_mask": c.randn(2, 3, 4, 6)}),
+    ("attention_blocks", (1, 2, 100, 140, 64, 64), None),          # past BQ = 32 and BK = 64
+    ("attention_causal_padded", (2, 2, 40, 40, 8, 8),              # padding and the future
+     lambda c: {"is_causal": True, "key_padding_mask": padding_mask([0, 5], 40)}),
+    ("attention_scale", (1, 1, 6, 6, 8, 8), lambda c: {"scale": 0.5}),
+    ("attention_fully_padded", (2, 1, 3, 4, 4, 4),                 # batch row 1: NaN, as PyTorch
+     lambda c: {"key_padding_mask": padding_mask([0, 4], 4)}),
+]
+MHA_CASES = [  # name, (B, T, E, H), extras
+    ("mha_small", (2, 5, 12, 3), None),
+    ("mha_padded", (3, 6, 16, 4), lambda c: {"key_padding_mask": padding_mask([0, 2, 3], 6)}),
+    ("mha_causal", (1, 40, 32, 2),
+     lambda c: {"attn_mask": torch.ones(40, 40, dtype=torch.bool).triu(1)}),
+    ("mha_float_mask", (2, 7, 8, 2), lambda c: {"attn_mask": c.randn(7, 7)}),
+    ("mha_wide", (1, 80, 192, 3), None),    # past the attention blocks (BQ, BK) and GEMM's KC
+]
+ENCODER_CASES = [  # name, (B, T, E, H, I), activation, norm_first, extras
+    ("encoder_post_relu", (2, 5, 8, 2, 16), "relu", False, None),
+    ("encoder_post_gelu", (2, 7, 12, 3, 20), "gelu", False,
+     lambda c: {"src_key_padding_mask": padding_mask([0, 2], 7)}),
+    ("encoder_pre_gelu", (2, 6, 8, 2, 24), "gelu", True,
+     lambda c: {"src_mask": torch.ones(6, 6, dtype=torch.bool).triu(1)}),
+    ("encoder_pre_relu", (1, 9, 16, 4, 32), "relu", True, lambda c: {"src_mask": c.randn(9, 9)}),
+    ("encoder_wide", (2, 40, 96, 4, 384), "gelu", False, None),   # past the GEMM's blocks
 ]
 LAYERNORM_CASES = [  # name, x's shape, normalized dims, gamma and beta, eps, offset
     ("layernorm_small", (4, 6), 1, True, 1e-5, 0.0),
@@ -92,6 +125,84 @@ def build(seed):
             d = -1 if dim is None else dim
             g32, g64 = _both(lambda input: fn(input, dim=d), {"input": x}, g)
             emit(out, name, {"input": x, "grad_out": g}, g32, g64, op=op, params={"dim": dim})
+
+    for name, (B, H, Tq, Tk, Dk, Dv), extras in ATTENTION_CASES:
+        c = Case(seed, name)
+        q, k, v = c.randn(B, H, Tq, Dk), c.randn(B, H, Tk, Dk), c.randn(B, H, Tk, Dv)
+        kw = extras(c) if extras else {}
+        g = c.randn(B, H, Tq, Dv)
+        am, kpm = kw.get("attn_mask"), kw.get("key_padding_mask")
+        causal, scale = kw.get("is_causal", False), kw.get("scale")
+
+        def fwd(q, k, v, am=am):   # the mask a constant, in the inputs' precision
+            m = am.to(q.dtype) if am is not None else None
+            return ch01_attention.attention(q, k, v, m, kpm, causal, scale)[0]
+        g32, g64 = _both(fwd, {"q": q, "k": k, "v": v}, g)
+        emit(out, name, {"q": q, "k": k, "v": v, "attn_mask": am, "key_padding_mask": kpm,
+                         "grad_out": g}, g32, g64, op="attention-backward",
+             params={"is_causal": 1 if causal else None, "scale": scale})
+    assert out["attention_fully_padded/grad_k_f64"][1].isnan().all()
+    assert not out["attention_fully_padded/grad_k_f64"][0].isnan().any()
+
+    for name, (B, T, E, H), extras in MHA_CASES:
+        c = Case(seed, name)
+        x, g = c.randn(B, T, E), c.randn(B, T, E)
+        kw = extras(c) if extras else {}
+        params = {"in_proj_weight": c.randn(3 * E, E) / E ** 0.5, "in_proj_bias": 0.1 * c.randn(3 * E),
+                  "out_proj_weight": c.randn(E, E) / E ** 0.5, "out_proj_bias": 0.1 * c.randn(E)}
+        kpm, am = kw.get("key_padding_mask"), kw.get("attn_mask")
+
+        def mha_grads(dtype):
+            # nn.MultiheadAttention called as a whole, with these parameters, in this precision
+            m = torch.nn.MultiheadAttention(E, H, batch_first=True).to(dtype)
+            with torch.no_grad():
+                m.in_proj_weight.copy_(params["in_proj_weight"])
+                m.in_proj_bias.copy_(params["in_proj_bias"])
+                m.out_proj.weight.copy_(params["out_proj_weight"])
+                m.out_proj.bias.copy_(params["out_proj_bias"])
+            xx = x.to(dtype).requires_grad_(True)
+            mask = am.to(dtype) if am is not None and am.is_floating_point() else am
+            y = m(xx, xx, xx, key_padding_mask=kpm, attn_mask=mask, need_weights=False)[0]
+            leaves = (xx, m.in_proj_weight, m.in_proj_bias, m.out_proj.weight, m.out_proj.bias)
+            got = torch.autograd.grad(y, leaves, g.to(dtype))
+            names = ("query", "in_proj_weight", "in_proj_bias", "out_proj_weight",
+                     "out_proj_bias")
+            return {f"grad_{k}": d for k, d in zip(names, got)}
+        g32, g64 = mha_grads(torch.float32), mha_grads(torch.float64)
+        emit(out, name, {"query": x, **params, "key_padding_mask": kpm, "attn_mask": am,
+                         "grad_attn_output": g}, g32, g64, op="mha-backward",
+             params={"num_heads": H})
+
+    for name, (B, T, E, H, I), act, norm_first, extras in ENCODER_CASES:
+        c = Case(seed, name)
+        x, g = c.randn(B, T, E), c.randn(B, T, E)
+        kw = extras(c) if extras else {}
+        layer = torch.nn.TransformerEncoderLayer(E, H, I, dropout=0.0, activation=act,
+                                                 batch_first=True, norm_first=norm_first)
+        state = {k: (0.1 * c.randn(*v.shape) + (1.0 if k.startswith("norm") and
+                                                   k.endswith("weight") else 0.0))
+                 if v.dim() == 1 else c.randn(*v.shape) / v.shape[1] ** 0.5
+                 for k, v in layer.state_dict().items()}
+        kpm, am = kw.get("src_key_padding_mask"), kw.get("src_mask")
+
+        def layer_grads(dtype):
+            # nn.TransformerEncoderLayer called as a whole, these parameters, this precision
+            m = torch.nn.TransformerEncoderLayer(E, H, I, dropout=0.0, activation=act,
+                                                 batch_first=True, norm_first=norm_first)
+            m = m.to(dtype).train()   # dropout 0: training computes eval's function
+            m.load_state_dict({k: v.to(dtype) for k, v in state.items()})
+            xx = x.to(dtype).requires_grad_(True)
+            mask = am.to(dtype) if am is not None and am.is_floating_point() else am
+            y = m(xx, src_mask=mask, src_key_padding_mask=kpm)
+            names = ["src"] + list(state)
+            leaves = [xx] + [dict(m.named_parameters())[k] for k in state]
+            got = torch.autograd.grad(y, leaves, g.to(dtype))
+            return {f"grad_{k}": d for k, d in zip(names, got)}
+        g32, g64 = layer_grads(torch.float32), layer_grads(torch.float64)
+        emit(out, name, {"src": x, "src_key_padding_mask": kpm, "src_mask": am, **state,
+                         "grad_out": g}, g32, g64, op="encoder-layer-backward",
+             params={"nhead": H, "activation": act if act != "relu" else None,
+                     "norm_first": 1 if norm_first else None})
 
     # -10..10 in steps of 1/100 (exact divisions: the same bits anywhere), large values, BERT's
     # FFN width

@@ -36,9 +36,9 @@
 typedef enum { TFM_NAIVE = 0, TFM_FAST = 1 } TfmVariant;
 const char *tfm_variant_name(TfmVariant v);
 
-#define TFM_OP_MAX_INPUTS 16
+#define TFM_OP_MAX_INPUTS 20
 #define TFM_OP_MAX_PARAMS 8
-#define TFM_MAX_OUTPUTS 8
+#define TFM_MAX_OUTPUTS 16
 
 /* Accepted dtypes of an input, as a bit set: DT(TFM_F32) | DT(TFM_BOOL). */
 #define DT(d) (1u << (d))

@@ -3,6 +3,7 @@
  *   attention        softmax(q k^T * scale + M) v with PyTorch's three kinds of mask
  *   self-attention   article 000 §3.1's single head from x: Q = X W_q, K = X W_k, V = X W_v,
  *                    out = (softmax(Q K^T / sqrt(d)) V) W_o  (right-multiplied weights)
+ *   attention-backward   attention's grad_q, grad_k, grad_v (chapter 07)
  *
  * The fast variant has two code paths and each is held to a golden: probs comes from the path
  * that materializes the probabilities, out from the streaming (online-softmax) path that never
@@ -27,7 +28,15 @@ typedef void (*MatmulFn)(float *c, const float *a, const float *b, size_t M, siz
  * probabilities and a zero output, which any finite scale gives (tests/test_oracle.c). */
 static float default_scale(size_t Dk) { return Dk ? 1.0f / sqrtf((float)Dk) : 1.0f; }
 
-int bind_attention(OpCall *c)
+/* The sizes, the mask and the scale of an attention call, checked: what the forward and the
+ * backward share. */
+typedef struct {
+    size_t B, H, Tq, Tk, Dk, Dv;
+    AttnMask mask;
+    float scale;
+} AttnCall;
+
+static int attention_setup(OpCall *c, AttnCall *a)
 {
     const Tensor *q = op_in(c, "q"), *k = op_in(c, "k"), *v = op_in(c, "v");
     const size_t B = q->shape[0], H = q->shape[1], Tq = q->shape[2], Dk = q->shape[3];
@@ -75,6 +84,19 @@ int bind_attention(OpCall *c)
     const TfmParamValue *sp = op_param(c, "scale");
     const float scale = sp->set ? (float)sp->f : default_scale(Dk);
 
+    *a = (AttnCall){B, H, Tq, Tk, Dk, Dv, mask, scale};
+    return 0;
+}
+
+int bind_attention(OpCall *c)
+{
+    AttnCall a;
+    if (attention_setup(c, &a) != 0)
+        return -1;
+    const size_t B = a.B, H = a.H, Tq = a.Tq, Tk = a.Tk, Dk = a.Dk, Dv = a.Dv;
+    const AttnMask mask = a.mask;
+    const float scale = a.scale;
+    const Tensor *q = op_in(c, "q"), *k = op_in(c, "k"), *v = op_in(c, "v");
     const size_t oshape[4] = {B, H, Tq, Dv}, pshape[4] = {B, H, Tq, Tk};
     float *out = op_output(c, "out", 4, oshape);
     float *probs = out ? op_output(c, "probs", 4, pshape) : NULL;
@@ -92,6 +114,45 @@ int bind_attention(OpCall *c)
     attend(scratch, probs, Q, K, V, &mask, scale, B, H, Tq, Tk, Dk, Dv);   /* probs path */
     free(scratch);
     attend(out, NULL, Q, K, V, &mask, scale, B, H, Tq, Tk, Dk, Dv);        /* streaming path */
+    return 0;
+}
+
+typedef void (*AttentionLseFn)(float *out, float *lse, const float *q, const float *k,
+                               const float *v, const AttnMask *mask, float scale, size_t B,
+                               size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv);
+typedef void (*AttentionBackwardFn)(float *dq, float *dk, float *dv, const float *dout,
+                                    const float *q, const float *k, const float *v,
+                                    const float *out, const float *lse, const AttnMask *mask,
+                                    float scale, size_t B, size_t H, size_t Tq, size_t Tk,
+                                    size_t Dk, size_t Dv);
+
+/* attention-backward: the training forward of the same variant gives out and lse (scratch),
+ * then the backward. The mask is a constant (attention.h): no grad_attn_mask. */
+int bind_attention_backward(OpCall *c)
+{
+    AttnCall a;
+    if (attention_setup(c, &a) != 0)
+        return -1;
+    const Tensor *q = op_in(c, "q"), *k = op_in(c, "k"), *v = op_in(c, "v");
+    const size_t oshape[4] = {a.B, a.H, a.Tq, a.Dv};
+    const float *dout = op_grad_in(c, "grad_out", "out", 4, oshape);
+    float *dq = dout ? op_output(c, "grad_q", 4, q->shape) : NULL;
+    float *dk = dq ? op_output(c, "grad_k", 4, k->shape) : NULL;
+    float *dv = dk ? op_output(c, "grad_v", 4, v->shape) : NULL;
+    if (!dv)
+        return -1;
+    const size_t n_out = a.B * a.H * a.Tq * a.Dv, n_lse = a.B * a.H * a.Tq;
+    float *out = malloc((n_out + n_lse) * sizeof *out + 1);   /* + 1: never malloc(0) */
+    if (!out)
+        return op_fail(c, "out of memory");
+    float *lse = out + n_out;
+    const AttentionLseFn forward =
+        c->variant == TFM_FAST ? attention_forward_lse_fast : attention_forward_lse_naive;
+    const float *Q = tensor_f32(q), *K = tensor_f32(k), *V = tensor_f32(v);
+    forward(out, lse, Q, K, V, &a.mask, a.scale, a.B, a.H, a.Tq, a.Tk, a.Dk, a.Dv);
+    KERNEL(c, AttentionBackwardFn)(dq, dk, dv, dout, Q, K, V, out, lse, &a.mask, a.scale, a.B,
+                                   a.H, a.Tq, a.Tk, a.Dk, a.Dv);
+    free(out);
     return 0;
 }
 

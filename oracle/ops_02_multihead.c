@@ -2,6 +2,7 @@
  *
  *   mha   nn.MultiheadAttention's forward, batch_first=True, in eval mode, with the module's
  *         argument and parameter names
+ *   mha-backward   its gradients for self-attention (chapter 07)
  *
  * An absent key/value is passed as the same pointer as query/key, which is how the fast variant
  * recognizes self-attention (multihead.h). The fast variant, like chapter 01's, is held to the
@@ -13,6 +14,7 @@
 
 #include "binds.h"
 #include "multihead.h"
+#include "tensor.h"
 
 typedef void (*MhaFn)(float *out, float *weights, const float *query, const float *key,
                       const float *value, const MhaParams *p, const AttnMask *mask,
@@ -162,5 +164,78 @@ int bind_mha(OpCall *c)
         mha(out, weights, Q, K, V, &p, &mask, average, B, H, Tq, Tk, E);
     }
     free(owned_mask);
+    return 0;
+}
+
+typedef void (*MhaTrainFn)(float *out, const MhaActs *acts, const float *x, const MhaParams *p,
+                           const AttnMask *mask, size_t B, size_t H, size_t T, size_t E);
+typedef void (*MhaBackwardFn)(float *dx, const MhaGrads *g, const float *dout, const float *x,
+                              const MhaParams *p, const MhaActs *acts, const AttnMask *mask,
+                              size_t B, size_t H, size_t T, size_t E);
+
+/* mha-backward (chapter 07): self-attention, query = key = value, as the encoder uses it. The
+ * training forward of the same variant saves the activations (scratch), then the backward. */
+int bind_mha_backward(OpCall *c)
+{
+    const Tensor *query = op_in(c, "query");
+    const size_t B = query->shape[0], T = query->shape[1], E = query->shape[2];
+    if (E == 0)
+        return op_fail(c, "query is [%zu, %zu, 0]; the model width E must be > 0", B, T);
+    const int64_t h64 = op_int(c, "num_heads");
+    if (E % (uint64_t)h64 != 0)
+        return op_fail(c, "num_heads is %lld; it must be a positive divisor of E = %zu",
+                       (long long)h64, E);
+    const size_t H = (size_t)h64;
+    const Tensor *w_in = op_in(c, "in_proj_weight"), *w_out = op_in(c, "out_proj_weight");
+    const Tensor *b_in = op_in(c, "in_proj_bias"), *b_out = op_in(c, "out_proj_bias");
+    if (check_shape(c, w_in, "in_proj_weight", 2, 3 * E, E, "[3E, E]") ||
+        check_shape(c, w_out, "out_proj_weight", 2, E, E, "[E, E]") ||
+        (b_in && check_shape(c, b_in, "in_proj_bias", 1, 3 * E, 0, "[3E]")) ||
+        (b_out && check_shape(c, b_out, "out_proj_bias", 1, E, 0, "[E]")))
+        return -1;
+    const MhaParams p = {.in_proj_weight = tensor_f32(w_in),
+                         .in_proj_bias = b_in ? tensor_f32(b_in) : NULL,
+                         .out_proj_weight = tensor_f32(w_out),
+                         .out_proj_bias = b_out ? tensor_f32(b_out) : NULL};
+    AttnMask mask = {NULL, 0, 0, NULL, 0};
+    const Tensor *kpm = op_in(c, "key_padding_mask");
+    if (kpm) {
+        if (check_shape(c, kpm, "key_padding_mask", 2, B, T, "[B, Tk]"))
+            return -1;
+        mask.key_padding_mask = tensor_bool(kpm);
+    }
+    float *owned = NULL;
+    if (read_attn_mask(c, &mask, &owned, B, H, T, T))
+        return -1;
+
+    const float *dout = op_grad_in(c, "grad_attn_output", "attn_output", 3, query->shape);
+    float *dx = dout ? op_output(c, "grad_query", 3, query->shape) : NULL;
+    const MhaGrads g = {
+        .in_proj_weight = dx ? op_output(c, "grad_in_proj_weight", 2, w_in->shape) : NULL,
+        .in_proj_bias = dx && b_in ? op_output(c, "grad_in_proj_bias", 1, b_in->shape) : NULL,
+        .out_proj_weight = dx ? op_output(c, "grad_out_proj_weight", 2, w_out->shape) : NULL,
+        .out_proj_bias = dx && b_out ? op_output(c, "grad_out_proj_bias", 1, b_out->shape)
+                                     : NULL};
+    if (!dx || !g.in_proj_weight || !g.out_proj_weight || (b_in && !g.in_proj_bias) ||
+        (b_out && !g.out_proj_bias)) {
+        free(owned);
+        return -1;
+    }
+    const size_t n = B * T * E;
+    float *buf = malloc((5 * n + B * H * T) * sizeof *buf + 1);   /* + 1: never malloc(0) */
+    if (!buf) {
+        free(owned);
+        return op_fail(c, "out of memory");
+    }
+    const MhaActs acts = {buf, buf + 3 * n, buf + 4 * n};
+    float *out = tfm_xcalloc(n, sizeof *out, c->op->name);
+    const MhaTrainFn forward = c->variant == TFM_FAST ? multihead_self_forward_train_fast
+                                                      : multihead_self_forward_train_naive;
+    const float *x = tensor_f32(query);
+    forward(out, &acts, x, &p, &mask, B, H, T, E);
+    KERNEL(c, MhaBackwardFn)(dx, &g, dout, x, &p, &acts, &mask, B, H, T, E);
+    free(out);
+    free(buf);
+    free(owned);
     return 0;
 }

@@ -7,6 +7,8 @@
  *                   module's own state_dict names, so `layer.state_dict()` saved next to `src`
  *                   is a valid input
  *
+ *   encoder-layer-backward   its gradients (chapter 07): grad_src, grad_<parameter>
+ *
  *   bert            Hugging Face BertModel(input_ids, attention_mask, token_type_ids) forward:
  *                   last_hidden_state, pooler_output, and on request attentions and
  *                   hidden_states; the model from a Hugging Face directory (--model DIR)
@@ -93,8 +95,18 @@ int bind_feedforward(OpCall *c)
     return 0;
 }
 
-int bind_encoder_layer(OpCall *c)
+/* The layer's sizes, parameters and mask, checked: what the forward and the backward share.
+ * *additive is a BOOL src_mask as 0 / -inf, for the caller to free. */
+typedef struct {
+    size_t B, T, E, H, I;
+    EncoderLayerParams p;
+    AttnMask mask;
+    int any_mask;
+} LayerCall;
+
+static int layer_setup(OpCall *c, LayerCall *l, float **additive_out)
 {
+    *additive_out = NULL;
     const Tensor *src = op_in(c, "src");
     const size_t B = src->shape[0], T = src->shape[1], E = src->shape[2];
     const int64_t h64 = op_int(c, "nhead");
@@ -144,19 +156,104 @@ int bind_encoder_layer(OpCall *c)
         }
         mask.attn_mask = additive ? additive : tensor_f32(am);   /* stride 0: every (b, h) */
     }
-    const int any_mask = kpm || am;
+    *l = (LayerCall){B, T, E, H, I, p, mask, kpm || am};
+    *additive_out = additive;
+    return 0;
+}
 
+int bind_encoder_layer(OpCall *c)
+{
+    LayerCall l;
+    float *additive;
+    if (layer_setup(c, &l, &additive))
+        return -1;
+    const Tensor *src = op_in(c, "src");
     float *out = op_output(c, "out", 3, src->shape);
-    float *scratch = out ? malloc(encoder_layer_scratch_floats(B, T, E, I) * sizeof(float) + 1)
-                         : NULL;
+    float *scratch =
+        out ? malloc(encoder_layer_scratch_floats(l.B, l.T, l.E, l.I) * sizeof(float) + 1) : NULL;
     if (!scratch) {
         free(additive);
         return out ? op_fail(c, "out of memory for the layer's scratch") : -1;
     }
-    KERNEL(c, EncoderLayerFn)(out, NULL, scratch, tensor_f32(src), any_mask ? &mask : NULL, &p,
-                              activation(c), (int)op_int(c, "norm_first"),
-                              (float)op_float(c, "layer_norm_eps"), B, T, E, H, I);
+    KERNEL(c, EncoderLayerFn)(out, NULL, scratch, tensor_f32(src), l.any_mask ? &l.mask : NULL,
+                              &l.p, activation(c), (int)op_int(c, "norm_first"),
+                              (float)op_float(c, "layer_norm_eps"), l.B, l.T, l.E, l.H, l.I);
     free(scratch);
+    free(additive);
+    return 0;
+}
+
+typedef void (*EncoderTrainFn)(float *out, const EncoderActs *acts, const float *src,
+                               const AttnMask *mask, const EncoderLayerParams *p,
+                               TfmActivation act, int norm_first, float eps, size_t B, size_t T,
+                               size_t E, size_t H, size_t I);
+typedef void (*EncoderBackwardFn)(float *dsrc, const EncoderLayerGrads *g, float *scratch,
+                                  const float *dout, const float *src, const EncoderActs *acts,
+                                  const AttnMask *mask, const EncoderLayerParams *p,
+                                  TfmActivation act, int norm_first, size_t B, size_t T,
+                                  size_t E, size_t H, size_t I);
+
+/* grad_<name> for a parameter that was given (else NULL, and nothing is asked for). */
+static float *grad_of(OpCall *c, const char *name, int *failed)
+{
+    const Tensor *t = op_in(c, name);
+    if (!t || *failed)
+        return NULL;
+    char gname[64];
+    snprintf(gname, sizeof gname, "grad_%s", name);
+    float *g = op_output(c, gname, t->ndim, t->shape);
+    *failed = g == NULL;
+    return g;
+}
+
+/* encoder-layer-backward (chapter 07): the training forward of the same variant keeps the
+ * activations (scratch), then the backward; grad_src and grad_<parameter> for each given. */
+int bind_encoder_layer_backward(OpCall *c)
+{
+    LayerCall l;
+    float *additive;
+    if (layer_setup(c, &l, &additive))
+        return -1;
+    const Tensor *src = op_in(c, "src");
+    const float *dout = op_grad_in(c, "grad_out", "out", 3, src->shape);
+    int failed = dout == NULL;
+    float *dsrc = failed ? NULL : op_output(c, "grad_src", 3, src->shape);
+    failed = failed || dsrc == NULL;
+    EncoderLayerGrads g;
+    g.self_attn.in_proj_weight = grad_of(c, "self_attn.in_proj_weight", &failed);
+    g.self_attn.in_proj_bias = grad_of(c, "self_attn.in_proj_bias", &failed);
+    g.self_attn.out_proj_weight = grad_of(c, "self_attn.out_proj.weight", &failed);
+    g.self_attn.out_proj_bias = grad_of(c, "self_attn.out_proj.bias", &failed);
+    g.w1 = grad_of(c, "linear1.weight", &failed);
+    g.b1 = grad_of(c, "linear1.bias", &failed);
+    g.w2 = grad_of(c, "linear2.weight", &failed);
+    g.b2 = grad_of(c, "linear2.bias", &failed);
+    g.norm1_w = grad_of(c, "norm1.weight", &failed);
+    g.norm1_b = grad_of(c, "norm1.bias", &failed);
+    g.norm2_w = grad_of(c, "norm2.weight", &failed);
+    g.norm2_b = grad_of(c, "norm2.bias", &failed);
+    const size_t acts_n = encoder_acts_floats(l.B, l.T, l.E, l.H, l.I);
+    const size_t n = l.B * l.T * l.E;
+    float *buf = failed ? NULL
+                        : malloc((acts_n + n + encoder_layer_backward_scratch_floats(
+                                                   l.B, l.T, l.E, l.I)) * sizeof(float) + 1);
+    if (!buf) {
+        free(additive);
+        return failed ? -1 : op_fail(c, "out of memory for the layer's activations");
+    }
+    EncoderActs acts;
+    encoder_acts_init(&acts, buf, l.B, l.T, l.E, l.H, l.I);
+    float *out = buf + acts_n, *scratch = out + n;
+    const EncoderTrainFn forward = c->variant == TFM_FAST ? encoder_layer_forward_train_fast
+                                                          : encoder_layer_forward_train_naive;
+    const AttnMask *mask = l.any_mask ? &l.mask : NULL;
+    const TfmActivation act = activation(c);
+    const int norm_first = (int)op_int(c, "norm_first");
+    forward(out, &acts, tensor_f32(src), mask, &l.p, act, norm_first,
+            (float)op_float(c, "layer_norm_eps"), l.B, l.T, l.E, l.H, l.I);
+    KERNEL(c, EncoderBackwardFn)(dsrc, &g, scratch, dout, tensor_f32(src), &acts, mask, &l.p,
+                                 act, norm_first, l.B, l.T, l.E, l.H, l.I);
+    free(buf);
     free(additive);
     return 0;
 }

@@ -13,6 +13,8 @@ consistent.
 import torch
 import torch.nn.functional as F
 
+import ch01_attention
+
 
 # ---------------------------------------------------------------- the formulas
 
@@ -45,6 +47,15 @@ def gelu_backward(x, g, approximate="none"):
     k, s = 0.044715, (2.0 / torch.pi) ** 0.5
     t = torch.tanh(s * (x + k * x ** 3))
     return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * s * (1.0 + 3.0 * k * x * x))
+
+
+def attention_backward(q, k, v, M, scale, g):
+    """P = softmax(scale Q K^T + M): dV = P^T g, dP = g V^T, dS = P (dP - rowsum(P dP)),
+    dQ = scale dS K, dK = scale dS^T Q."""
+    P = torch.softmax(q @ k.transpose(-2, -1) * scale + M, dim=-1)
+    dP = g @ v.transpose(-2, -1)
+    dS = P * (dP - (P * dP).sum(-1, keepdim=True))
+    return scale * dS @ k, scale * dS.transpose(-2, -1) @ q, P.transpose(-2, -1) @ g
 
 
 def layernorm_backward(x, gamma, g, eps, nd=1):
@@ -130,6 +141,32 @@ def crosscheck():
                     g)["input"], f"gelu {approximate}")
         _gradcheck(lambda input: F.gelu(input, approximate=approximate), {"input": x},
                    f"gelu {approximate}")
+
+    B, H, Tq, Tk, Dk, Dv = 2, 3, 5, 7, 4, 6
+    q, k, v = randn(B, H, Tq, Dk), randn(B, H, Tk, Dk), randn(B, H, Tk, Dv)
+    g = randn(B, H, Tq, Dv)
+    kpm = torch.zeros(B, Tk, dtype=torch.bool)
+    kpm[1, 5:] = True
+    for causal, am in ((False, None), (True, None), (False, randn(Tq, Tk))):
+        def attn(q, k, v):
+            return ch01_attention.attention(q, k, v, am, kpm, causal, 0.7)[0]
+        want = grads(attn, {"q": q, "k": k, "v": v}, g)
+        M = ch01_attention.attention_mask(B, H, Tq, Tk, am, kpm, causal, torch.float64)
+        for got, name in zip(attention_backward(q, k, v, M, 0.7, g), "qkv"):
+            close(got, want[name], f"attention d{name} causal={causal}")
+        _gradcheck(attn, {"q": q, "k": k, "v": v}, f"attention causal={causal}")
+
+    # nn.MultiheadAttention's self-attention, through its functional form (the module's own
+    # forward), with every parameter an input: gradcheck in float64
+    E, H = 6, 2
+
+    def mha(x, w_in, b_in, w_out, b_out):
+        xt = x.transpose(0, 1)
+        return F.multi_head_attention_forward(xt, xt, xt, E, H, w_in, b_in, None, None, False,
+                                              0.0, w_out, b_out, training=False,
+                                              need_weights=False)[0].transpose(0, 1)
+    _gradcheck(mha, {"x": randn(2, 4, E), "w_in": randn(3 * E, E), "b_in": randn(3 * E),
+                     "w_out": randn(E, E), "b_out": randn(E)}, "multi-head attention")
 
     for shape, nd, affine in (((4, 6), 1, True), ((2, 3, 4, 5), 2, True), ((5, 7), 1, False)):
         x, g = randn(*shape), randn(*shape)

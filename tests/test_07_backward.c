@@ -1,7 +1,8 @@
 /* test_07_backward.c — chapter 07: the backward kernels of chapters 00 and 04 against
  * torch.autograd's goldens (both variants), every naive backward against finite differences of
  * its own forward in double (no PyTorch involved), fast against naive on fresh shapes (the
- * direct and blocked GEMM paths, contiguous and strided rows), the accumulate convention, the
+ * direct and blocked GEMM paths, contiguous and strided rows, attention's tiles and masks),
+ * the accumulate convention, the
  * thread count's independence, and the runner's refusals of a grad_out of the wrong shape. */
 #include <math.h>
 #include <omp.h>
@@ -9,9 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attention.h"
+#include "encoder.h"
 #include "functional.h"
 #include "layernorm.h"
 #include "matmul.h"
+#include "multihead.h"
 #include "testutil.h"
 #include "tolerances.h"
 
@@ -46,7 +50,7 @@ struct FdProblem {
     size_t n[4];
     const float *g;                       /* [outputs] the upstream gradient */
     float *y;                             /* [outputs] scratch for the forward */
-    size_t dims[4];                       /* the forward's dimensions */
+    size_t dims[5];                       /* the forward's dimensions */
     int flag;                             /* a forward option (GELU form, bias present) */
 };
 
@@ -240,6 +244,140 @@ START_TEST(test_fd_layernorm)
 }
 END_TEST
 
+/* attention: q, k, v [1, H, T, D] with the mask in p->dims[4..]: dims = {H, Tq, Tk, D} and flag
+ * bit 0 = causal, bit 1 = padding of the last key */
+static const uint8_t PAD_LAST[8] = {0, 0, 0, 0, 0, 0, 0, 1};
+
+static AttnMask fd_mask(int flag, size_t Tk)
+{
+    AttnMask m = {NULL, 0, 0, (flag & 2) ? PAD_LAST + 8 - Tk : NULL, flag & 1};
+    return m;
+}
+
+static double attention_loss(const FdProblem *p)
+{
+    const size_t H = p->dims[0], Tq = p->dims[1], Tk = p->dims[2], D = p->dims[3];
+    const AttnMask m = fd_mask(p->flag, Tk);
+    attention_forward_naive(p->y, NULL, p->in[0], p->in[1], p->in[2], &m, 0.6f, 1, H, Tq, Tk,
+                            D, D);
+    return dot_g(p->g, p->y, H * Tq * D);
+}
+
+START_TEST(test_fd_attention)
+{
+    static const size_t SHAPES[][4] = {{1, 1, 1, 3}, {2, 4, 5, 3}, {1, 6, 6, 4}, {2, 3, 8, 2}};
+    for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++)
+        for (int flag = 0; flag < 4; flag++) {
+            const size_t H = SHAPES[s][0], Tq = SHAPES[s][1], Tk = SHAPES[s][2], D = SHAPES[s][3];
+            if ((flag & 2) && Tk < 2)
+                continue;   /* padding the only key would leave nothing to attend */
+            TuRng r = {0x0790 + 4 * s + (uint64_t)flag};
+            const size_t nq = H * Tq * D, nk = H * Tk * D;
+            float *q = normal(nq, 1.0f, &r), *k = normal(nk, 1.0f, &r), *v = normal(nk, 1.0f, &r);
+            float *g = normal(nq, 1.0f, &r), *y = zeros(nq), *lse = zeros(H * Tq);
+            float *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nk);
+            const AttnMask m = fd_mask(flag, Tk);
+            attention_forward_lse_naive(y, lse, q, k, v, &m, 0.6f, 1, H, Tq, Tk, D, D);
+            attention_backward_naive(dq, dk, dv, g, q, k, v, y, lse, &m, 0.6f, 1, H, Tq, Tk, D, D);
+            FdProblem p = {attention_loss, {q, k, v}, {nq, nk, nk}, g, y, {H, Tq, Tk, D}, flag};
+            char label[96];
+            for (int t = 0; t < 3; t++) {
+                snprintf(label, sizeof label, "attention H%zu Tq%zu Tk%zu D%zu mask %d grad_%c", H,
+                         Tq, Tk, D, flag, "qkv"[t]);
+                fd_check(label, &p, t, t == 0 ? dq : t == 1 ? dk : dv);
+            }
+            float *arrays[] = {q, k, v, g, y, lse, dq, dk, dv};
+            for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
+                free(arrays[i]);
+        }
+}
+END_TEST
+
+/* The encoder layer (and through it multi-head attention, the FFN, LayerNorm, the residuals):
+ * every input and parameter, both orders, ReLU and GELU, with padding. The FD problem's inputs
+ * are src and the twelve parameters; dims = {B, T, E, H, I}, flag = act | norm_first << 4. */
+typedef struct {
+    FdProblem fd;
+    float *p[13];               /* src, then EncoderLayerParams's order */
+    size_t n[13];
+    const uint8_t *pad;         /* [B, T] */
+} LayerProblem;
+
+static EncoderLayerParams layer_params(float *const *p)
+{
+    const EncoderLayerParams lp = {{p[1], p[2], p[3], p[4]}, {p[5], p[6], p[7], p[8]},
+                                   p[9], p[10], p[11], p[12]};
+    return lp;
+}
+
+static double layer_loss(const FdProblem *fp)
+{
+    const LayerProblem *lp = (const LayerProblem *)fp;
+    const size_t B = fp->dims[0], T = fp->dims[1], E = fp->dims[2], H = fp->dims[3];
+    const size_t I = fp->dims[4];
+    const EncoderLayerParams prm = layer_params(lp->p);
+    const AttnMask m = {NULL, 0, 0, lp->pad, 0};
+    float *scratch = tu_malloc(encoder_layer_scratch_floats(B, T, E, I) * sizeof(float));
+    encoder_layer_forward_naive(fp->y, NULL, scratch, lp->p[0], &m, &prm,
+                                (TfmActivation)(fp->flag & 15), fp->flag >> 4, 1e-5f, B, T, E, H,
+                                I);
+    free(scratch);
+    return dot_g(fp->g, fp->y, B * T * E);
+}
+
+START_TEST(test_fd_encoder_layer)
+{
+    const size_t B = 2, T = 4, E = 6, H = 2, I = 10, N = B * T;
+    static const uint8_t PAD[8] = {0, 0, 0, 0, 0, 0, 0, 1};   /* batch row 1's last token */
+    /* GELU only: a step of FD_H moves some of ReLU's I*N pre-activations across its kink,
+     * where a central difference measures neither side's slope. ReLU's layer gradient is held
+     * by the autograd goldens (encoder_post_relu, encoder_pre_relu) and by fast-vs-naive. */
+    const TfmActivation act = TFM_ACT_GELU;
+    for (int norm_first = 0; norm_first <= 1; norm_first++) {
+        TuRng r = {0x07b1 + 2 * (uint64_t)norm_first};
+        LayerProblem lp = {.pad = PAD};
+        const size_t sizes[13] = {N * E, 3 * E * E, 3 * E, E * E, E, I * E, I, E * I, E,
+                                  E, E, E, E};
+        for (int t = 0; t < 13; t++) {
+            lp.n[t] = sizes[t];
+            lp.p[t] = normal(sizes[t], t == 0 ? 1.0f : 0.4f, &r);
+        }
+        for (size_t e = 0; e < E; e++)   /* LayerNorm weights near 1 */
+            lp.p[9][e] += 1.0f, lp.p[11][e] += 1.0f;
+        float *g = normal(N * E, 1.0f, &r), *y = zeros(N * E);
+        float *grads[13];
+        for (int t = 0; t < 13; t++)
+            grads[t] = zeros(sizes[t]);
+        const EncoderLayerGrads eg = {{grads[1], grads[2], grads[3], grads[4]}, grads[5],
+                                      grads[6], grads[7], grads[8], grads[9], grads[10],
+                                      grads[11], grads[12]};
+        const EncoderLayerParams prm = layer_params(lp.p);
+        const AttnMask m = {NULL, 0, 0, PAD, 0};
+        float *acts_buf = zeros(encoder_acts_floats(B, T, E, H, I));
+        float *scratch = zeros(encoder_layer_backward_scratch_floats(B, T, E, I));
+        EncoderActs acts;
+        encoder_acts_init(&acts, acts_buf, B, T, E, H, I);
+        encoder_layer_forward_train_naive(y, &acts, lp.p[0], &m, &prm, act, norm_first, 1e-5f,
+                                          B, T, E, H, I);
+        encoder_layer_backward_naive(grads[0], &eg, scratch, g, lp.p[0], &acts, &m, &prm, act,
+                                     norm_first, B, T, E, H, I);
+        lp.fd = (FdProblem){layer_loss, {NULL}, {0}, g, y, {B, T, E, H, I},
+                            (int)act | norm_first << 4};
+        for (int t = 0; t < 13; t++) {
+            lp.fd.in[0] = lp.p[t];   /* fd_check perturbs in[k]; the loss reads lp.p */
+            lp.fd.n[0] = sizes[t];
+            char label[96];
+            snprintf(label, sizeof label, "encoder layer %s gelu input %d",
+                     norm_first ? "pre-LN" : "post-LN", t);
+            fd_check(label, &lp.fd, 0, grads[t]);
+        }
+        for (int t = 0; t < 13; t++)
+            free(lp.p[t]), free(grads[t]);
+        free(g), free(y), free(acts_buf), free(scratch);
+    }
+}
+END_TEST
+
 /* ---------------------------------------------------------------- fast vs naive, accumulation
  *
  * Every gradient buffer starts at 0.5 (not 0): a backward that overwrote instead of adding would
@@ -363,6 +501,125 @@ START_TEST(test_fast_vs_naive_layernorm)
 }
 END_TEST
 
+/* Attention: fast (tiles of 32 queries x 64 keys, causal block skipping, lse from the
+ * streaming forward) against naive (one row at a time), with every kind of mask. */
+START_TEST(test_fast_vs_naive_attention)
+{
+    typedef struct { size_t B, H, Tq, Tk, Dk, Dv; int causal, pad, add; } Shape;
+    static const Shape SHAPES[] = {
+        {1, 1, 1, 1, 1, 1, 0, 0, 0},    {2, 2, 5, 7, 3, 6, 0, 1, 0},
+        {1, 3, 33, 65, 16, 8, 1, 0, 0}, {2, 2, 70, 70, 64, 64, 1, 1, 0},
+        {1, 2, 40, 129, 20, 24, 0, 0, 1}, {1, 1, 130, 97, 64, 64, 1, 0, 1},
+    };
+    for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++) {
+        const Shape *z = &SHAPES[s];
+        const size_t BH = z->B * z->H, nq = BH * z->Tq * z->Dk, nk = BH * z->Tk * z->Dk;
+        const size_t nv = BH * z->Tk * z->Dv, no = BH * z->Tq * z->Dv;
+        TuRng r = {0x07a0 + s};
+        float *q = normal(nq, 1.0f, &r), *k = normal(nk, 1.0f, &r), *v = normal(nv, 1.0f, &r);
+        float *g = normal(no, 1.0f, &r), *add = normal(z->Tq * z->Tk, 1.0f, &r);
+        uint8_t *pad = tu_malloc(z->B * z->Tk);
+        for (size_t b = 0; b < z->B; b++)   /* batch row b: its last 3b keys are padding */
+            for (size_t j = 0; j < z->Tk; j++)
+                pad[b * z->Tk + j] = z->pad && j >= 1 && j + 3 * b >= z->Tk;
+        const AttnMask m = {z->add ? add : NULL, 0, 0, z->pad ? pad : NULL, z->causal};
+        float *dq[2], *dk[2], *dv[2];
+        for (int fast = 0; fast < 2; fast++) {
+            float *o = zeros(no), *lse = zeros(BH * z->Tq);
+            dq[fast] = halves(nq), dk[fast] = halves(nk), dv[fast] = halves(nv);
+            (fast ? attention_forward_lse_fast : attention_forward_lse_naive)(
+                o, lse, q, k, v, &m, 0.3f, z->B, z->H, z->Tq, z->Tk, z->Dk, z->Dv);
+            (fast ? attention_backward_fast : attention_backward_naive)(
+                dq[fast], dk[fast], dv[fast], g, q, k, v, o, lse, &m, 0.3f, z->B, z->H, z->Tq,
+                z->Tk, z->Dk, z->Dv);
+            free(o), free(lse);
+        }
+        char label[128];
+        const struct { const char *name; float **got; size_t n; } outs[] = {
+            {"grad_q", dq, nq}, {"grad_k", dk, nk}, {"grad_v", dv, nv}};
+        for (size_t o = 0; o < 3; o++) {
+            snprintf(label, sizeof label, "attention B%zu H%zu Tq%zu Tk%zu Dk%zu Dv%zu c%d p%d a%d "
+                     "%s fast vs naive", z->B, z->H, z->Tq, z->Tk, z->Dk, z->Dv, z->causal, z->pad,
+                     z->add, outs[o].name);
+            tu_assert_close_f32(label, outs[o].got[1], outs[o].got[0], 1, &outs[o].n,
+                                TOL_07_ATTN_ATOL, TOL_07_ATTN_RTOL);
+        }
+        for (int v2 = 0; v2 < 2; v2++)
+            free(dq[v2]), free(dk[v2]), free(dv[v2]);
+        free(q), free(k), free(v), free(g), free(add), free(pad);
+    }
+}
+END_TEST
+
+/* The encoder layer's training forward and backward, fast against naive, on shapes past the
+ * GEMM's and the attention's blocks; the training forward also against the plain forward. */
+START_TEST(test_fast_vs_naive_encoder_layer)
+{
+    typedef struct { size_t B, T, E, H, I; int norm_first, gelu, pad; } Shape;
+    static const Shape SHAPES[] = {{1, 1, 4, 1, 8, 0, 0, 0},   {2, 7, 12, 3, 20, 1, 1, 1},
+                                   {2, 33, 64, 4, 130, 0, 1, 1}, {1, 70, 96, 2, 256, 1, 0, 0}};
+    for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++) {
+        const Shape *z = &SHAPES[s];
+        const size_t B = z->B, T = z->T, E = z->E, H = z->H, I = z->I, N = B * T;
+        const TfmActivation act = z->gelu ? TFM_ACT_GELU : TFM_ACT_RELU;
+        TuRng r = {0x07c0 + s};
+        const size_t sizes[13] = {N * E, 3 * E * E, 3 * E, E * E, E, I * E, I, E * I, E,
+                                  E, E, E, E};
+        float *p[13];
+        for (int t = 0; t < 13; t++)
+            p[t] = normal(sizes[t], t == 0 ? 1.0f : t % 2 ? 1.0f / sqrtf((float)E) : 0.1f, &r);
+        for (size_t e = 0; e < E; e++)
+            p[9][e] += 1.0f, p[11][e] += 1.0f;
+        uint8_t *pad = tu_malloc(B * T);
+        for (size_t i = 0; i < B * T; i++)
+            pad[i] = z->pad && i % T >= T - i / T && i % T > 0;   /* row b: its last b tokens */
+        const AttnMask m = {NULL, 0, 0, pad, 0};
+        const EncoderLayerParams prm = layer_params(p);
+        float *res[2][13], *outs[2];
+        for (int fast = 0; fast < 2; fast++) {
+            for (int t = 0; t < 13; t++)
+                res[fast][t] = halves(sizes[t]);
+            const EncoderLayerGrads eg = {{res[fast][1], res[fast][2], res[fast][3], res[fast][4]},
+                                          res[fast][5], res[fast][6], res[fast][7], res[fast][8],
+                                          res[fast][9], res[fast][10], res[fast][11],
+                                          res[fast][12]};
+            float *acts_buf = zeros(encoder_acts_floats(B, T, E, H, I));
+            float *scratch = zeros(encoder_layer_backward_scratch_floats(B, T, E, I));
+            float *g = normal(N * E, 1.0f, &(TuRng){0x07d0 + s});
+            EncoderActs acts;
+            encoder_acts_init(&acts, acts_buf, B, T, E, H, I);
+            outs[fast] = zeros(N * E);
+            (fast ? encoder_layer_forward_train_fast : encoder_layer_forward_train_naive)(
+                outs[fast], &acts, p[0], &m, &prm, act, z->norm_first, 1e-5f, B, T, E, H, I);
+            (fast ? encoder_layer_backward_fast : encoder_layer_backward_naive)(
+                res[fast][0], &eg, scratch, g, p[0], &acts, &m, &prm, act, z->norm_first, B, T, E,
+                H, I);
+            free(acts_buf), free(scratch), free(g);
+        }
+        /* the training forward computes the layer */
+        float *plain = zeros(N * E);
+        float *fwd_scratch = zeros(encoder_layer_scratch_floats(B, T, E, I));
+        encoder_layer_forward_fast(plain, NULL, fwd_scratch, p[0], &m, &prm, act, z->norm_first,
+                                   1e-5f, B, T, E, H, I);
+        tu_assert_close_f32("training forward vs forward", outs[1], plain, 1, &sizes[0],
+                            TOL_06_ATOL, TOL_06_RTOL);
+        tu_assert_close_f32("training forward fast vs naive", outs[1], outs[0], 1, &sizes[0],
+                            TOL_06_ATOL, TOL_06_RTOL);
+        for (int t = 0; t < 13; t++) {
+            char label[128];
+            snprintf(label, sizeof label, "encoder layer B%zu T%zu E%zu H%zu I%zu %s %s: gradient "
+                     "%d fast vs naive", B, T, E, H, I, z->norm_first ? "pre-LN" : "post-LN",
+                     z->gelu ? "gelu" : "relu", t);
+            tu_assert_close_f32(label, res[1][t], res[0][t], 1, &sizes[t], TOL_07_LAYER_ATOL,
+                                TOL_07_LAYER_RTOL);
+        }
+        for (int t = 0; t < 13; t++)
+            free(p[t]), free(res[0][t]), free(res[1][t]);
+        free(outs[0]), free(outs[1]), free(plain), free(fwd_scratch), free(pad);
+    }
+}
+END_TEST
+
 /* Twice the same backward into one buffer is twice the gradient (plus where it started): the
  * accumulate convention, on the path that sums in blocks (fast). */
 START_TEST(test_backward_accumulates)
@@ -457,12 +714,16 @@ static Suite *suite(void)
     tcase_add_test(fd, test_fd_softmax);
     tcase_add_test(fd, test_fd_gelu);
     tcase_add_test(fd, test_fd_layernorm);
+    tcase_add_test(fd, test_fd_attention);
+    tcase_add_test(fd, test_fd_encoder_layer);
     suite_add_tcase(s, fd);
     TCase *fast = tcase_create("fast");
     tcase_set_timeout(fast, 120);
     tcase_add_test(fast, test_fast_vs_naive_linear_matmul);
     tcase_add_test(fast, test_fast_vs_naive_rows);
     tcase_add_test(fast, test_fast_vs_naive_layernorm);
+    tcase_add_test(fast, test_fast_vs_naive_attention);
+    tcase_add_test(fast, test_fast_vs_naive_encoder_layer);
     tcase_add_test(fast, test_backward_accumulates);
     tcase_add_test(fast, test_fast_thread_independent);
     suite_add_tcase(s, fast);

@@ -62,10 +62,14 @@ typedef enum {
     TFM_SCRATCH_MATMUL_PACK,   /* matmul_fast.c: B~ block [kc, NC], A blocks [threads][mc, kc] */
     TFM_SCRATCH_ATTN_ACC,      /* attention_fast.c, streaming, per thread: [Dv, BQ] sum of p v */
     TFM_SCRATCH_ATTN_QT,       /* attention_fast.c, streaming, per thread: [Dk, BQ] queries^T */
-    TFM_SCRATCH_ATTN_KT,       /* attention_fast.c, with probs, per thread: [Dk, BK] key tile^T */
+    TFM_SCRATCH_ATTN_KT,       /* attention_fast.c, with probs and backward, per thread:
+                                  [max(Dk, Dv), BK] key (or value) tile^T */
+    TFM_SCRATCH_ATTN_D,        /* attention_fast.c, backward, per thread: [Tq] dO_i . out_i */
     TFM_SCRATCH_MHA_QKV,       /* multihead_fast.c: [nb, Tq + 2 Tk, E] the chunk's projections */
     TFM_SCRATCH_MHA_CTX,       /* multihead_fast.c: [nb, Tq, E] the chunk's concatenated heads */
     TFM_SCRATCH_MHA_PROBS,     /* multihead_fast.c: [nb, H, Tq, Tk] per-head weights to average */
+    TFM_SCRATCH_MHA_DCTX,      /* multihead_fast.c, backward: [B, T, E] d ctx */
+    TFM_SCRATCH_MHA_DQKV,      /* multihead_fast.c, backward: [B, T, 3E] d of the projections */
     TFM_SCRATCH_PE_FREQ,       /* positional_fast.c: [ceil(E/2)] frequencies w_i (double) */
     TFM_SCRATCH_PE_STATE,      /* positional_fast.c, per thread: [4, ceil(E/2)] s, c, rc, rs */
     TFM_SCRATCH_CE_LOSS,       /* pretraining_fast.c cross entropy: [N] row losses */

@@ -78,6 +78,68 @@ void attention_forward_fast_strided(float *out, float *probs, const float *q, co
                                     const AttnLayout *layout, size_t B, size_t H, size_t Tq,
                                     size_t Tk, size_t Dk, size_t Dv);
 
+/* ---- For training (chapter 07): the forward that also saves each query row's log-sum-exp,
+ *
+ *   lse_i = log sum_j exp(s_ij) = m_i + log l_i,   s_ij = scale q_i . k_j + M_ij,
+ *
+ * so that a backward can recompute any probability as p_ij = exp(s_ij - lse_i) without the
+ * forward ever storing the [Tq, Tk] matrix. A fully masked row has lse = -inf (and out NaN, as
+ * the plain forward). The fast one is the streaming path (attention_forward_fast with probs
+ * NULL) plus one log per row. */
+void attention_forward_lse_naive(float *out,       /* [B, H, Tq, Dv] */
+                                 float *lse,       /* [B, H, Tq] */
+                                 const float *q, const float *k, const float *v,
+                                 const AttnMask *mask, float scale, size_t B, size_t H,
+                                 size_t Tq, size_t Tk, size_t Dk, size_t Dv);
+void attention_forward_lse_fast(float *out, float *lse, const float *q, const float *k,
+                                const float *v, const AttnMask *mask, float scale, size_t B,
+                                size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv);
+void attention_forward_lse_fast_strided(float *out, float *lse, const float *q, const float *k,
+                                        const float *v, const AttnMask *mask, float scale,
+                                        const AttnLayout *layout, size_t B, size_t H, size_t Tq,
+                                        size_t Tk, size_t Dk, size_t Dv);
+
+/* ---- Backward (chapter 07). With P = softmax(S), S = scale Q K^T + M, and dO = dL/d out:
+ *
+ *   dV = P^T dO                          [Tk, Dv]
+ *   dP = dO V^T                          [Tq, Tk]
+ *   dS = P * (dP - D),  D_i = sum_j P_ij dP_ij  (softmax's backward, row by row; chapter 00)
+ *   dQ = scale dS K,    dK = scale dS^T Q
+ *
+ * D_i also equals dO_i . out_i (sum_j P_ij dO_i . v_j = dO_i . sum_j P_ij v_j), which is how
+ * the fast variant gets it without dP's whole row. The saved activations are the forward's out
+ * and lse (attention_forward_lse_*); P is recomputed from lse. Like every tfm backward, dq, dk
+ * and dv are accumulated into (matmul.h), and each may be NULL. The mask is a constant: no
+ * gradient flows to attn_mask. A fully masked row's NaN probabilities make NaN gradients, as in
+ * PyTorch: its dq row, and (through dV = P^T dO, dK = dS^T Q) every dk and dv row of its
+ * (b, h). */
+void attention_backward_naive(float *dq,           /* [B, H, Tq, Dk] or NULL, += */
+                              float *dk,           /* [B, H, Tk, Dk] or NULL, += */
+                              float *dv,           /* [B, H, Tk, Dv] or NULL, += */
+                              const float *dout,   /* [B, H, Tq, Dv] */
+                              const float *q,      /* [B, H, Tq, Dk] */
+                              const float *k,      /* [B, H, Tk, Dk] */
+                              const float *v,      /* [B, H, Tk, Dv] */
+                              const float *out,    /* [B, H, Tq, Dv] the forward's */
+                              const float *lse,    /* [B, H, Tq] the forward's */
+                              const AttnMask *mask, float scale, size_t B, size_t H, size_t Tq,
+                              size_t Tk, size_t Dk, size_t Dv);
+/* Fast: FlashAttention-2's scheme. Each (b, h) is one task; its key blocks are visited once,
+ * and for each the query blocks that can see it: the score tile is recomputed from Q and K,
+ * turned into probabilities with lse, and the four products are done tile by tile. No [Tq, Tk]
+ * buffer exists; per thread the scratch is a few tiles and D's Tq floats (arena.h). */
+void attention_backward_fast(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                             const float *k, const float *v, const float *out, const float *lse,
+                             const AttnMask *mask, float scale, size_t B, size_t H, size_t Tq,
+                             size_t Tk, size_t Dk, size_t Dv);
+/* The same with the operands laid out as `layout` says: dq and dout as q and out, dk as k, dv
+ * as v; lse stays a contiguous [B, H, Tq]. */
+void attention_backward_fast_strided(float *dq, float *dk, float *dv, const float *dout,
+                                     const float *q, const float *k, const float *v,
+                                     const float *out, const float *lse, const AttnMask *mask,
+                                     float scale, const AttnLayout *layout, size_t B, size_t H,
+                                     size_t Tq, size_t Tk, size_t Dk, size_t Dv);
+
 /* Converts a boolean "may attend" mask (1 keep, 0 remove) of n elements to 0 / -inf. */
 void attn_mask_from_bool(float *dst, const uint8_t *keep, size_t n);
 

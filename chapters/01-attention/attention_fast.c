@@ -40,6 +40,18 @@
  *  O11 vertical online softmax: with St stored by keys, the running max, the exps, the sums and
  *     the rescale of all BQ rows are lane-wise vector operations (lane r is row r), with no
  *     horizontal reduction and no per-row branch.
+ * O12 the training forward (attention_forward_lse_fast) is the streaming path, which already
+ *     holds each row's running max m and sum l: lse = m + log l costs one log per row.
+ * O13 backward, FlashAttention-2's scheme (attention.h): one task per (b, h); for each key
+ *     block of BK keys, the query blocks of BQ rows that can see it (O5 skips the others when
+ *     causal) recompute their score tile (score_tile), exponentiate it against the saved lse
+ *     into P, form dP = dO V^T with the same tile routine, dS = scale P (dP - D) with
+ *     D_i = dO_i . out_i computed once per task, and add the four products tile by tile with
+ *     pv_tile: dQ += dS K, and from the tiles transposed in L1, dV += P^T dO, dK += dS^T Q. No
+ *     [Tq, Tk] buffer exists: per thread, four BQ x BK tiles on the stack, a transposed key tile
+ *     and D (arena), O(T D) in all. Each task owns its dq, dk, dv rows, so there are no atomics
+ *     and the bits do not depend on the thread count; the price is that B*H tasks must keep the
+ *     threads busy (BERT's B*H is 8 * 12).
  *
  * Determinism: every output element is computed by exactly one thread, in an order fixed by the
  * code (no atomics, no cross-thread reduction), so results do not depend on scheduling, and not
@@ -411,9 +423,10 @@ static void pv_tile_t(float *restrict At, const float *restrict St, const float 
 }
 
 /* probs == NULL: online softmax (O4) over key tiles, one BQ x BKS score tile per thread. */
-static void forward_streaming(float *out, const float *q, const float *k, const float *v,
-                              const AttnMask *mask, float scale, const AttnLayout *lay, size_t B,
-                              size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv)
+static void forward_streaming(float *out, float *lse, const float *q, const float *k,
+                              const float *v, const AttnMask *mask, float scale,
+                              const AttnLayout *lay, size_t B, size_t H, size_t Tq, size_t Tk,
+                              size_t Dk, size_t Dv)
 {
     const size_t ldq = lay->q.token, ldk = lay->k.token, ldv = lay->v.token;
     const size_t nqb = (Tq + BQ - 1) / BQ;
@@ -504,6 +517,10 @@ static void forward_streaming(float *out, const float *q, const float *k, const 
                     /* out_i = acc_i / l_i. l = 0 only if no key had a finite score (a tile with
                      * a finite max contributes exp(0) = 1): the fully masked row, which PyTorch
                      * returns as NaN (softmax of all -inf), and so do we. */
+                    if (lse)   /* O12: log sum exp = m + log l (-inf for a fully masked row) */
+                        for (size_t r = 0; r < nr; r++)
+                            lse[(b * H + h) * Tq + i0 + r] =
+                                l[r] == 0.0f ? -INFINITY : m[r] + logf(l[r]);
                     for (size_t r = 0; r < nr; r++) {
                         float *restrict o = out + row_at(lay->out, b, h, i0 + r);
                         if (l[r] == 0.0f) {
@@ -590,10 +607,10 @@ static void forward_with_probs(float *out, float *probs, const float *q, const f
     }
 }
 
-void attention_forward_fast_strided(float *out, float *probs, const float *q, const float *k,
-                                    const float *v, const AttnMask *mask, float scale,
-                                    const AttnLayout *layout, size_t B, size_t H, size_t Tq,
-                                    size_t Tk, size_t Dk, size_t Dv)
+/* The forward's entry: probs and lse are each optional (never both: attention.h). */
+static void forward(float *out, float *probs, float *lse, const float *q, const float *k,
+                    const float *v, const AttnMask *mask, float scale, const AttnLayout *layout,
+                    size_t B, size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv)
 {
     if (Tk == 0) {
         /* No keys at all: softmax over an empty row is empty and P V an empty sum, i.e. zeros
@@ -602,18 +619,34 @@ void attention_forward_fast_strided(float *out, float *probs, const float *q, co
             for (size_t h = 0; h < H; h++)
                 for (size_t i = 0; i < Tq; i++)
                     fill(out + row_at(layout->out, b, h, i), Dv, 0.0f);
+        if (lse)   /* log of an empty sum */
+            fill(lse, B * H * Tq, -INFINITY);
         return;
     }
     if (probs)
         forward_with_probs(out, probs, q, k, v, mask, scale, layout, B, H, Tq, Tk, Dk, Dv);
     else
-        forward_streaming(out, q, k, v, mask, scale, layout, B, H, Tq, Tk, Dk, Dv);
+        forward_streaming(out, lse, q, k, v, mask, scale, layout, B, H, Tq, Tk, Dk, Dv);
+}
+
+void attention_forward_fast_strided(float *out, float *probs, const float *q, const float *k,
+                                    const float *v, const AttnMask *mask, float scale,
+                                    const AttnLayout *layout, size_t B, size_t H, size_t Tq,
+                                    size_t Tk, size_t Dk, size_t Dv)
+{
+    forward(out, probs, NULL, q, k, v, mask, scale, layout, B, H, Tq, Tk, Dk, Dv);
+}
+
+void attention_forward_lse_fast_strided(float *out, float *lse, const float *q, const float *k,
+                                        const float *v, const AttnMask *mask, float scale,
+                                        const AttnLayout *layout, size_t B, size_t H, size_t Tq,
+                                        size_t Tk, size_t Dk, size_t Dv)
+{
+    forward(out, NULL, lse, q, k, v, mask, scale, layout, B, H, Tq, Tk, Dk, Dv);
 }
 
 /* The contiguous [B, H, T, D] layout of attention.h. */
-void attention_forward_fast(float *out, float *probs, const float *q, const float *k,
-                            const float *v, const AttnMask *mask, float scale,
-                            size_t B, size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv)
+static AttnLayout contiguous(size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv)
 {
     const AttnLayout layout = {
         .q = {H * Tq * Dk, Tq * Dk, Dk},
@@ -621,6 +654,145 @@ void attention_forward_fast(float *out, float *probs, const float *q, const floa
         .v = {H * Tk * Dv, Tk * Dv, Dv},
         .out = {H * Tq * Dv, Tq * Dv, Dv},
     };
-    attention_forward_fast_strided(out, probs, q, k, v, mask, scale, &layout, B, H, Tq, Tk, Dk,
-                                   Dv);
+    return layout;
+}
+
+void attention_forward_fast(float *out, float *probs, const float *q, const float *k,
+                            const float *v, const AttnMask *mask, float scale,
+                            size_t B, size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv)
+{
+    const AttnLayout layout = contiguous(H, Tq, Tk, Dk, Dv);
+    forward(out, probs, NULL, q, k, v, mask, scale, &layout, B, H, Tq, Tk, Dk, Dv);
+}
+
+void attention_forward_lse_fast(float *out, float *lse, const float *q, const float *k,
+                                const float *v, const AttnMask *mask, float scale, size_t B,
+                                size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv)
+{
+    const AttnLayout layout = contiguous(H, Tq, Tk, Dk, Dv);
+    forward(out, NULL, lse, q, k, v, mask, scale, &layout, B, H, Tq, Tk, Dk, Dv);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Backward (O13).
+ */
+
+/* T[c*BQ + r] = S[r*BK + c]: a tile transposed in L1, so that pv_tile can sum over its rows. */
+static void transpose_tile(float *restrict T, const float *restrict S, size_t nr, size_t nc)
+{
+    for (size_t c = 0; c < nc; c++)
+        for (size_t r = 0; r < nr; r++)
+            T[c * BQ + r] = S[r * BK + c];
+}
+
+/* One (b, h): its dq, dk, dv rows (each may be NULL), from its operands' rows. */
+static void backward_head(float *dQ, float *dK, float *dV, const float *dO, const float *Q,
+                          const float *K, const float *V, const float *O,
+                          const float *restrict L,   /* [Tq] this head's lse */
+                          const AttnLayout *lay, const float *am, const uint8_t *pad, int causal,
+                          float scale, size_t Tq, size_t Tk, size_t Dk, size_t Dv,
+                          float *restrict Kt,        /* [max(Dk, Dv), BK] */
+                          float *restrict D)         /* [Tq] */
+{
+    const size_t ldq = lay->q.token, ldk = lay->k.token, ldv = lay->v.token, ldo = lay->out.token;
+    _Alignas(64) float P[BQ * BK], dS[BQ * BK];     /* [BQ, BK] */
+    _Alignas(64) float Pt[BK * BQ], dSt[BK * BQ];   /* [BK, BQ] */
+
+    /* D_i = dO_i . out_i; and whether a row is fully masked (lse -inf or NaN), whose NaN
+     * probabilities reach every key, so that no key block may be skipped (O5). */
+    int all_rows_live = 1;
+    for (size_t i = 0; i < Tq; i++) {
+        const float *restrict o = O + i * ldo, *restrict g = dO + i * ldo;
+        float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+        for (size_t e = 0; e < Dv; e++)
+            acc += g[e] * o[e];
+        D[i] = acc;
+        all_rows_live &= L[i] > -INFINITY;
+    }
+    const int skip = causal && all_rows_live;
+
+    for (size_t j0 = 0; j0 < Tk; j0 += BK) {
+        const size_t nc = min_sz(BK, Tk - j0);
+        /* O5: rows i < j0 see none of these keys */
+        for (size_t i0 = skip ? j0 / BQ * BQ : 0; i0 < Tq; i0 += BQ) {
+            const size_t nr = min_sz(BQ, Tq - i0);
+            /* P = exp(scale Q K^T + M - lse), masked entries exp(-inf) = 0 */
+            score_tile(P, BK, Q + i0 * ldq, ldq, K + j0 * ldk, ldk, Kt, nr, nc, Dk, scale,
+                       am ? am + i0 * Tk + j0 : NULL, Tk, pad ? pad + j0 : NULL, causal, i0, j0);
+            for (size_t r = 0; r < nr; r++) {
+                float *restrict prow = P + r * BK;
+                const float Lr = L[i0 + r];
+#pragma omp simd
+                for (size_t c = 0; c < nc; c++)
+                    prow[c] = tfm_expf(prow[c] - Lr);
+            }
+            /* dP = dO V^T: the same tile product, V in the place of K, no mask */
+            score_tile(dS, BK, dO + i0 * ldo, ldo, V + j0 * ldv, ldv, Kt, nr, nc, Dv, 1.0f, NULL,
+                       Tk, NULL, 0, i0, j0);
+            /* dS = scale P (dP - D) */
+            for (size_t r = 0; r < nr; r++) {
+                float *restrict srow = dS + r * BK;
+                const float *restrict prow = P + r * BK;
+                const float Dr = D[i0 + r];
+#pragma omp simd
+                for (size_t c = 0; c < nc; c++)
+                    srow[c] = scale * (prow[c] * (srow[c] - Dr));
+            }
+            if (dQ)   /* dQ += dS K */
+                pv_tile(dQ + i0 * ldq, ldq, dS, BK, K + j0 * ldk, ldk, nr, nc, Dk);
+            if (dV) {   /* dV += P^T dO */
+                transpose_tile(Pt, P, nr, nc);
+                pv_tile(dV + j0 * ldv, ldv, Pt, BQ, dO + i0 * ldo, ldo, nc, nr, Dv);
+            }
+            if (dK) {   /* dK += dS^T Q */
+                transpose_tile(dSt, dS, nr, nc);
+                pv_tile(dK + j0 * ldk, ldk, dSt, BQ, Q + i0 * ldq, ldq, nc, nr, Dk);
+            }
+        }
+    }
+}
+
+void attention_backward_fast_strided(float *dq, float *dk, float *dv, const float *dout,
+                                     const float *q, const float *k, const float *v,
+                                     const float *out, const float *lse, const AttnMask *mask,
+                                     float scale, const AttnLayout *lay, size_t B, size_t H,
+                                     size_t Tq, size_t Tk, size_t Dk, size_t Dv)
+{
+    if (Tq == 0 || Tk == 0)   /* no scores: every gradient is an empty sum */
+        return;
+    const int causal = mask ? mask->causal : 0;
+    const size_t tasks = B * H;
+#pragma omp parallel
+    {
+        float *Kt = tfm_arena_get(TFM_SCRATCH_ATTN_KT, (Dk > Dv ? Dk : Dv) * BK, sizeof *Kt,
+                                  "attention_backward_fast");
+        float *D = tfm_arena_get(TFM_SCRATCH_ATTN_D, Tq, sizeof *D, "attention_backward_fast");
+#pragma omp for schedule(static, 1)
+        for (size_t t = 0; t < tasks; t++) {
+            const size_t b = t / H, h = t % H;
+            const float *am = (mask && mask->attn_mask)
+                                  ? mask->attn_mask + b * mask->stride_b + h * mask->stride_h
+                                  : NULL;
+            const uint8_t *pad = (mask && mask->key_padding_mask)
+                                     ? mask->key_padding_mask + b * Tk : NULL;
+            backward_head(dq ? dq + row_at(lay->q, b, h, 0) : NULL,
+                          dk ? dk + row_at(lay->k, b, h, 0) : NULL,
+                          dv ? dv + row_at(lay->v, b, h, 0) : NULL,
+                          dout + row_at(lay->out, b, h, 0), q + row_at(lay->q, b, h, 0),
+                          k + row_at(lay->k, b, h, 0), v + row_at(lay->v, b, h, 0),
+                          out + row_at(lay->out, b, h, 0), lse + t * Tq, lay, am, pad, causal,
+                          scale, Tq, Tk, Dk, Dv, Kt, D);
+        }
+    }
+}
+
+void attention_backward_fast(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                             const float *k, const float *v, const float *out, const float *lse,
+                             const AttnMask *mask, float scale, size_t B, size_t H, size_t Tq,
+                             size_t Tk, size_t Dk, size_t Dv)
+{
+    const AttnLayout layout = contiguous(H, Tq, Tk, Dk, Dv);
+    attention_backward_fast_strided(dq, dk, dv, dout, q, k, v, out, lse, mask, scale, &layout, B,
+                                    H, Tq, Tk, Dk, Dv);
 }

@@ -29,9 +29,10 @@ void attn_mask_from_bool(float *dst, const uint8_t *keep, size_t n)
         dst[t] = keep[t] ? 0.0f : -INFINITY;
 }
 
-void attention_forward_naive(float *out, float *probs, const float *q, const float *k,
-                             const float *v, const AttnMask *mask, float scale,
-                             size_t B, size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv)
+/* The forward, with the log-sum-exp of each row saved when lse is not NULL (for the backward). */
+static void attend(float *out, float *probs, float *lse, const float *q, const float *k,
+                   const float *v, const AttnMask *mask, float scale,
+                   size_t B, size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv)
 {
     /* One [Tq, Tk] scratch for the scores, reused by every (b, h). When the caller asks for
      * probs we compute in place there instead and need no scratch at all. */
@@ -91,6 +92,8 @@ void attention_forward_naive(float *out, float *probs, const float *q, const flo
                 }
                 for (size_t j = 0; j < Tk; j++)
                     s[j] = s[j] / sum;
+                if (lse)   /* log sum_j exp(s_j) = mx + log sum_j exp(s_j - mx) */
+                    lse[bh * Tq + i] = mx == -INFINITY ? -INFINITY : mx + logf(sum);
 
                 /* out_i = sum_j p_j v_j */
                 for (size_t e = 0; e < Dv; e++) {
@@ -103,4 +106,94 @@ void attention_forward_naive(float *out, float *probs, const float *q, const flo
         }
     }
     free(scratch);
+}
+
+void attention_forward_naive(float *out, float *probs, const float *q, const float *k,
+                             const float *v, const AttnMask *mask, float scale,
+                             size_t B, size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv)
+{
+    attend(out, probs, NULL, q, k, v, mask, scale, B, H, Tq, Tk, Dk, Dv);
+}
+
+void attention_forward_lse_naive(float *out, float *lse, const float *q, const float *k,
+                                 const float *v, const AttnMask *mask, float scale, size_t B,
+                                 size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv)
+{
+    attend(out, NULL, lse, q, k, v, mask, scale, B, H, Tq, Tk, Dk, Dv);
+}
+
+/* ---- Backward (attention.h), one query row at a time, as the formulas read:
+ *
+ *   p_j  = exp(s_j - lse_i)                 row i of P, recomputed from the saved lse
+ *   dp_j = dO_i . v_j                       row i of dP = dO V^T
+ *   D    = sum_j p_j dp_j                   softmax's backward needs only this row sum
+ *   ds_j = p_j (dp_j - D)                   row i of dS
+ *   dQ_i += scale sum_j ds_j k_j,   dK_j += scale ds_j q_i,   dV_j += p_j dO_i
+ *
+ * dK and dV sum their rows' contributions over i in increasing order. `out` is not read here:
+ * D is summed from its definition (the fast variant uses dO_i . out_i). */
+void attention_backward_naive(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                              const float *k, const float *v, const float *out, const float *lse,
+                              const AttnMask *mask, float scale, size_t B, size_t H, size_t Tq,
+                              size_t Tk, size_t Dk, size_t Dv)
+{
+    (void)out;
+    float *p = tfm_xcalloc(2 * Tk, sizeof *p, "attention_backward_naive");   /* [Tk] */
+    float *ds = p + Tk;                                                      /* [Tk] */
+    for (size_t b = 0; b < B; b++) {
+        for (size_t h = 0; h < H; h++) {
+            const size_t bh = b * H + h;
+            const float *Q = q + bh * Tq * Dk, *K = k + bh * Tk * Dk, *V = v + bh * Tk * Dv;
+            const float *dO = dout + bh * Tq * Dv;
+            float *dQ = dq ? dq + bh * Tq * Dk : NULL;
+            float *dK = dk ? dk + bh * Tk * Dk : NULL;
+            float *dV = dv ? dv + bh * Tk * Dv : NULL;
+            const float *am = (mask && mask->attn_mask)
+                                  ? mask->attn_mask + b * mask->stride_b + h * mask->stride_h
+                                  : NULL;
+            const uint8_t *pad = (mask && mask->key_padding_mask)
+                                     ? mask->key_padding_mask + b * Tk : NULL;
+            const int causal = mask ? mask->causal : 0;
+
+            for (size_t i = 0; i < Tq; i++) {
+                const float L = lse[bh * Tq + i];
+                float D = 0.0f;
+                for (size_t j = 0; j < Tk; j++) {
+                    float dot = 0.0f;                       /* s_ij, as the forward */
+                    for (size_t d = 0; d < Dk; d++)
+                        dot += Q[i * Dk + d] * K[j * Dk + d];
+                    float sij = scale * dot;
+                    if (am)
+                        sij += am[i * Tk + j];
+                    if ((pad && pad[j]) || (causal && j > i))
+                        sij = -INFINITY;
+                    p[j] = expf(sij - L);                   /* p_ij */
+                    float dp = 0.0f;                        /* dp_ij = dO_i . v_j */
+                    for (size_t e = 0; e < Dv; e++)
+                        dp += dO[i * Dv + e] * V[j * Dv + e];
+                    ds[j] = dp;
+                    D += p[j] * dp;                         /* D = sum_j p_j dp_j */
+                }
+                for (size_t j = 0; j < Tk; j++)
+                    ds[j] = p[j] * (ds[j] - D);             /* ds_j = p_j (dp_j - D) */
+
+                if (dQ)
+                    for (size_t d = 0; d < Dk; d++) {       /* dQ_i += scale sum_j ds_j k_j */
+                        float acc = 0.0f;
+                        for (size_t j = 0; j < Tk; j++)
+                            acc += ds[j] * K[j * Dk + d];
+                        dQ[i * Dk + d] += scale * acc;
+                    }
+                for (size_t j = 0; j < Tk; j++) {
+                    if (dK)                                 /* dK_j += scale ds_j q_i */
+                        for (size_t d = 0; d < Dk; d++)
+                            dK[j * Dk + d] += scale * ds[j] * Q[i * Dk + d];
+                    if (dV)                                 /* dV_j += p_j dO_i */
+                        for (size_t e = 0; e < Dv; e++)
+                            dV[j * Dv + e] += p[j] * dO[i * Dv + e];
+                }
+            }
+        }
+    }
+    free(p);
 }

@@ -62,4 +62,49 @@ void multihead_forward_fast(float *out, float *weights, const float *query, cons
                             int average_weights, size_t B, size_t H, size_t Tq, size_t Tk,
                             size_t E);
 
+/* ---- For training (chapter 07): self-attention (query = key = value = x, the encoder's case),
+ * with what the backward needs saved in MhaActs. The projections are packed as PyTorch computes
+ * self-attention's: one F.linear(x, in_proj_weight, in_proj_bias), row t holding q_t | k_t | v_t.
+ * T = Tq = Tk. */
+typedef struct {
+    float *qkv;    /* [B, T, 3E] the packed projections */
+    float *ctx;    /* [B, T, E] the heads' outputs, concatenated: the out-projection's input */
+    float *lse;    /* [B, H, T] attention's log-sum-exp per query row (attention.h) */
+} MhaActs;
+
+/* The parameters' gradients, in MhaParams's layout; each is accumulated into (matmul.h), and a
+ * NULL one is not computed. */
+typedef struct {
+    float *in_proj_weight;    /* [3E, E] */
+    float *in_proj_bias;      /* [3E] or NULL */
+    float *out_proj_weight;   /* [E, E] */
+    float *out_proj_bias;     /* [E] or NULL */
+} MhaGrads;
+
+void multihead_self_forward_train_naive(float *out,           /* [B, T, E] */
+                                        const MhaActs *acts,  /* written */
+                                        const float *x,       /* [B, T, E] */
+                                        const MhaParams *p, const AttnMask *mask, size_t B,
+                                        size_t H, size_t T, size_t E);
+void multihead_self_forward_train_fast(float *out, const MhaActs *acts, const float *x,
+                                       const MhaParams *p, const AttnMask *mask, size_t B,
+                                       size_t H, size_t T, size_t E);
+
+/* Backward of self-attention, given the forward's acts:
+ *   out = ctx W_o^T + b_o            ->  d_ctx, dW_o, db_o       (chapter 00's linear backward)
+ *   ctx_h = attention(q_h, k_h, v_h)  ->  d_qkv                   (chapter 01's, per head)
+ *   qkv = x W_in^T + b_in            ->  dx, dW_in, db_in        (q, k and v all read x, so
+ *                                                                 dx sums the three paths)
+ * dx may be NULL. The fast one's d_ctx and d_qkv are scratch-arena buffers. */
+void multihead_self_backward_naive(float *dx,                /* [B, T, E] or NULL, += */
+                                   const MhaGrads *g,        /* += */
+                                   const float *dout,        /* [B, T, E] */
+                                   const float *x,           /* [B, T, E] */
+                                   const MhaParams *p, const MhaActs *acts,
+                                   const AttnMask *mask, size_t B, size_t H, size_t T,
+                                   size_t E);
+void multihead_self_backward_fast(float *dx, const MhaGrads *g, const float *dout,
+                                  const float *x, const MhaParams *p, const MhaActs *acts,
+                                  const AttnMask *mask, size_t B, size_t H, size_t T, size_t E);
+
 #endif

@@ -34,6 +34,12 @@
  *     loop of calls at one shape allocates, and faults in, nothing after the first.) Short
  *     sequences are grouped up to CHUNK_ROWS rows per chunk, so the products stay large enough
  *     to block well.
+ *  F7 training (chapter 07), self-attention: the forward is F1 + F2 with attention's training
+ *     forward (lse saved) into the caller's MhaActs; the backward is three steps with no head
+ *     copies either: the out-projection's backward into d_ctx, attention's strided backward
+ *     reading q, k, v, ctx and d_ctx in place and writing d_qkv in the packed layout, and one
+ *     linear backward over all 3E columns, whose dx = d_qkv W_in sums the three paths in one
+ *     product. d_ctx and d_qkv are arena slots.
  *
  * Determinism: linear_fast and attention_forward_fast_strided are deterministic for a fixed
  * thread count, and F4 sums heads in increasing h for every element, on one thread.
@@ -41,6 +47,7 @@
 #include "multihead.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "arena.h"
 #include "attention.h"
@@ -163,4 +170,52 @@ void multihead_forward_fast(float *out, float *weights, const float *query, cons
     for (size_t b0 = 0; b0 < B; b0 += nb)
         forward_chunk(out, weights, query, key, value, p, mask, average_weights, b0,
                       B - b0 < nb ? B - b0 : nb, H, Tq, Tk, E, qkv, ctx, probs);
+}
+
+/* ---- Training (F7). */
+
+/* Heads of the packed [B, T, 3E] projections and of the [B, T, E] context, in place. */
+static AttnLayout packed_layout(size_t T, size_t E, size_t D)
+{
+    const AttnLayout layout = {
+        .q = {T * 3 * E, D, 3 * E},
+        .k = {T * 3 * E, D, 3 * E},
+        .v = {T * 3 * E, D, 3 * E},
+        .out = {T * E, D, E},
+    };
+    return layout;
+}
+
+void multihead_self_forward_train_fast(float *out, const MhaActs *acts, const float *x,
+                                       const MhaParams *p, const AttnMask *mask, size_t B,
+                                       size_t H, size_t T, size_t E)
+{
+    const size_t D = E / H;
+    linear_fast(acts->qkv, x, p->in_proj_weight, p->in_proj_bias, B * T, E, 3 * E);
+    const AttnLayout layout = packed_layout(T, E, D);
+    attention_forward_lse_fast_strided(acts->ctx, acts->lse, acts->qkv, acts->qkv + E,
+                                       acts->qkv + 2 * E, mask, 1.0f / sqrtf((float)D), &layout,
+                                       B, H, T, T, D, D);
+    linear_fast(out, acts->ctx, p->out_proj_weight, p->out_proj_bias, B * T, E, E);
+}
+
+void multihead_self_backward_fast(float *dx, const MhaGrads *g, const float *dout,
+                                  const float *x, const MhaParams *p, const MhaActs *acts,
+                                  const AttnMask *mask, size_t B, size_t H, size_t T, size_t E)
+{
+    const size_t D = E / H, n = B * T * E;
+    float *dctx = tfm_arena_get(TFM_SCRATCH_MHA_DCTX, n, sizeof(float),
+                                "multihead_self_backward_fast");       /* [B, T, E] */
+    float *dqkv = tfm_arena_get(TFM_SCRATCH_MHA_DQKV, 3 * n, sizeof(float),
+                                "multihead_self_backward_fast");       /* [B, T, 3E] */
+    memset(dctx, 0, n * sizeof(float));    /* the backwards accumulate */
+    memset(dqkv, 0, 3 * n * sizeof(float));
+    linear_backward_fast(dctx, g->out_proj_weight, g->out_proj_bias, dout, acts->ctx,
+                         p->out_proj_weight, B * T, E, E);
+    const AttnLayout layout = packed_layout(T, E, D);
+    attention_backward_fast_strided(dqkv, dqkv + E, dqkv + 2 * E, dctx, acts->qkv, acts->qkv + E,
+                                    acts->qkv + 2 * E, acts->ctx, acts->lse, mask,
+                                    1.0f / sqrtf((float)D), &layout, B, H, T, T, D, D);
+    linear_backward_fast(dx, g->in_proj_weight, g->in_proj_bias, dqkv, x, p->in_proj_weight,
+                         B * T, E, 3 * E);
 }

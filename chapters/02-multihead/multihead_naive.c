@@ -124,3 +124,76 @@ void multihead_forward_naive(float *out, float *weights, const float *query, con
     free(ctxh);
     free(ctx);
 }
+
+/* ---- Training (multihead.h): self-attention with its activations saved, and its backward. */
+
+/* Columns [c0, c0 + E) of the rows of x [B, T, ld] -> xh [B, H, T, D], and back. */
+static void split_cols(float *xh, const float *x, size_t ld, size_t c0, size_t B, size_t H,
+                       size_t T, size_t D)
+{
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < H; h++)
+            for (size_t t = 0; t < T; t++)
+                for (size_t d = 0; d < D; d++)
+                    xh[((b * H + h) * T + t) * D + d] = x[(b * T + t) * ld + c0 + h * D + d];
+}
+
+static void merge_cols(float *x, size_t ld, size_t c0, const float *xh, size_t B, size_t H,
+                       size_t T, size_t D)
+{
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < H; h++)
+            for (size_t t = 0; t < T; t++)
+                for (size_t d = 0; d < D; d++)
+                    x[(b * T + t) * ld + c0 + h * D + d] = xh[((b * H + h) * T + t) * D + d];
+}
+
+void multihead_self_forward_train_naive(float *out, const MhaActs *acts, const float *x,
+                                        const MhaParams *p, const AttnMask *mask, size_t B,
+                                        size_t H, size_t T, size_t E)
+{
+    const size_t D = E / H, n = B * T * E;
+    /* 1. qkv = x W_in^T + b_in, one product as PyTorch projects self-attention */
+    linear_naive(acts->qkv, x, p->in_proj_weight, p->in_proj_bias, B * T, E, 3 * E);
+    float *heads = tfm_xcalloc(4 * n, sizeof(float), "multihead_self_forward_train_naive");
+    float *qh = heads, *kh = qh + n, *vh = kh + n, *ctxh = vh + n;   /* [B, H, T, D] each */
+    split_cols(qh, acts->qkv, 3 * E, 0, B, H, T, D);                  /* 2. split */
+    split_cols(kh, acts->qkv, 3 * E, E, B, H, T, D);
+    split_cols(vh, acts->qkv, 3 * E, 2 * E, B, H, T, D);
+    attention_forward_lse_naive(ctxh, acts->lse, qh, kh, vh, mask, 1.0f / sqrtf((float)D), B, H,
+                                T, T, D, D);                          /* 3. attend */
+    merge_cols(acts->ctx, E, 0, ctxh, B, H, T, D);                    /* 4. concat */
+    linear_naive(out, acts->ctx, p->out_proj_weight, p->out_proj_bias, B * T, E, E);   /* 5. */
+    free(heads);
+}
+
+void multihead_self_backward_naive(float *dx, const MhaGrads *g, const float *dout,
+                                   const float *x, const MhaParams *p, const MhaActs *acts,
+                                   const AttnMask *mask, size_t B, size_t H, size_t T, size_t E)
+{
+    const size_t D = E / H, n = B * T * E;
+    float *buf = tfm_xcalloc(12 * n, sizeof(float), "multihead_self_backward_naive");
+    float *dctx = buf, *dqkv = dctx + n;                      /* [B, T, E], [B, T, 3E] */
+    float *qh = dqkv + 3 * n, *kh = qh + n, *vh = kh + n;     /* [B, H, T, D] each */
+    float *ctxh = vh + n, *dctxh = ctxh + n;
+    float *dqh = dctxh + n, *dkh = dqh + n, *dvh = dkh + n;
+
+    /* 5. out = ctx W_o^T + b_o */
+    linear_backward_naive(dctx, g->out_proj_weight, g->out_proj_bias, dout, acts->ctx,
+                          p->out_proj_weight, B * T, E, E);
+    /* 4.-2. the heads: split what the forward saved, attention's backward, merge */
+    split_cols(qh, acts->qkv, 3 * E, 0, B, H, T, D);
+    split_cols(kh, acts->qkv, 3 * E, E, B, H, T, D);
+    split_cols(vh, acts->qkv, 3 * E, 2 * E, B, H, T, D);
+    split_cols(ctxh, acts->ctx, E, 0, B, H, T, D);
+    split_cols(dctxh, dctx, E, 0, B, H, T, D);
+    attention_backward_naive(dqh, dkh, dvh, dctxh, qh, kh, vh, ctxh, acts->lse, mask,
+                             1.0f / sqrtf((float)D), B, H, T, T, D, D);
+    merge_cols(dqkv, 3 * E, 0, dqh, B, H, T, D);
+    merge_cols(dqkv, 3 * E, E, dkh, B, H, T, D);
+    merge_cols(dqkv, 3 * E, 2 * E, dvh, B, H, T, D);
+    /* 1. qkv = x W_in^T + b_in: dx = dqkv W_in sums the q, k and v paths */
+    linear_backward_naive(dx, g->in_proj_weight, g->in_proj_bias, dqkv, x, p->in_proj_weight,
+                          B * T, E, 3 * E);
+    free(buf);
+}

@@ -127,4 +127,80 @@ void encoder_layer_forward_fast(float *out, float *probs, float *scratch, const 
                                 TfmActivation act, int norm_first, float eps, size_t B, size_t T,
                                 size_t E, size_t H, size_t I);
 
+/* ---- For training (chapter 07): the layer with its activations kept, and its backward.
+ *
+ * EncoderActs, sized by encoder_acts_floats and laid out by encoder_acts_init in one block the
+ * caller allocates (once per model, llm.c-style), holds what the backward reads. The same
+ * fields serve both orders; N = B*T:
+ *                  post-LN (norm_first = 0)          pre-LN (norm_first = 1)
+ *   attn           self-attention's MhaActs          the same
+ *   x1   [N, E]    x + SA(x): LN1's input            LN1(x): the attention's input
+ *   mean1, rstd1   LN1's statistics [N]              the same (of x)
+ *   n2   [N, E]    h + FF(h): LN2's input            h = x + SA(LN1(x)): LN2's input
+ *   mean2, rstd2   LN2's statistics [N]              the same
+ *   ffn_in [N, E]  h = LN1(x1): the FFN's input      LN2(h): the FFN's input
+ *   pre  [N, I]    ffn_in W1^T + b1                  the same
+ *   hid  [N, I]    act(pre): linear2's input         the same
+ * The training forward computes what encoder_layer_forward_* computes (the same function, to
+ * rounding: it keeps pre and applies the activation in a pass of its own). */
+typedef struct {
+    MhaActs attn;
+    float *x1, *n2, *ffn_in;        /* [N, E] each */
+    float *mean1, *rstd1;           /* [N] each */
+    float *mean2, *rstd2;           /* [N] each */
+    float *pre, *hid;               /* [N, I] each */
+} EncoderActs;
+
+size_t encoder_acts_floats(size_t B, size_t T, size_t E, size_t H, size_t I);
+/* Points acts's fields into buf [encoder_acts_floats(...)]. */
+void encoder_acts_init(EncoderActs *acts, float *buf, size_t B, size_t T, size_t E, size_t H,
+                       size_t I);
+
+/* The parameters' gradients, EncoderLayerParams's layout, each accumulated into (matmul.h); a
+ * NULL bias or LayerNorm gradient is not computed (give NULL where the parameter is NULL). */
+typedef struct {
+    MhaGrads self_attn;
+    float *w1, *b1, *w2, *b2;       /* [I, E], [I], [E, I], [E] */
+    float *norm1_w, *norm1_b;       /* [E] each */
+    float *norm2_w, *norm2_b;       /* [E] each */
+} EncoderLayerGrads;
+
+void encoder_layer_forward_train_naive(float *out,                 /* [B, T, E] */
+                                       const EncoderActs *acts,    /* written */
+                                       const float *src,           /* [B, T, E] */
+                                       const AttnMask *mask, const EncoderLayerParams *p,
+                                       TfmActivation act, int norm_first, float eps, size_t B,
+                                       size_t T, size_t E, size_t H, size_t I);
+void encoder_layer_forward_train_fast(float *out, const EncoderActs *acts, const float *src,
+                                      const AttnMask *mask, const EncoderLayerParams *p,
+                                      TfmActivation act, int norm_first, float eps, size_t B,
+                                      size_t T, size_t E, size_t H, size_t I);
+
+/* Scratch of the backward: B*T*(3E + 2I) floats, not zeroed, overlapping nothing. */
+size_t encoder_layer_backward_scratch_floats(size_t B, size_t T, size_t E, size_t I);
+
+/* The backward, sublayer by sublayer in reverse (post-LN):
+ *   out = LN2(n2)            d_n2 = LN2's backward of dout           (dgamma2, dbeta2)
+ *   n2 = h + FF(h)           d_h = d_n2 + FF's backward of d_n2      (dW2, db2, dW1, db1)
+ *   h = LN1(x1)              d_x1 = LN1's backward of d_h            (dgamma1, dbeta1)
+ *   x1 = x + SA(x)           dx += d_x1 + SA's backward of d_x1      (the attention's)
+ * and pre-LN the same steps with the residuals around the norms instead:
+ *   out = n2 + FF(LN2(n2))   d_n2 = dout + LN2's backward of FF's backward of dout
+ *   n2 = x + SA(LN1(x))      dx += d_n2 + LN1's backward of SA's backward of d_n2.
+ * dsrc may be NULL. */
+void encoder_layer_backward_naive(float *dsrc,                  /* [B, T, E] or NULL, += */
+                                  const EncoderLayerGrads *g,   /* += */
+                                  float *scratch,  /* [encoder_layer_backward_scratch_floats] */
+                                  const float *dout,            /* [B, T, E] */
+                                  const float *src,             /* [B, T, E] */
+                                  const EncoderActs *acts,      /* the training forward's */
+                                  const AttnMask *mask, const EncoderLayerParams *p,
+                                  TfmActivation act, int norm_first, size_t B, size_t T,
+                                  size_t E, size_t H, size_t I);
+void encoder_layer_backward_fast(float *dsrc, const EncoderLayerGrads *g, float *scratch,
+                                 const float *dout, const float *src, const EncoderActs *acts,
+                                 const AttnMask *mask, const EncoderLayerParams *p,
+                                 TfmActivation act, int norm_first, size_t B, size_t T, size_t E,
+                                 size_t H, size_t I);
+
 #endif

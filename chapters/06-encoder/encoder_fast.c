@@ -32,11 +32,21 @@
  *     (Fusing it into the out-projection's epilogue would need chapter 02 to take a residual;
  *     the pass is 0.2% of the layer's time at the shape above: 0.19 of about 80 ms on one
  *     thread.)
+ *  E6 training (chapter 07). The training forward keeps what the backward reads (encoder.h's
+ *     EncoderActs) and so gives up two fusions: the first product writes the pre-activation
+ *     (the GELU backward's input) and the activation is a pass of its own; the post-LN residual
+ *     sums are kept (LayerNorm's backward reads its input). The backward runs the chapters'
+ *     fast backwards in reverse order, its five buffers in the caller's scratch; a residual's
+ *     gradient is a copy (or one added pass) where a buffer starts, not a pass of its own.
  *
  * Determinism: every callee is deterministic for a fixed thread count (linear_act_fast and the
  * LayerNorms for any count), and E5 is elementwise.
  */
 #include "encoder.h"
+
+#include <string.h>
+
+#include "functional.h"
 
 #include "layernorm.h"
 #include "matmul.h"
@@ -93,5 +103,116 @@ void encoder_layer_forward_fast(float *out,                  /* [B, T, E] */
         /* out = LN2(h), then out = h + FF(out): E1 adds the residual in the second product */
         layernorm_forward_fast(out, NULL, NULL, h, p->norm2_w, p->norm2_b, eps, N, E);
         feedforward_forward_fast(out, hidden, out, h, &p->ffn, act, N, E, I);
+    }
+}
+
+/* ---- Training (E6, encoder.h). */
+
+/* hid = act(pre) and d_pre += d_hid act'(pre), vectorized, threads over elements. */
+static void activate(float *hid, const float *pre, TfmActivation act, size_t n)
+{
+    if (act == TFM_ACT_GELU || act == TFM_ACT_GELU_TANH) {
+        gelu_fast(hid, pre, n, act == TFM_ACT_GELU ? TFM_GELU_NONE : TFM_GELU_TANH);
+        return;
+    }
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        hid[i] = act == TFM_ACT_RELU ? (0.0f > pre[i] ? 0.0f : pre[i]) : pre[i];
+}
+
+static void activate_backward(float *d_pre, const float *d_hid, const float *pre,
+                              TfmActivation act, size_t n)
+{
+    if (act == TFM_ACT_GELU || act == TFM_ACT_GELU_TANH) {
+        gelu_backward_fast(d_pre, d_hid, pre, n,
+                           act == TFM_ACT_GELU ? TFM_GELU_NONE : TFM_GELU_TANH);
+        return;
+    }
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        d_pre[i] += act == TFM_ACT_RELU ? (pre[i] > 0.0f ? d_hid[i] : 0.0f) : d_hid[i];
+}
+
+/* y = a + b, or y += a, elementwise (E5's pass). */
+static void add(float *y, const float *a, const float *b, size_t n)
+{
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        y[i] = b ? a[i] + b[i] : y[i] + a[i];
+}
+
+void encoder_layer_forward_train_fast(float *out, const EncoderActs *a, const float *src,
+                                      const AttnMask *mask, const EncoderLayerParams *p,
+                                      TfmActivation act, int norm_first, float eps, size_t B,
+                                      size_t T, size_t E, size_t H, size_t I)
+{
+    const size_t N = B * T;
+    if (!norm_first) {
+        multihead_self_forward_train_fast(a->x1, &a->attn, src, &p->self_attn, mask, B, H, T, E);
+        add(a->x1, src, a->x1, N * E);                                   /* x1 = x + SA(x) */
+        layernorm_forward_fast(a->ffn_in, a->mean1, a->rstd1, a->x1, p->norm1_w, p->norm1_b,
+                               eps, N, E);                               /* h = LN1(x1) */
+        linear_fast(a->pre, a->ffn_in, p->ffn.w1, p->ffn.b1, N, E, I);
+        activate(a->hid, a->pre, act, N * I);
+        /* n2 = h + FF(h): the residual in the second product's epilogue (E1) */
+        linear_act_fast(a->n2, a->hid, p->ffn.w2, p->ffn.b2, a->ffn_in, TFM_ACT_NONE, N, I, E);
+        layernorm_forward_fast(out, a->mean2, a->rstd2, a->n2, p->norm2_w, p->norm2_b, eps, N,
+                               E);
+    } else {
+        layernorm_forward_fast(a->x1, a->mean1, a->rstd1, src, p->norm1_w, p->norm1_b, eps, N,
+                               E);                                       /* x1 = LN1(x) */
+        multihead_self_forward_train_fast(a->n2, &a->attn, a->x1, &p->self_attn, mask, B, H, T,
+                                          E);
+        add(a->n2, src, a->n2, N * E);                                   /* h = x + SA(x1) */
+        layernorm_forward_fast(a->ffn_in, a->mean2, a->rstd2, a->n2, p->norm2_w, p->norm2_b,
+                               eps, N, E);
+        linear_fast(a->pre, a->ffn_in, p->ffn.w1, p->ffn.b1, N, E, I);
+        activate(a->hid, a->pre, act, N * I);
+        linear_act_fast(out, a->hid, p->ffn.w2, p->ffn.b2, a->n2, TFM_ACT_NONE, N, I, E);
+    }
+}
+
+void encoder_layer_backward_fast(float *dsrc, const EncoderLayerGrads *g, float *scratch,
+                                 const float *dout, const float *src, const EncoderActs *a,
+                                 const AttnMask *mask, const EncoderLayerParams *p,
+                                 TfmActivation act, int norm_first, size_t B, size_t T, size_t E,
+                                 size_t H, size_t I)
+{
+    const size_t N = B * T, nE = N * E, nI = N * I;
+    float *d_n2 = scratch, *d_fin = d_n2 + nE, *d_x1 = d_fin + nE;   /* [N, E] each */
+    float *d_hid = d_x1 + nE, *d_pre = d_hid + nI;                    /* [N, I] each */
+    /* The buffers a backward adds into start at 0; the two that begin as a residual's copy
+     * are written whole instead. */
+    memset(d_hid, 0, 2 * nI * sizeof(float));
+    memset(d_x1, 0, nE * sizeof(float));
+
+    if (!norm_first) {
+        memset(d_n2, 0, nE * sizeof(float));
+        layernorm_backward_fast(d_n2, g->norm2_w, g->norm2_b, dout, a->n2, a->mean2, a->rstd2,
+                                p->norm2_w, N, E);
+        memcpy(d_fin, d_n2, nE * sizeof(float));                         /* the residual */
+        linear_backward_fast(d_hid, g->w2, g->b2, d_n2, a->hid, p->ffn.w2, N, I, E);
+        activate_backward(d_pre, d_hid, a->pre, act, nI);
+        linear_backward_fast(d_fin, g->w1, g->b1, d_pre, a->ffn_in, p->ffn.w1, N, E, I);
+        layernorm_backward_fast(d_x1, g->norm1_w, g->norm1_b, d_fin, a->x1, a->mean1, a->rstd1,
+                                p->norm1_w, N, E);
+        if (dsrc)
+            add(dsrc, d_x1, NULL, nE);                                   /* the residual */
+        multihead_self_backward_fast(dsrc, &g->self_attn, d_x1, src, &p->self_attn, &a->attn,
+                                     mask, B, H, T, E);
+    } else {
+        memcpy(d_n2, dout, nE * sizeof(float));                          /* the residual */
+        memset(d_fin, 0, nE * sizeof(float));
+        linear_backward_fast(d_hid, g->w2, g->b2, dout, a->hid, p->ffn.w2, N, I, E);
+        activate_backward(d_pre, d_hid, a->pre, act, nI);
+        linear_backward_fast(d_fin, g->w1, g->b1, d_pre, a->ffn_in, p->ffn.w1, N, E, I);
+        layernorm_backward_fast(d_n2, g->norm2_w, g->norm2_b, d_fin, a->n2, a->mean2, a->rstd2,
+                                p->norm2_w, N, E);
+        if (dsrc)
+            add(dsrc, d_n2, NULL, nE);
+        multihead_self_backward_fast(d_x1, &g->self_attn, d_n2, a->x1, &p->self_attn, &a->attn,
+                                     mask, B, H, T, E);
+        layernorm_backward_fast(dsrc, g->norm1_w, g->norm1_b, d_x1, src, a->mean1, a->rstd1,
+                                p->norm1_w, N, E);
     }
 }
