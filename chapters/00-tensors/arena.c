@@ -29,7 +29,7 @@ static atomic_flag release_registered = ATOMIC_FLAG_INIT;
 
 /* [TFM_SCRATCH_SLOTS]: the enumerators' names, in enum order, for messages. */
 static const char *const SLOT_NAMES[] = {
-    "MATMUL_PACK", "ATTN_ACC",   "ATTN_QT",    "ATTN_KT",    "ATTN_D",     "MHA_QKV",
+    "MATMUL_PACK", "ATTN_ACC",   "ATTN_QT",    "ATTN_KT",    "ATTN_DQT",   "MHA_QKV",
     "MHA_CTX",     "MHA_PROBS",  "MHA_DCTX",   "MHA_DQKV",   "PE_FREQ",    "PE_STATE",
     "CE_LOSS",     "MLM_HIDDEN", "MLM_DENSE",  "MLM_NORM",   "MLM_LOGITS", "MLM_LABELS",
     "NSP_CLS",     "NSP_POOLED",

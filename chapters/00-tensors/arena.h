@@ -60,11 +60,12 @@
 /* One slot per scratch buffer of a fast kernel (rule 1), with the buffer's shape. */
 typedef enum {
     TFM_SCRATCH_MATMUL_PACK,   /* matmul_fast.c: B~ block [kc, NC], A blocks [threads][mc, kc] */
-    TFM_SCRATCH_ATTN_ACC,      /* attention_fast.c, streaming, per thread: [Dv, BQ] sum of p v */
-    TFM_SCRATCH_ATTN_QT,       /* attention_fast.c, streaming, per thread: [Dk, BQ] queries^T */
-    TFM_SCRATCH_ATTN_KT,       /* attention_fast.c, with probs and backward, per thread:
-                                  [max(Dk, Dv), BK] key (or value) tile^T */
-    TFM_SCRATCH_ATTN_D,        /* attention_fast.c, backward, per thread: [Tq] dO_i . out_i */
+    TFM_SCRATCH_ATTN_ACC,      /* attention_fast.c, streaming, per thread: [Dv, BQ] sum of p v;
+                                  backward: [Dv, BQ] dO^T */
+    TFM_SCRATCH_ATTN_QT,       /* attention_fast.c, streaming and backward, per thread:
+                                  [Dk, BQ] queries^T */
+    TFM_SCRATCH_ATTN_KT,       /* attention_fast.c, with probs, per thread: [Dk, BK] keys^T */
+    TFM_SCRATCH_ATTN_DQT,      /* attention_fast.c, backward, per thread: [Dk, BQ] dq^T */
     TFM_SCRATCH_MHA_QKV,       /* multihead_fast.c: [nb, Tq + 2 Tk, E] the chunk's projections */
     TFM_SCRATCH_MHA_CTX,       /* multihead_fast.c: [nb, Tq, E] the chunk's concatenated heads */
     TFM_SCRATCH_MHA_PROBS,     /* multihead_fast.c: [nb, H, Tq, Tk] per-head weights to average */
