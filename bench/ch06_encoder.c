@@ -162,10 +162,10 @@ static EncoderLayerGrads grads_in(float *g, size_t B, size_t T, size_t E, size_t
     eg.self_attn.in_proj_bias = TAKE(3 * E);
     eg.self_attn.out_proj_weight = TAKE(E * E);
     eg.self_attn.out_proj_bias = TAKE(E);
-    eg.w1 = TAKE(I * E);
-    eg.b1 = TAKE(I);
-    eg.w2 = TAKE(E * I);
-    eg.b2 = TAKE(E);
+    eg.ffn.w1 = TAKE(I * E);
+    eg.ffn.b1 = TAKE(I);
+    eg.ffn.w2 = TAKE(E * I);
+    eg.ffn.b2 = TAKE(E);
     eg.norm1_w = TAKE(E);
     eg.norm1_b = TAKE(E);
     eg.norm2_w = TAKE(E);

@@ -26,6 +26,7 @@ int bind_layernorm(OpCall *c);          /* ops_04_layernorm.c */
 int bind_add_norm(OpCall *c);
 int bind_pre_norm(OpCall *c);
 int bind_layernorm_backward(OpCall *c);
+int bind_add_norm_backward(OpCall *c);
 int bind_mlm_mask(OpCall *c);           /* ops_05_pretraining.c */
 int bind_mlm_loss(OpCall *c);
 int bind_nsp_loss(OpCall *c);
@@ -34,6 +35,7 @@ int bind_cross_entropy(OpCall *c);
 int bind_feedforward(OpCall *c);        /* ops_06_encoder.c */
 int bind_encoder_layer(OpCall *c);
 int bind_encoder_layer_backward(OpCall *c);
+int bind_feedforward_backward(OpCall *c);
 int bind_bert(OpCall *c);
 
 #endif

@@ -79,6 +79,17 @@ ENCODER_CASES = [  # name, (B, T, E, H, I), activation, norm_first, extras
     ("encoder_pre_relu", (1, 9, 16, 4, 32), "relu", True, lambda c: {"src_mask": c.randn(9, 9)}),
     ("encoder_wide", (2, 40, 96, 4, 384), "gelu", False, None),   # past the GEMM's blocks
 ]
+FFN_CASES = [  # name, x's shape, I, activation, biases
+    ("ffn_relu", (2, 5, 8), 16, "relu", True),
+    ("ffn_gelu", (3, 7, 12), 40, "gelu", True),
+    ("ffn_nobias", (9, 6), 10, "gelu", False),
+    ("ffn_wide", (70, 96), 300, "gelu", True),   # past the GEMM's KC and MR, NR edges
+]
+ADD_NORM_CASES = [  # name, x's shape, gamma and beta, eps
+    ("add_norm_small", (4, 6), True, 1e-5),
+    ("add_norm_bert", (2, 9, 768), True, 1e-12),
+    ("add_norm_noaffine", (5, 33), False, 1e-5),
+]
 LAYERNORM_CASES = [  # name, x's shape, normalized dims, gamma and beta, eps, offset
     ("layernorm_small", (4, 6), 1, True, 1e-5, 0.0),
     ("layernorm_noaffine", (5, 7), 1, False, 1e-5, 0.0),
@@ -224,6 +235,47 @@ def build(seed):
             emit(out, name, {"input": x, "grad_out": g}, g32, g64, op="gelu-backward",
                  params={"approximate": "tanh" if approximate == "tanh" else None},
                  against="truth" if approximate == "tanh" else None)
+
+    for name, sx, I, act, bias in FFN_CASES:
+        c = Case(seed, name)
+        E = sx[-1]
+        x, g = c.randn(*sx), c.randn(*sx)
+        state = {"linear1.weight": c.randn(I, E) / E ** 0.5,
+                 "linear1.bias": 0.1 * c.randn(I) if bias else None,
+                 "linear2.weight": c.randn(E, I) / I ** 0.5,
+                 "linear2.bias": 0.1 * c.randn(E) if bias else None}
+
+        def ffn_grads(dtype):
+            # nn.Sequential(Linear, ReLU | GELU, Linear) called as a whole: the layer's half
+            seq = torch.nn.Sequential(torch.nn.Linear(E, I, bias=bias),
+                                      torch.nn.ReLU() if act == "relu" else torch.nn.GELU(),
+                                      torch.nn.Linear(I, E, bias=bias)).to(dtype)
+            keys = {"linear1.weight": "0.weight", "linear1.bias": "0.bias",
+                    "linear2.weight": "2.weight", "linear2.bias": "2.bias"}
+            seq.load_state_dict({keys[k]: v.to(dtype) for k, v in state.items()
+                                 if v is not None}, strict=True)
+            xx = x.to(dtype).requires_grad_(True)
+            named = dict(seq.named_parameters())
+            names = ["x"] + [k for k, v in state.items() if v is not None]
+            leaves = [xx] + [named[keys[k]] for k in names[1:]]
+            got = torch.autograd.grad(seq(xx), leaves, g.to(dtype))
+            return {f"grad_{k}": d for k, d in zip(names, got)}
+        emit(out, name, {"x": x, **state, "grad_out": g}, ffn_grads(torch.float32),
+             ffn_grads(torch.float64), op="feedforward-backward",
+             params={"activation": act if act != "relu" else None})
+
+    for name, sx, affine, eps in ADD_NORM_CASES:
+        c = Case(seed, name)
+        x, sub = c.randn(*sx), c.randn(*sx)
+        E = sx[-1]
+        gamma = 1.0 + 0.1 * c.randn(E) if affine else None
+        beta = 0.1 * c.randn(E) if affine else None
+        g = c.randn(*sx)
+        g32, g64 = _both(lambda x, s, gamma=None, beta=None:
+                         F.layer_norm(x + s, (E,), gamma, beta, eps),
+                         {"x": x, "s": sub, "gamma": gamma, "beta": beta}, g)
+        emit(out, name, {"x": x, "s": sub, "gamma": gamma, "beta": beta, "grad_out": g}, g32,
+             g64, op="add-norm-backward", params={"eps": eps if eps != 1e-5 else None})
 
     for name, sx, nd, affine, eps, offset in LAYERNORM_CASES:
         c = Case(seed, name)

@@ -24,6 +24,10 @@ typedef void (*LayerNormFn)(float *out, float *mean, float *rstd, const float *x
 typedef void (*LayerNormBackwardFn)(float *dx, float *dgamma, float *dbeta, const float *dout,
                                     const float *x, const float *mean, const float *rstd,
                                     const float *gamma, size_t N, size_t E);
+typedef void (*AddNormBackwardFn)(float *dx, float *ds, float *dgamma, float *dbeta,
+                                  const float *dout, const float *x, const float *s,
+                                  const float *mean, const float *rstd, const float *gamma,
+                                  size_t N, size_t E);
 typedef void (*AddNormFn)(float *out, float *mean, float *rstd, const float *x, const float *s,
                           const float *gamma, const float *beta, float eps, size_t N, size_t E);
 typedef void (*PreNormFn)(float *out, float *norm, float *mean, float *rstd, const float *x,
@@ -169,6 +173,40 @@ int bind_layernorm_backward(OpCall *c)
     forward(y, mean, rstd, tensor_f32(x), f32_or_null(gamma), f32_or_null(beta), eps, r.N, r.E);
     KERNEL(c, LayerNormBackwardFn)(dx, dg, db, dout, tensor_f32(x), mean, rstd,
                                    f32_or_null(gamma), r.N, r.E);
+    free(y);
+    return 0;
+}
+
+/* add-norm-backward (chapter 07): the forward of the same variant gives the statistics of
+ * x + s, then the backward; grad_x and grad_s are the same tensor, as autograd gives them. */
+int bind_add_norm_backward(OpCall *c)
+{
+    const Tensor *x = op_in(c, "x"), *s = op_in(c, "s");
+    if (!op_same_shape(s, x->ndim, x->shape)) {
+        char xs[160], ss[160];
+        tfm_shape_str(xs, sizeof xs, x->ndim, x->shape);
+        tfm_shape_str(ss, sizeof ss, s->ndim, s->shape);
+        return op_fail(c, "x is %s but s is %s: the residual x + s needs equal shapes", xs, ss);
+    }
+    Rows r;
+    if (split_rows(c, &r, 1))
+        return -1;
+    const Tensor *gamma = op_in(c, "gamma"), *beta = op_in(c, "beta");
+    const float *dout = op_grad_in(c, "grad_out", "out", x->ndim, x->shape);
+    float *dx = dout ? op_output(c, "grad_x", x->ndim, x->shape) : NULL;
+    float *ds = dx ? op_output(c, "grad_s", x->ndim, x->shape) : NULL;
+    float *dg = ds && gamma ? op_output(c, "grad_gamma", gamma->ndim, gamma->shape) : NULL;
+    float *db = ds && beta ? op_output(c, "grad_beta", beta->ndim, beta->shape) : NULL;
+    if (!ds || (gamma && !dg) || (beta && !db))
+        return -1;
+    const AddNormFn forward =
+        c->variant == TFM_FAST ? add_norm_forward_fast : add_norm_forward_naive;
+    float *y = tfm_xcalloc(x->numel + 2 * r.N, sizeof(float), c->op->name);
+    float *mean = y + x->numel, *rstd = mean + r.N;
+    forward(y, mean, rstd, tensor_f32(x), tensor_f32(s), f32_or_null(gamma), f32_or_null(beta),
+            (float)op_float(c, "eps"), r.N, r.E);
+    KERNEL(c, AddNormBackwardFn)(dx, ds, dg, db, dout, tensor_f32(x), tensor_f32(s), mean, rstd,
+                                 f32_or_null(gamma), r.N, r.E);
     free(y);
     return 0;
 }

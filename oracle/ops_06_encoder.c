@@ -95,6 +95,53 @@ int bind_feedforward(OpCall *c)
     return 0;
 }
 
+typedef void (*FfnTrainFn)(float *out, float *pre, float *hid, const float *x,
+                           const float *residual, const FfnParams *p, TfmActivation act, size_t N,
+                           size_t E, size_t I);
+typedef void (*FfnBackwardFn)(float *dx, const FfnGrads *g, float *scratch, const float *dout,
+                              const float *x, const float *pre, const float *hid,
+                              const FfnParams *p, TfmActivation act, size_t N, size_t E,
+                              size_t I);
+static float *grad_of(OpCall *c, const char *name, int *failed);
+
+/* feedforward-backward (chapter 07): the training forward of the same variant keeps pre and
+ * hid, then the backward; grad_x and grad_<parameter> for each given. */
+int bind_feedforward_backward(OpCall *c)
+{
+    const Tensor *x = op_in(c, "x");
+    const size_t E = x->shape[x->ndim - 1];
+    size_t N = 1, I;
+    for (int d = 0; d < x->ndim - 1; d++)
+        N *= x->shape[d];
+    FfnParams p;
+    if (ffn_params(c, &p, E, &I))
+        return -1;
+    const float *dout = op_grad_in(c, "grad_out", "out", x->ndim, x->shape);
+    int failed = dout == NULL;
+    float *dx = failed ? NULL : op_output(c, "grad_x", x->ndim, x->shape);
+    failed = failed || dx == NULL;
+    FfnGrads g;
+    g.w1 = grad_of(c, "linear1.weight", &failed);
+    g.b1 = grad_of(c, "linear1.bias", &failed);
+    g.w2 = grad_of(c, "linear2.weight", &failed);
+    g.b2 = grad_of(c, "linear2.bias", &failed);
+    if (failed)
+        return -1;
+    /* pre, hid [N, I], out [N, E], the backward's scratch */
+    float *buf = malloc((2 * N * I + N * E + feedforward_backward_scratch_floats(N, I)) *
+                        sizeof(float) + 1);
+    if (!buf)
+        return op_fail(c, "out of memory for the [%zu, %zu] activations", N, I);
+    float *pre = buf, *hid = pre + N * I, *out = hid + N * I, *scratch = out + N * E;
+    const FfnTrainFn forward = c->variant == TFM_FAST ? feedforward_forward_train_fast
+                                                      : feedforward_forward_train_naive;
+    const TfmActivation act = activation(c);
+    forward(out, pre, hid, tensor_f32(x), NULL, &p, act, N, E, I);
+    KERNEL(c, FfnBackwardFn)(dx, &g, scratch, dout, tensor_f32(x), pre, hid, &p, act, N, E, I);
+    free(buf);
+    return 0;
+}
+
 /* The layer's sizes, parameters and mask, checked: what the forward and the backward share.
  * *additive is a BOOL src_mask as 0 / -inf, for the caller to free. */
 typedef struct {
@@ -224,10 +271,10 @@ int bind_encoder_layer_backward(OpCall *c)
     g.self_attn.in_proj_bias = grad_of(c, "self_attn.in_proj_bias", &failed);
     g.self_attn.out_proj_weight = grad_of(c, "self_attn.out_proj.weight", &failed);
     g.self_attn.out_proj_bias = grad_of(c, "self_attn.out_proj.bias", &failed);
-    g.w1 = grad_of(c, "linear1.weight", &failed);
-    g.b1 = grad_of(c, "linear1.bias", &failed);
-    g.w2 = grad_of(c, "linear2.weight", &failed);
-    g.b2 = grad_of(c, "linear2.bias", &failed);
+    g.ffn.w1 = grad_of(c, "linear1.weight", &failed);
+    g.ffn.b1 = grad_of(c, "linear1.bias", &failed);
+    g.ffn.w2 = grad_of(c, "linear2.weight", &failed);
+    g.ffn.b2 = grad_of(c, "linear2.bias", &failed);
     g.norm1_w = grad_of(c, "norm1.weight", &failed);
     g.norm1_b = grad_of(c, "norm1.bias", &failed);
     g.norm2_w = grad_of(c, "norm2.weight", &failed);

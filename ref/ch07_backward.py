@@ -182,3 +182,22 @@ def crosscheck():
             close(dg, want["gamma"], f"layernorm dgamma {shape}")
             close(db, want["beta"], f"layernorm dbeta {shape}")
         _gradcheck(ln, {"x": x, "gamma": gamma, "beta": beta}, f"layernorm {shape}")
+
+    # Add & Norm: LN(x + s) sends LayerNorm's dx to both addends
+    x, sub, g = randn(4, 6), randn(4, 6), randn(4, 6)
+    gamma, beta = randn(6), randn(6)
+
+    def add_norm(x, s, gamma, beta):
+        return F.layer_norm(x + s, (6,), gamma, beta, 1e-5)
+    want = grads(add_norm, {"x": x, "s": sub, "gamma": gamma, "beta": beta}, g)
+    dy = layernorm_backward(x + sub, gamma, g, 1e-5, 1)[0]
+    close(dy, want["x"], "add & norm dx")
+    close(dy, want["s"], "add & norm ds")
+    _gradcheck(add_norm, {"x": x, "s": sub, "gamma": gamma, "beta": beta}, "add & norm")
+
+    # the feed-forward network, every parameter an input (GELU: smooth, so gradcheck's
+    # differences see no kink)
+    def ffn(x, w1, b1, w2, b2):
+        return F.linear(F.gelu(F.linear(x, w1, b1)), w2, b2)
+    _gradcheck(ffn, {"x": randn(3, 5), "w1": randn(7, 5), "b1": randn(7), "w2": randn(5, 7),
+                     "b2": randn(5)}, "feed-forward")

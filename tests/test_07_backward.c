@@ -46,8 +46,8 @@ END_TEST
 typedef struct FdProblem FdProblem;
 struct FdProblem {
     double (*loss)(const FdProblem *p);   /* L = sum g * forward(inputs), in double */
-    float *in[4];                         /* the inputs the gradients are of */
-    size_t n[4];
+    float *in[5];                         /* the inputs the gradients are of */
+    size_t n[5];
     const float *g;                       /* [outputs] the upstream gradient */
     float *y;                             /* [outputs] scratch for the forward */
     size_t dims[5];                       /* the forward's dimensions */
@@ -244,6 +244,76 @@ START_TEST(test_fd_layernorm)
 }
 END_TEST
 
+/* Add & Norm: x, s [N, E], gamma, beta [E] */
+static double add_norm_loss(const FdProblem *p)
+{
+    const size_t N = p->dims[0], E = p->dims[1];
+    add_norm_forward_naive(p->y, NULL, NULL, p->in[0], p->in[1], p->in[2], p->in[3], 1e-5f, N,
+                           E);
+    return dot_g(p->g, p->y, N * E);
+}
+
+/* feed-forward: x [N, E], w1 [I, E], b1 [I], w2 [E, I], b2 [E]; GELU (smooth: see the encoder
+ * layer's test below for why not ReLU) */
+static double ffn_loss(const FdProblem *p)
+{
+    const size_t N = p->dims[0], E = p->dims[1], I = p->dims[2];
+    const FfnParams prm = {p->in[1], p->in[2], p->in[3], p->in[4]};
+    float *hidden = tu_malloc(N * I * sizeof(float));
+    feedforward_forward_naive(p->y, hidden, p->in[0], NULL, &prm, TFM_ACT_GELU, N, E, I);
+    free(hidden);
+    return dot_g(p->g, p->y, N * E);
+}
+
+START_TEST(test_fd_add_norm_ffn)
+{
+    const size_t N = 3, E = 7, I = 11;
+    TuRng r = {0x0738};
+    float *x = normal(N * E, 1.0f, &r), *sub = normal(N * E, 1.0f, &r);
+    float *g = normal(N * E, 1.0f, &r), *y = zeros(N * E);
+    float *gamma = normal(E, 0.3f, &r), *beta = normal(E, 0.3f, &r);
+    for (size_t e = 0; e < E; e++)
+        gamma[e] += 1.0f;
+    float *mean = zeros(N), *rstd = zeros(N);
+    float *dx = zeros(N * E), *ds = zeros(N * E), *dg = zeros(E), *db = zeros(E);
+    add_norm_forward_naive(y, mean, rstd, x, sub, gamma, beta, 1e-5f, N, E);
+    add_norm_backward_naive(dx, ds, dg, db, g, x, sub, mean, rstd, gamma, N, E);
+    FdProblem p = {add_norm_loss, {x, sub, gamma, beta}, {N * E, N * E, E, E}, g, y, {N, E}, 0};
+    const float *an_grads[4] = {dx, ds, dg, db};
+    static const char *const AN_NAMES[4] = {"grad_x", "grad_s", "grad_gamma", "grad_beta"};
+    for (int k = 0; k < 4; k++) {
+        char label[64];
+        snprintf(label, sizeof label, "add & norm %s", AN_NAMES[k]);
+        fd_check(label, &p, k, an_grads[k]);
+    }
+
+    float *w1 = normal(I * E, 0.4f, &r), *b1 = normal(I, 0.4f, &r);
+    float *w2 = normal(E * I, 0.4f, &r), *b2 = normal(E, 0.4f, &r);
+    float *pre = zeros(N * I), *hid = zeros(N * I);
+    float *scratch = zeros(feedforward_backward_scratch_floats(N, I));
+    float *gx = zeros(N * E), *gw1 = zeros(I * E), *gb1 = zeros(I), *gw2 = zeros(E * I);
+    float *gb2 = zeros(E);
+    const FfnParams prm = {w1, b1, w2, b2};
+    const FfnGrads fg = {gw1, gb1, gw2, gb2};
+    feedforward_forward_train_naive(y, pre, hid, x, NULL, &prm, TFM_ACT_GELU, N, E, I);
+    feedforward_backward_naive(gx, &fg, scratch, g, x, pre, hid, &prm, TFM_ACT_GELU, N, E, I);
+    FdProblem q = {ffn_loss, {x, w1, b1, w2, b2}, {N * E, I * E, I, E * I, E}, g, y, {N, E, I},
+                   0};
+    const float *ffn_grads[5] = {gx, gw1, gb1, gw2, gb2};
+    static const char *const FFN_NAMES[5] = {"grad_x", "grad_w1", "grad_b1", "grad_w2",
+                                             "grad_b2"};
+    for (int k = 0; k < 5; k++) {
+        char label[64];
+        snprintf(label, sizeof label, "feed-forward %s", FFN_NAMES[k]);
+        fd_check(label, &q, k, ffn_grads[k]);
+    }
+    float *arrays[] = {x, sub, g, y, gamma, beta, mean, rstd, dx, ds, dg, db, w1, b1, w2, b2,
+                       pre, hid, scratch, gx, gw1, gb1, gw2, gb2};
+    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
+        free(arrays[i]);
+}
+END_TEST
+
 /* attention: q, k, v [1, H, T, D] with the mask in p->dims[4..]: dims = {H, Tq, Tk, D} and flag
  * bit 0 = causal, bit 1 = padding of the last key */
 static const uint8_t PAD_LAST[8] = {0, 0, 0, 0, 0, 0, 0, 1};
@@ -348,9 +418,9 @@ START_TEST(test_fd_encoder_layer)
         float *grads[13];
         for (int t = 0; t < 13; t++)
             grads[t] = zeros(sizes[t]);
-        const EncoderLayerGrads eg = {{grads[1], grads[2], grads[3], grads[4]}, grads[5],
-                                      grads[6], grads[7], grads[8], grads[9], grads[10],
-                                      grads[11], grads[12]};
+        const EncoderLayerGrads eg = {{grads[1], grads[2], grads[3], grads[4]},
+                                      {grads[5], grads[6], grads[7], grads[8]},
+                                      grads[9], grads[10], grads[11], grads[12]};
         const EncoderLayerParams prm = layer_params(lp.p);
         const AttnMask m = {NULL, 0, 0, PAD, 0};
         float *acts_buf = zeros(encoder_acts_floats(B, T, E, H, I));
@@ -501,6 +571,76 @@ START_TEST(test_fast_vs_naive_layernorm)
 }
 END_TEST
 
+/* Add & Norm and the feed-forward network, fast against naive, both activations and with and
+ * without biases, at shapes past the GEMM's and LayerNorm's blocks; every buffer starts at 1/2
+ * (they accumulate). */
+START_TEST(test_fast_vs_naive_add_norm_ffn)
+{
+    static const size_t SHAPES[][3] = {{1, 1, 1}, {5, 7, 9}, {70, 300, 260}, {33, 768, 64}};
+    for (size_t sh = 0; sh < sizeof SHAPES / sizeof SHAPES[0]; sh++) {
+        const size_t N = SHAPES[sh][0], E = SHAPES[sh][1], I = SHAPES[sh][2], nE = N * E;
+        TuRng r = {0x0770 + sh};
+        float *x = normal(nE, 1.0f, &r), *sub = normal(nE, 1.0f, &r), *g = normal(nE, 1.0f, &r);
+        float *gamma = normal(E, 1.0f, &r), *y = zeros(nE), *mean = zeros(N), *rstd = zeros(N);
+        add_norm_forward_naive(y, mean, rstd, x, sub, gamma, NULL, 1e-5f, N, E);
+        float *an[2][4];
+        for (int v = 0; v < 2; v++) {
+            an[v][0] = halves(nE), an[v][1] = halves(nE), an[v][2] = halves(E);
+            an[v][3] = halves(E);
+            (v ? add_norm_backward_fast : add_norm_backward_naive)(
+                an[v][0], an[v][1], an[v][2], an[v][3], g, x, sub, mean, rstd, gamma, N, E);
+        }
+        const size_t an_n[4] = {nE, nE, E, E};
+        for (int t = 0; t < 4; t++) {
+            char label[96];
+            snprintf(label, sizeof label, "add & norm [%zu, %zu] gradient %d", N, E, t);
+            tu_assert_close_f32(label, an[1][t], an[0][t], 1, &an_n[t], TOL_07_LN_ATOL,
+                                TOL_07_LN_RTOL);
+        }
+
+        float *w1 = normal(I * E, 1.0f / sqrtf((float)E), &r), *b1 = normal(I, 0.1f, &r);
+        /* W2 ~ 1/sqrt(E), not 1/sqrt(I): d_hid = dout W2 sums over E, and the tolerance is
+         * absolute at gradients of order 1 (the goldens'); at E = 768 and 1/sqrt(I) they are
+         * of order 3.5 and grad_w1, a sum of 33 of those, of order 20 */
+        float *w2 = normal(E * I, 1.0f / sqrtf((float)E), &r), *b2 = normal(E, 0.1f, &r);
+        float *pre = zeros(N * I), *hid = zeros(N * I);
+        float *scratch = zeros(feedforward_backward_scratch_floats(N, I));
+        for (int a = 0; a < 2; a++) {
+            const TfmActivation act = a ? TFM_ACT_GELU : TFM_ACT_RELU;
+            const int bias = a;   /* GELU with biases, ReLU without */
+            const FfnParams prm = {w1, bias ? b1 : NULL, w2, bias ? b2 : NULL};
+            feedforward_forward_train_naive(y, pre, hid, x, NULL, &prm, act, N, E, I);
+            const size_t sizes[5] = {nE, I * E, I, E * I, E};
+            float *res[2][5];
+            for (int v = 0; v < 2; v++) {
+                for (int t = 0; t < 5; t++)
+                    res[v][t] = halves(sizes[t]);
+                const FfnGrads fg = {res[v][1], bias ? res[v][2] : NULL, res[v][3],
+                                     bias ? res[v][4] : NULL};
+                (v ? feedforward_backward_fast : feedforward_backward_naive)(
+                    res[v][0], &fg, scratch, g, x, pre, hid, &prm, act, N, E, I);
+            }
+            for (int t = 0; t < 5; t++) {
+                char label[96];
+                snprintf(label, sizeof label, "feed-forward [%zu, %zu, %zu] %s gradient %d", N,
+                         E, I, a ? "gelu" : "relu", t);
+                tu_assert_close_f32(label, res[1][t], res[0][t], 1, &sizes[t],
+                                    TOL_07_LAYER_ATOL, TOL_07_LAYER_RTOL);
+            }
+            for (int v = 0; v < 2; v++)
+                for (int t = 0; t < 5; t++)
+                    free(res[v][t]);
+        }
+        for (int v = 0; v < 2; v++)
+            for (int t = 0; t < 4; t++)
+                free(an[v][t]);
+        float *arrays[] = {x, sub, g, gamma, y, mean, rstd, w1, b1, w2, b2, pre, hid, scratch};
+        for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
+            free(arrays[i]);
+    }
+}
+END_TEST
+
 /* Attention: fast (tiles of 32 queries x 64 keys, causal block skipping, lse from the
  * streaming forward) against naive (one row at a time), with every kind of mask. */
 START_TEST(test_fast_vs_naive_attention)
@@ -580,7 +720,7 @@ START_TEST(test_fast_vs_naive_encoder_layer)
             for (int t = 0; t < 13; t++)
                 res[fast][t] = halves(sizes[t]);
             const EncoderLayerGrads eg = {{res[fast][1], res[fast][2], res[fast][3], res[fast][4]},
-                                          res[fast][5], res[fast][6], res[fast][7], res[fast][8],
+                                          {res[fast][5], res[fast][6], res[fast][7], res[fast][8]},
                                           res[fast][9], res[fast][10], res[fast][11],
                                           res[fast][12]};
             float *acts_buf = zeros(encoder_acts_floats(B, T, E, H, I));
@@ -714,6 +854,7 @@ static Suite *suite(void)
     tcase_add_test(fd, test_fd_softmax);
     tcase_add_test(fd, test_fd_gelu);
     tcase_add_test(fd, test_fd_layernorm);
+    tcase_add_test(fd, test_fd_add_norm_ffn);
     tcase_add_test(fd, test_fd_attention);
     tcase_add_test(fd, test_fd_encoder_layer);
     suite_add_tcase(s, fd);
@@ -722,6 +863,7 @@ static Suite *suite(void)
     tcase_add_test(fast, test_fast_vs_naive_linear_matmul);
     tcase_add_test(fast, test_fast_vs_naive_rows);
     tcase_add_test(fast, test_fast_vs_naive_layernorm);
+    tcase_add_test(fast, test_fast_vs_naive_add_norm_ffn);
     tcase_add_test(fast, test_fast_vs_naive_attention);
     tcase_add_test(fast, test_fast_vs_naive_encoder_layer);
     tcase_add_test(fast, test_backward_accumulates);

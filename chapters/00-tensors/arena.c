@@ -30,9 +30,9 @@ static atomic_flag release_registered = ATOMIC_FLAG_INIT;
 /* [TFM_SCRATCH_SLOTS]: the enumerators' names, in enum order, for messages. */
 static const char *const SLOT_NAMES[] = {
     "MATMUL_PACK", "ATTN_ACC",   "ATTN_QT",    "ATTN_KT",    "ATTN_DQT",   "MHA_QKV",
-    "MHA_CTX",     "MHA_PROBS",  "MHA_DCTX",   "MHA_DQKV",   "PE_FREQ",    "PE_STATE",
-    "CE_LOSS",     "MLM_HIDDEN", "MLM_DENSE",  "MLM_NORM",   "MLM_LOGITS", "MLM_LABELS",
-    "NSP_CLS",     "NSP_POOLED",
+    "MHA_CTX",     "MHA_PROBS",  "MHA_DCTX",   "MHA_DQKV",   "LN_SUM",     "LN_DROW",
+    "PE_FREQ",     "PE_STATE",   "CE_LOSS",    "MLM_HIDDEN", "MLM_DENSE",  "MLM_NORM",
+    "MLM_LOGITS",  "MLM_LABELS", "NSP_CLS",    "NSP_POOLED",
 };
 _Static_assert(sizeof SLOT_NAMES / sizeof SLOT_NAMES[0] == TFM_SCRATCH_SLOTS,
                "one name per TfmScratchSlot");

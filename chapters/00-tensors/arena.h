@@ -71,6 +71,8 @@ typedef enum {
     TFM_SCRATCH_MHA_PROBS,     /* multihead_fast.c: [nb, H, Tq, Tk] per-head weights to average */
     TFM_SCRATCH_MHA_DCTX,      /* multihead_fast.c, backward: [B, T, E] d ctx */
     TFM_SCRATCH_MHA_DQKV,      /* multihead_fast.c, backward: [B, T, 3E] d of the projections */
+    TFM_SCRATCH_LN_SUM,        /* layernorm_fast.c, Add & Norm backward: [N, E] x + s */
+    TFM_SCRATCH_LN_DROW,       /* layernorm_fast.c, Add & Norm backward, per thread: [E] dy */
     TFM_SCRATCH_PE_FREQ,       /* positional_fast.c: [ceil(E/2)] frequencies w_i (double) */
     TFM_SCRATCH_PE_STATE,      /* positional_fast.c, per thread: [4, ceil(E/2)] s, c, rc, rs */
     TFM_SCRATCH_CE_LOSS,       /* pretraining_fast.c cross entropy: [N] row losses */

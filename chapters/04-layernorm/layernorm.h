@@ -93,6 +93,27 @@ void layernorm_backward_fast(float *dx, float *dgamma, float *dbeta, const float
                              const float *x, const float *mean, const float *rstd,
                              const float *gamma, size_t N, size_t E);
 
+/* Add & Norm's backward: out = LN(y), y = x + s, so dy is LayerNorm's backward at y and each
+ * addend receives all of it: dx += dy, ds += dy (dgamma, dbeta as above). x and s are the
+ * forward's inputs, mean and rstd its statistics (those of y). Any of dx, ds, dgamma, dbeta
+ * may be NULL. The naive one forms y and dy in buffers of its own and calls the LayerNorm
+ * backward; the fast one forms y in the arena and each row of dy once (O8). */
+void add_norm_backward_naive(float *dx,            /* [N, E] or NULL, += */
+                             float *ds,            /* [N, E] or NULL, += */
+                             float *dgamma,        /* [E] or NULL, += */
+                             float *dbeta,         /* [E] or NULL, += */
+                             const float *dout,    /* [N, E] */
+                             const float *x,       /* [N, E] the residual */
+                             const float *s,       /* [N, E] the sublayer's output */
+                             const float *mean,    /* [N] the forward's statistics */
+                             const float *rstd,    /* [N] */
+                             const float *gamma,   /* [E] or NULL */
+                             size_t N, size_t E);
+void add_norm_backward_fast(float *dx, float *ds, float *dgamma, float *dbeta,
+                            const float *dout, const float *x, const float *s,
+                            const float *mean, const float *rstd, const float *gamma, size_t N,
+                            size_t E);
+
 /* COUNTER-EXAMPLE, do not use: the one-pass variance var = E[x^2] - E[x]^2 in float32. Both
  * terms are about mu^2; when |mu| >> std their difference cancels catastrophically (book.md,
  * chapter 04). Kept so that tests/test_04_layernorm.c can pin its failure with numbers. */

@@ -39,13 +39,19 @@
  *     could do both, but only with per-thread partial sums of dgamma merged afterwards, whose
  *     order, and so whose bits, would depend on the thread count.
  *
+ *  O8 Add & Norm's backward: y = x + s is formed once, in the arena (its statistics are the
+ *     forward's), each row of dy once into the thread's [E] row (O7's backward_row) and added
+ *     to dx and ds while it is in L1; dgamma and dbeta are O7's column sweep over y.
+ *
  * Determinism: each row is computed by one thread, in an order fixed by the code (the vector
  * reductions' lane order is fixed at compile time), so results do not depend on the thread
  * count (tests/test_04_layernorm.c checks 1 vs 3 threads bit for bit).
  */
 #include "layernorm.h"
+#include "arena.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "matmul.h"
 
@@ -259,4 +265,44 @@ void layernorm_backward_fast(float *dx,              /* [N, E] or NULL, += */
                 dbeta[e0 + e] += sbet[e];
         }
     }
+}
+
+void add_norm_backward_fast(float *dx,             /* [N, E] or NULL, += */
+                            float *ds,             /* [N, E] or NULL, += */
+                            float *dgamma,         /* [E] or NULL, += */
+                            float *dbeta,          /* [E] or NULL, += */
+                            const float *dout,     /* [N, E] */
+                            const float *x,        /* [N, E] */
+                            const float *s,        /* [N, E] */
+                            const float *mean,     /* [N] */
+                            const float *rstd,     /* [N] */
+                            const float *gamma,    /* [E] or NULL */
+                            size_t N, size_t E)
+{
+    static const char who[] = "add_norm_backward_fast";
+    const size_t total = N * E;
+    float *y = tfm_arena_get(TFM_SCRATCH_LN_SUM, total, sizeof *y, who);   /* [N, E] */
+#pragma omp parallel if (total >= PAR_MIN)
+    {
+#pragma omp for simd schedule(static)
+        for (size_t i = 0; i < total; i++)
+            y[i] = x[i] + s[i];
+        if (dx || ds) {
+            float *dy = tfm_arena_get(TFM_SCRATCH_LN_DROW, E, sizeof *dy, who);   /* [E] */
+#pragma omp for schedule(static)
+            for (size_t n = 0; n < N; n++) {
+                memset(dy, 0, E * sizeof *dy);
+                backward_row(dy, dout + n * E, y + n * E, mean[n], rstd[n], gamma, E);
+                if (dx)
+#pragma omp simd
+                    for (size_t e = 0; e < E; e++)
+                        dx[n * E + e] += dy[e];
+                if (ds)
+#pragma omp simd
+                    for (size_t e = 0; e < E; e++)
+                        ds[n * E + e] += dy[e];
+            }
+        }
+    }
+    layernorm_backward_fast(NULL, dgamma, dbeta, dout, y, mean, rstd, gamma, N, E);
 }

@@ -159,3 +159,23 @@ void layernorm_backward_naive(float *dx, float *dgamma, float *dbeta, const floa
         }
     }
 }
+
+void add_norm_backward_naive(float *dx, float *ds, float *dgamma, float *dbeta,
+                             const float *dout, const float *x, const float *s,
+                             const float *mean, const float *rstd, const float *gamma, size_t N,
+                             size_t E)
+{
+    const size_t n = N * E;
+    float *y = tfm_xcalloc(2 * n + 1, sizeof(float), "add_norm_backward_naive");
+    float *dy = y + n;                                   /* zero: the backward adds */
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] + s[i];                              /* y = x + s, LN's input */
+    layernorm_backward_naive(dy, dgamma, dbeta, dout, y, mean, rstd, gamma, N, E);
+    for (size_t i = 0; i < n; i++) {                     /* d(x + s)/dx = d(x + s)/ds = 1 */
+        if (dx)
+            dx[i] += dy[i];
+        if (ds)
+            ds[i] += dy[i];
+    }
+    free(y);
+}

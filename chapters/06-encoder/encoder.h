@@ -94,6 +94,52 @@ void feedforward_forward_fast(float *out, float *hidden, const float *x, const f
                               const FfnParams *p, TfmActivation act, size_t N, size_t E,
                               size_t I);
 
+/* The FFN's parameter gradients, FfnParams's layout, each accumulated into (matmul.h); a NULL
+ * bias gradient is not computed (give NULL where the bias is NULL). */
+typedef struct {
+    float *w1;   /* [I, E] */
+    float *b1;   /* [I] or NULL */
+    float *w2;   /* [E, I] */
+    float *b2;   /* [E] or NULL */
+} FfnGrads;
+
+/* The training forward: out as feedforward_forward_*, keeping what the backward reads, pre =
+ * x W1^T + b1 (act's input) and hid = act(pre). The fast one puts the activation in a pass of
+ * its own, since the fused epilogue would not keep pre (E6 in encoder_fast.c). */
+void feedforward_forward_train_naive(float *out,              /* [N, E] */
+                                     float *pre,              /* [N, I] written */
+                                     float *hid,              /* [N, I] written */
+                                     const float *x,          /* [N, E] */
+                                     const float *residual,   /* [N, E] or NULL */
+                                     const FfnParams *p, TfmActivation act, size_t N, size_t E,
+                                     size_t I);
+void feedforward_forward_train_fast(float *out, float *pre, float *hid, const float *x,
+                                    const float *residual, const FfnParams *p,
+                                    TfmActivation act, size_t N, size_t E, size_t I);
+
+/* Scratch of the FFN's backward: 2*N*I floats, not zeroed, overlapping nothing. */
+size_t feedforward_backward_scratch_floats(size_t N, size_t I);
+
+/* The FFN's backward, from the training forward's pre and hid:
+ *   d_hid = dout W2                 dW2 += dout^T hid       db2 += sum over rows of dout
+ *   d_pre = d_hid * act'(pre)       elementwise (ReLU: 1 where pre > 0, else 0, as torch's)
+ *   dx   += d_pre W1                dW1 += d_pre^T x        db1 += sum over rows of d_pre
+ * A residual added to out passes dout on to its source unchanged: the caller adds that. dx may
+ * be NULL. */
+void feedforward_backward_naive(float *dx,             /* [N, E] or NULL, += */
+                                const FfnGrads *g,     /* += */
+                                float *scratch,        /* [feedforward_backward_scratch_floats] */
+                                const float *dout,     /* [N, E] */
+                                const float *x,        /* [N, E] the forward's input */
+                                const float *pre,      /* [N, I] the training forward's */
+                                const float *hid,      /* [N, I] the training forward's */
+                                const FfnParams *p, TfmActivation act, size_t N, size_t E,
+                                size_t I);
+void feedforward_backward_fast(float *dx, const FfnGrads *g, float *scratch, const float *dout,
+                               const float *x, const float *pre, const float *hid,
+                               const FfnParams *p, TfmActivation act, size_t N, size_t E,
+                               size_t I);
+
 typedef struct {
     MhaParams self_attn;    /* in_proj_weight [3E, E], in_proj_bias [3E] or NULL,
                                out_proj_weight [E, E], out_proj_bias [E] or NULL */
@@ -160,7 +206,7 @@ void encoder_acts_init(EncoderActs *acts, float *buf, size_t B, size_t T, size_t
  * NULL bias or LayerNorm gradient is not computed (give NULL where the parameter is NULL). */
 typedef struct {
     MhaGrads self_attn;
-    float *w1, *b1, *w2, *b2;       /* [I, E], [I], [E, I], [E] */
+    FfnGrads ffn;                   /* w1 [I, E], b1 [I], w2 [E, I], b2 [E] */
     float *norm1_w, *norm1_b;       /* [E] each */
     float *norm2_w, *norm2_b;       /* [E] each */
 } EncoderLayerGrads;
@@ -176,7 +222,8 @@ void encoder_layer_forward_train_fast(float *out, const EncoderActs *acts, const
                                       TfmActivation act, int norm_first, float eps, size_t B,
                                       size_t T, size_t E, size_t H, size_t I);
 
-/* Scratch of the backward: B*T*(3E + 2I) floats, not zeroed, overlapping nothing. */
+/* Scratch of the backward: B*T*(3E + 2I) floats (the FFN's backward's among them), not
+ * zeroed, overlapping nothing. */
 size_t encoder_layer_backward_scratch_floats(size_t B, size_t T, size_t E, size_t I);
 
 /* The backward, sublayer by sublayer in reverse (post-LN):

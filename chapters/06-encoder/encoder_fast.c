@@ -141,6 +141,28 @@ static void add(float *y, const float *a, const float *b, size_t n)
         y[i] = b ? a[i] + b[i] : y[i] + a[i];
 }
 
+void feedforward_forward_train_fast(float *out, float *pre, float *hid, const float *x,
+                                    const float *residual, const FfnParams *p,
+                                    TfmActivation act, size_t N, size_t E, size_t I)
+{
+    linear_fast(pre, x, p->w1, p->b1, N, E, I);
+    activate(hid, pre, act, N * I);
+    /* the residual in the second product's epilogue (E1) */
+    linear_act_fast(out, hid, p->w2, p->b2, residual, TFM_ACT_NONE, N, I, E);
+}
+
+void feedforward_backward_fast(float *dx, const FfnGrads *g, float *scratch, const float *dout,
+                               const float *x, const float *pre, const float *hid,
+                               const FfnParams *p, TfmActivation act, size_t N, size_t E,
+                               size_t I)
+{
+    float *d_hid = scratch, *d_pre = scratch + N * I;           /* [N, I] each */
+    memset(scratch, 0, 2 * N * I * sizeof(float));              /* the backwards add */
+    linear_backward_fast(d_hid, g->w2, g->b2, dout, hid, p->w2, N, I, E);
+    activate_backward(d_pre, d_hid, pre, act, N * I);
+    linear_backward_fast(dx, g->w1, g->b1, d_pre, x, p->w1, N, E, I);
+}
+
 void encoder_layer_forward_train_fast(float *out, const EncoderActs *a, const float *src,
                                       const AttnMask *mask, const EncoderLayerParams *p,
                                       TfmActivation act, int norm_first, float eps, size_t B,
@@ -152,10 +174,8 @@ void encoder_layer_forward_train_fast(float *out, const EncoderActs *a, const fl
         add(a->x1, src, a->x1, N * E);                                   /* x1 = x + SA(x) */
         layernorm_forward_fast(a->ffn_in, a->mean1, a->rstd1, a->x1, p->norm1_w, p->norm1_b,
                                eps, N, E);                               /* h = LN1(x1) */
-        linear_fast(a->pre, a->ffn_in, p->ffn.w1, p->ffn.b1, N, E, I);
-        activate(a->hid, a->pre, act, N * I);
-        /* n2 = h + FF(h): the residual in the second product's epilogue (E1) */
-        linear_act_fast(a->n2, a->hid, p->ffn.w2, p->ffn.b2, a->ffn_in, TFM_ACT_NONE, N, I, E);
+        feedforward_forward_train_fast(a->n2, a->pre, a->hid, a->ffn_in, a->ffn_in, &p->ffn, act,
+                                       N, E, I);                         /* n2 = h + FF(h) */
         layernorm_forward_fast(out, a->mean2, a->rstd2, a->n2, p->norm2_w, p->norm2_b, eps, N,
                                E);
     } else {
@@ -166,9 +186,8 @@ void encoder_layer_forward_train_fast(float *out, const EncoderActs *a, const fl
         add(a->n2, src, a->n2, N * E);                                   /* h = x + SA(x1) */
         layernorm_forward_fast(a->ffn_in, a->mean2, a->rstd2, a->n2, p->norm2_w, p->norm2_b,
                                eps, N, E);
-        linear_fast(a->pre, a->ffn_in, p->ffn.w1, p->ffn.b1, N, E, I);
-        activate(a->hid, a->pre, act, N * I);
-        linear_act_fast(out, a->hid, p->ffn.w2, p->ffn.b2, a->n2, TFM_ACT_NONE, N, I, E);
+        feedforward_forward_train_fast(out, a->pre, a->hid, a->ffn_in, a->n2, &p->ffn, act, N, E,
+                                       I);                               /* h + FF(LN2(h)) */
     }
 }
 
@@ -178,12 +197,11 @@ void encoder_layer_backward_fast(float *dsrc, const EncoderLayerGrads *g, float 
                                  TfmActivation act, int norm_first, size_t B, size_t T, size_t E,
                                  size_t H, size_t I)
 {
-    const size_t N = B * T, nE = N * E, nI = N * I;
+    const size_t N = B * T, nE = N * E;
     float *d_n2 = scratch, *d_fin = d_n2 + nE, *d_x1 = d_fin + nE;   /* [N, E] each */
-    float *d_hid = d_x1 + nE, *d_pre = d_hid + nI;                    /* [N, I] each */
+    float *ffn_scratch = d_x1 + nE;                                   /* [2 N I] */
     /* The buffers a backward adds into start at 0; the two that begin as a residual's copy
      * are written whole instead. */
-    memset(d_hid, 0, 2 * nI * sizeof(float));
     memset(d_x1, 0, nE * sizeof(float));
 
     if (!norm_first) {
@@ -191,9 +209,8 @@ void encoder_layer_backward_fast(float *dsrc, const EncoderLayerGrads *g, float 
         layernorm_backward_fast(d_n2, g->norm2_w, g->norm2_b, dout, a->n2, a->mean2, a->rstd2,
                                 p->norm2_w, N, E);
         memcpy(d_fin, d_n2, nE * sizeof(float));                         /* the residual */
-        linear_backward_fast(d_hid, g->w2, g->b2, d_n2, a->hid, p->ffn.w2, N, I, E);
-        activate_backward(d_pre, d_hid, a->pre, act, nI);
-        linear_backward_fast(d_fin, g->w1, g->b1, d_pre, a->ffn_in, p->ffn.w1, N, E, I);
+        feedforward_backward_fast(d_fin, &g->ffn, ffn_scratch, d_n2, a->ffn_in, a->pre, a->hid,
+                                  &p->ffn, act, N, E, I);
         layernorm_backward_fast(d_x1, g->norm1_w, g->norm1_b, d_fin, a->x1, a->mean1, a->rstd1,
                                 p->norm1_w, N, E);
         if (dsrc)
@@ -203,9 +220,8 @@ void encoder_layer_backward_fast(float *dsrc, const EncoderLayerGrads *g, float 
     } else {
         memcpy(d_n2, dout, nE * sizeof(float));                          /* the residual */
         memset(d_fin, 0, nE * sizeof(float));
-        linear_backward_fast(d_hid, g->w2, g->b2, dout, a->hid, p->ffn.w2, N, I, E);
-        activate_backward(d_pre, d_hid, a->pre, act, nI);
-        linear_backward_fast(d_fin, g->w1, g->b1, d_pre, a->ffn_in, p->ffn.w1, N, E, I);
+        feedforward_backward_fast(d_fin, &g->ffn, ffn_scratch, dout, a->ffn_in, a->pre, a->hid,
+                                  &p->ffn, act, N, E, I);
         layernorm_backward_fast(d_n2, g->norm2_w, g->norm2_b, d_fin, a->n2, a->mean2, a->rstd2,
                                 p->norm2_w, N, E);
         if (dsrc)

@@ -53,6 +53,56 @@ void feedforward_forward_naive(float *out, float *hidden, const float *x, const 
             out[i] = residual[i] + out[i];                      /* out = x + FF(x) */
 }
 
+/* y = act(x), elementwise, as feedforward_forward_naive applies it. */
+static void activate(float *y, const float *x, TfmActivation act, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = act == TFM_ACT_RELU ? (x[i] < 0.0f ? 0.0f : x[i]) : x[i];
+    if (act == TFM_ACT_GELU || act == TFM_ACT_GELU_TANH)
+        gelu_naive(y, x, n, act == TFM_ACT_GELU ? TFM_GELU_NONE : TFM_GELU_TANH);
+}
+
+/* d_pre += d_hid * act'(pre). ReLU's derivative is 1 where pre > 0 and 0 elsewhere, 0 at 0 as
+ * torch.relu's backward (its threshold_backward passes the gradient only where x > 0). */
+static void activate_backward(float *d_pre, const float *d_hid, const float *pre,
+                              TfmActivation act, size_t n)
+{
+    if (act == TFM_ACT_GELU || act == TFM_ACT_GELU_TANH) {
+        gelu_backward_naive(d_pre, d_hid, pre, n,
+                            act == TFM_ACT_GELU ? TFM_GELU_NONE : TFM_GELU_TANH);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        d_pre[i] += act == TFM_ACT_RELU ? (pre[i] > 0.0f ? d_hid[i] : 0.0f) : d_hid[i];
+}
+
+void feedforward_forward_train_naive(float *out, float *pre, float *hid, const float *x,
+                                     const float *residual, const FfnParams *p,
+                                     TfmActivation act, size_t N, size_t E, size_t I)
+{
+    linear_naive(pre, x, p->w1, p->b1, N, E, I);                /* pre = x W1^T + b1 */
+    activate(hid, pre, act, N * I);                             /* hid = act(pre) */
+    linear_naive(out, hid, p->w2, p->b2, N, I, E);              /* out = hid W2^T + b2 */
+    if (residual)
+        for (size_t i = 0; i < N * E; i++)
+            out[i] = residual[i] + out[i];
+}
+
+size_t feedforward_backward_scratch_floats(size_t N, size_t I) { return 2 * N * I; }
+
+void feedforward_backward_naive(float *dx, const FfnGrads *g, float *scratch, const float *dout,
+                                const float *x, const float *pre, const float *hid,
+                                const FfnParams *p, TfmActivation act, size_t N, size_t E,
+                                size_t I)
+{
+    float *d_hid = scratch, *d_pre = scratch + N * I;           /* [N, I] each */
+    for (size_t i = 0; i < 2 * N * I; i++)
+        scratch[i] = 0.0f;                                      /* the backwards add */
+    linear_backward_naive(d_hid, g->w2, g->b2, dout, hid, p->w2, N, I, E);
+    activate_backward(d_pre, d_hid, pre, act, N * I);
+    linear_backward_naive(dx, g->w1, g->b1, d_pre, x, p->w1, N, E, I);
+}
+
 size_t encoder_layer_scratch_floats(size_t B, size_t T, size_t E, size_t I)
 {
     return B * T * (E + I);   /* h [N, E], then hidden [N, I] */
@@ -127,29 +177,6 @@ size_t encoder_layer_backward_scratch_floats(size_t B, size_t T, size_t E, size_
     return B * T * (3 * E + 2 * I);   /* d_n2, d_ffn_in, d_x1 [N, E]; d_hid, d_pre [N, I] */
 }
 
-/* y = act(x), elementwise, as feedforward_forward_naive applies it. */
-static void activate(float *y, const float *x, TfmActivation act, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        y[i] = act == TFM_ACT_RELU ? (x[i] < 0.0f ? 0.0f : x[i]) : x[i];
-    if (act == TFM_ACT_GELU || act == TFM_ACT_GELU_TANH)
-        gelu_naive(y, x, n, act == TFM_ACT_GELU ? TFM_GELU_NONE : TFM_GELU_TANH);
-}
-
-/* d_pre += d_hid * act'(pre). ReLU's derivative is 1 where pre > 0 and 0 elsewhere, 0 at 0 as
- * torch.relu's backward (its threshold_backward passes the gradient only where x > 0). */
-static void activate_backward(float *d_pre, const float *d_hid, const float *pre,
-                              TfmActivation act, size_t n)
-{
-    if (act == TFM_ACT_GELU || act == TFM_ACT_GELU_TANH) {
-        gelu_backward_naive(d_pre, d_hid, pre, n,
-                            act == TFM_ACT_GELU ? TFM_GELU_NONE : TFM_GELU_TANH);
-        return;
-    }
-    for (size_t i = 0; i < n; i++)
-        d_pre[i] += act == TFM_ACT_RELU ? (pre[i] > 0.0f ? d_hid[i] : 0.0f) : d_hid[i];
-}
-
 void encoder_layer_forward_train_naive(float *out, const EncoderActs *a, const float *src,
                                        const AttnMask *mask, const EncoderLayerParams *p,
                                        TfmActivation act, int norm_first, float eps, size_t B,
@@ -163,11 +190,8 @@ void encoder_layer_forward_train_naive(float *out, const EncoderActs *a, const f
             a->x1[i] = src[i] + sa[i];                                  /* x1 = x + SA(x) */
         layernorm_forward_naive(a->ffn_in, a->mean1, a->rstd1, a->x1, p->norm1_w, p->norm1_b,
                                 eps, N, E);                             /* h = LN1(x1) */
-        linear_naive(a->pre, a->ffn_in, p->ffn.w1, p->ffn.b1, N, E, I);  /* pre = h W1^T + b1 */
-        activate(a->hid, a->pre, act, N * I);                           /* hid = act(pre) */
-        linear_naive(a->n2, a->hid, p->ffn.w2, p->ffn.b2, N, I, E);      /* FF(h) */
-        for (size_t i = 0; i < N * E; i++)
-            a->n2[i] = a->ffn_in[i] + a->n2[i];                         /* n2 = h + FF(h) */
+        feedforward_forward_train_naive(a->n2, a->pre, a->hid, a->ffn_in, a->ffn_in, &p->ffn,
+                                        act, N, E, I);                  /* n2 = h + FF(h) */
         layernorm_forward_naive(out, a->mean2, a->rstd2, a->n2, p->norm2_w, p->norm2_b, eps, N,
                                 E);                                     /* out = LN2(n2) */
     } else {
@@ -179,11 +203,8 @@ void encoder_layer_forward_train_naive(float *out, const EncoderActs *a, const f
             a->n2[i] = src[i] + sa[i];                                  /* h = x + SA(x1) */
         layernorm_forward_naive(a->ffn_in, a->mean2, a->rstd2, a->n2, p->norm2_w, p->norm2_b,
                                 eps, N, E);                             /* LN2(h) */
-        linear_naive(a->pre, a->ffn_in, p->ffn.w1, p->ffn.b1, N, E, I);
-        activate(a->hid, a->pre, act, N * I);
-        linear_naive(out, a->hid, p->ffn.w2, p->ffn.b2, N, I, E);
-        for (size_t i = 0; i < N * E; i++)
-            out[i] = a->n2[i] + out[i];                                 /* out = h + FF(LN2(h)) */
+        feedforward_forward_train_naive(out, a->pre, a->hid, a->ffn_in, a->n2, &p->ffn, act, N,
+                                        E, I);                          /* out = h + FF(LN2(h)) */
     }
     free(sa);
 }
@@ -194,10 +215,10 @@ void encoder_layer_backward_naive(float *dsrc, const EncoderLayerGrads *g, float
                                   TfmActivation act, int norm_first, size_t B, size_t T,
                                   size_t E, size_t H, size_t I)
 {
-    const size_t N = B * T, nE = N * E, nI = N * I;
+    const size_t N = B * T, nE = N * E;
     float *d_n2 = scratch, *d_fin = d_n2 + nE, *d_x1 = d_fin + nE;   /* [N, E] each */
-    float *d_hid = d_x1 + nE, *d_pre = d_hid + nI;                    /* [N, I] each */
-    for (size_t i = 0; i < 3 * nE + 2 * nI; i++)
+    float *ffn_scratch = d_x1 + nE;                                   /* [2 N I] */
+    for (size_t i = 0; i < 3 * nE; i++)
         scratch[i] = 0.0f;                                            /* the backwards add */
 
     if (!norm_first) {
@@ -207,9 +228,8 @@ void encoder_layer_backward_naive(float *dsrc, const EncoderLayerGrads *g, float
         /* n2 = h + FF(h): the residual passes d_n2 to h, FF's backward adds its path */
         for (size_t i = 0; i < nE; i++)
             d_fin[i] = d_n2[i];
-        linear_backward_naive(d_hid, g->w2, g->b2, d_n2, a->hid, p->ffn.w2, N, I, E);
-        activate_backward(d_pre, d_hid, a->pre, act, nI);
-        linear_backward_naive(d_fin, g->w1, g->b1, d_pre, a->ffn_in, p->ffn.w1, N, E, I);
+        feedforward_backward_naive(d_fin, &g->ffn, ffn_scratch, d_n2, a->ffn_in, a->pre, a->hid,
+                                   &p->ffn, act, N, E, I);
         /* h = LN1(x1) */
         layernorm_backward_naive(d_x1, g->norm1_w, g->norm1_b, d_fin, a->x1, a->mean1, a->rstd1,
                                  p->norm1_w, N, E);
@@ -223,9 +243,8 @@ void encoder_layer_backward_naive(float *dsrc, const EncoderLayerGrads *g, float
         /* out = n2 + FF(LN2(n2)) */
         for (size_t i = 0; i < nE; i++)
             d_n2[i] = dout[i];
-        linear_backward_naive(d_hid, g->w2, g->b2, dout, a->hid, p->ffn.w2, N, I, E);
-        activate_backward(d_pre, d_hid, a->pre, act, nI);
-        linear_backward_naive(d_fin, g->w1, g->b1, d_pre, a->ffn_in, p->ffn.w1, N, E, I);
+        feedforward_backward_naive(d_fin, &g->ffn, ffn_scratch, dout, a->ffn_in, a->pre, a->hid,
+                                   &p->ffn, act, N, E, I);
         layernorm_backward_naive(d_n2, g->norm2_w, g->norm2_b, d_fin, a->n2, a->mean2, a->rstd2,
                                  p->norm2_w, N, E);
         /* n2 = x + SA(LN1(x)) */
