@@ -90,6 +90,20 @@ ADD_NORM_CASES = [  # name, x's shape, gamma and beta, eps
     ("add_norm_bert", (2, 9, 768), True, 1e-12),
     ("add_norm_noaffine", (5, 33), False, 1e-5),
 ]
+CE_CASES = [  # name, input's shape, probabilities, weight, ignored elements, reduction, eps
+    ("ce_mean", (8, 10), False, False, 0, "mean", 0.0),
+    ("ce_weight_ignore", (12, 7), False, True, 3, "mean", 0.0),
+    ("ce_smooth", (6, 9), False, True, 1, "sum", 0.1),
+    ("ce_none", (5, 6), False, False, 1, "none", 0.0),
+    ("ce_smooth_none", (5, 6), False, False, 2, "none", 0.25),
+    ("ce_one_sample", (9,), False, False, 0, "mean", 0.0),
+    ("ce_all_ignored", (4, 5), False, False, 4, "mean", 0.0),
+    ("ce_inner", (3, 5, 4), False, True, 2, "mean", 0.1),
+    ("ce_vocab", (16, 3001), False, False, 3, "mean", 0.0),   # past the lse's 256-wide blocks
+    ("ce_probs", (7, 11), True, True, 0, "mean", 0.2),
+    ("ce_probs_none", (4, 5), True, False, 0, "none", 0.0),
+    ("ce_probs_inner", (4, 6, 2, 3), True, False, 0, "sum", 0.0),
+]
 LAYERNORM_CASES = [  # name, x's shape, normalized dims, gamma and beta, eps, offset
     ("layernorm_small", (4, 6), 1, True, 1e-5, 0.0),
     ("layernorm_noaffine", (5, 7), 1, False, 1e-5, 0.0),
@@ -276,6 +290,30 @@ def build(seed):
                          {"x": x, "s": sub, "gamma": gamma, "beta": beta}, g)
         emit(out, name, {"x": x, "s": sub, "gamma": gamma, "beta": beta, "grad_out": g}, g32,
              g64, op="add-norm-backward", params={"eps": eps if eps != 1e-5 else None})
+
+    for name, shape, probs, weighted, ignored, reduction, eps in CE_CASES:
+        c = Case(seed, name)
+        C = shape[0] if len(shape) == 1 else shape[1]
+        x = 2.0 * c.randn(*shape)
+        eshape = () if len(shape) == 1 else (shape[0],) + tuple(shape[2:])
+        if probs:
+            target = torch.softmax(c.randn(*shape), dim=0 if len(shape) == 1 else 1)
+        else:
+            target = torch.randint(0, C, eshape, generator=c.gen)
+            flat = target.view(-1)
+            flat[:ignored] = -100      # the first elements ignored
+        weight = (0.5 + c.rand(C)).to(torch.float32) if weighted else None
+        g = c.randn(*eshape) if reduction == "none" else c.randn(1).reshape(())
+
+        def ce(input, target, weight=weight, reduction=reduction, eps=eps):
+            # weight is a constant: PyTorch implements no derivative for it
+            w = None if weight is None else weight.to(input.dtype)
+            return F.cross_entropy(input, target, w, reduction=reduction, label_smoothing=eps)
+        g32, g64 = _both(ce, {"input": x, "target": target}, g)
+        emit(out, name, {"input": x, "target": target, "weight": weight, "grad_out": g}, g32,
+             g64, op="cross-entropy-backward",
+             params={"reduction": reduction if reduction != "mean" else None,
+                     "label_smoothing": eps or None})
 
     for name, sx, nd, affine, eps, offset in LAYERNORM_CASES:
         c = Case(seed, name)

@@ -188,18 +188,29 @@ typedef void (*CrossEntropyLossFn)(float *out, const float *input, const int64_t
 
 /* F.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing): input [C]
  * (one sample) or [N, C, d1..dk] with the classes on dim 1, as PyTorch; target class indices
- * (I64, input's shape without dim 1) or class probabilities (F32, input's shape). */
-int bind_cross_entropy(OpCall *c)
+ * (I64, input's shape without dim 1) or class probabilities (F32, input's shape). What the
+ * forward and the backward share, checked. */
+typedef struct {
+    const Tensor *x, *t, *w;
+    size_t N, C, inner;
+    size_t ishape[TFM_MAX_DIMS];   /* the per-element shape: input without dim 1 */
+    int ind;                       /* its rank */
+    int probs;                     /* target holds probabilities */
+    int64_t ignore;
+    TfmReduction red;
+} CeCall;
+
+static int ce_setup(OpCall *c, CeCall *ce)
 {
     const Tensor *x = op_in(c, "input"), *t = op_in(c, "target"), *w = op_in(c, "weight");
     const int one = x->ndim == 1;   /* [C]: N = 1, no class dimension to skip */
     const size_t N = one ? 1 : x->shape[0], C = one ? x->shape[0] : x->shape[1];
-    size_t inner = 1, ishape[TFM_MAX_DIMS];   /* the per-element shape: input without dim 1 */
+    size_t inner = 1;
     int ind = 0;
     if (!one) {
-        ishape[ind++] = N;
+        ce->ishape[ind++] = N;
         for (int d = 2; d < x->ndim; d++) {
-            ishape[ind++] = x->shape[d];
+            ce->ishape[ind++] = x->shape[d];
             inner *= x->shape[d];
         }
     }
@@ -207,11 +218,11 @@ int bind_cross_entropy(OpCall *c)
     tfm_shape_str(xs, sizeof xs, x->ndim, x->shape);
     tfm_shape_str(ts, sizeof ts, t->ndim, t->shape);
     const int probs = t->dtype == TFM_F32;
-    if (probs ? !op_same_shape(t, x->ndim, x->shape) : !op_same_shape(t, ind, ishape)) {
+    if (probs ? !op_same_shape(t, x->ndim, x->shape) : !op_same_shape(t, ind, ce->ishape)) {
         if (probs)
             snprintf(want, sizeof want, "%s, input's shape (class probabilities)", xs);
         else
-            tfm_shape_str(want, sizeof want, ind, ishape);
+            tfm_shape_str(want, sizeof want, ind, ce->ishape);
         return op_fail(c, "input is %s but target is %s: it must be %s", xs, ts, want);
     }
     if (w && w->shape[0] != C)
@@ -225,15 +236,56 @@ int bind_cross_entropy(OpCall *c)
                 return op_fail(c, "target[%zu] = %lld; a class index must lie in [0, %zu) or be "
                                "ignore_index (%lld)", i, (long long)y[i], C, (long long)ignore);
     }
-    const TfmReduction red = op_word_is(c, "reduction", "none") ? TFM_REDUCTION_NONE
-                             : op_word_is(c, "reduction", "sum") ? TFM_REDUCTION_SUM
-                                                                  : TFM_REDUCTION_MEAN;
-    float *out = red == TFM_REDUCTION_NONE ? op_output(c, "out", ind, ishape)
-                                           : op_output(c, "out", 0, NULL);
+    ce->x = x, ce->t = t, ce->w = w;
+    ce->N = N, ce->C = C, ce->inner = inner, ce->ind = ind, ce->probs = probs;
+    ce->ignore = ignore;
+    ce->red = op_word_is(c, "reduction", "none")  ? TFM_REDUCTION_NONE
+              : op_word_is(c, "reduction", "sum") ? TFM_REDUCTION_SUM
+                                                  : TFM_REDUCTION_MEAN;
+    return 0;
+}
+
+int bind_cross_entropy(OpCall *c)
+{
+    CeCall ce;
+    if (ce_setup(c, &ce))
+        return -1;
+    float *out = ce.red == TFM_REDUCTION_NONE ? op_output(c, "out", ce.ind, ce.ishape)
+                                              : op_output(c, "out", 0, NULL);
     if (!out)
         return -1;
-    KERNEL(c, CrossEntropyLossFn)(out, tensor_f32(x), probs ? NULL : tensor_i64(t),
-                                  probs ? tensor_f32(t) : NULL, w ? tensor_f32(w) : NULL, ignore,
-                                  red, (float)op_float(c, "label_smoothing"), N, C, inner);
+    KERNEL(c, CrossEntropyLossFn)(out, tensor_f32(ce.x), ce.probs ? NULL : tensor_i64(ce.t),
+                                  ce.probs ? tensor_f32(ce.t) : NULL,
+                                  ce.w ? tensor_f32(ce.w) : NULL, ce.ignore, ce.red,
+                                  (float)op_float(c, "label_smoothing"), ce.N, ce.C, ce.inner);
+    return 0;
+}
+
+typedef void (*CrossEntropyBackwardFn)(float *dinput, float *dtarget, const float *dout,
+                                       const float *input, const int64_t *target,
+                                       const float *target_probs, const float *weight,
+                                       int64_t ignore_index, TfmReduction reduction,
+                                       float label_smoothing, size_t N, size_t C, size_t inner);
+
+/* cross-entropy-backward (chapter 07): grad_input, and grad_target for probabilities; grad_out
+ * is [] for mean and sum, the per-element shape for none. */
+int bind_cross_entropy_backward(OpCall *c)
+{
+    CeCall ce;
+    if (ce_setup(c, &ce))
+        return -1;
+    const float *dout = ce.red == TFM_REDUCTION_NONE
+                            ? op_grad_in(c, "grad_out", "out", ce.ind, ce.ishape)
+                            : op_grad_in(c, "grad_out", "out", 0, NULL);
+    float *dx = dout ? op_output(c, "grad_input", ce.x->ndim, ce.x->shape) : NULL;
+    float *dt = dx && ce.probs ? op_output(c, "grad_target", ce.t->ndim, ce.t->shape) : NULL;
+    if (!dx || (ce.probs && !dt))
+        return -1;
+    KERNEL(c, CrossEntropyBackwardFn)(dx, dt, dout, tensor_f32(ce.x),
+                                      ce.probs ? NULL : tensor_i64(ce.t),
+                                      ce.probs ? tensor_f32(ce.t) : NULL,
+                                      ce.w ? tensor_f32(ce.w) : NULL, ce.ignore, ce.red,
+                                      (float)op_float(c, "label_smoothing"), ce.N, ce.C,
+                                      ce.inner);
     return 0;
 }

@@ -80,8 +80,8 @@
  * MATMUL (matmul-, linear-backward): a gradient is a product like chapter 00's; the weights'
  * reduce over the M tokens. Measured worst: 3.8e-5 absolute on linear_blocks/grad_w (naive, sums
  * of 300 products; relative Frobenius error against the float64 truth 3.1e-7, PyTorch's own
- * 3.05e-7). FN (softmax-, log-softmax-, gelu-backward): a probability times a difference of O(1)
- * values, or GELU's O(1) derivative. Measured worst: 3.8e-6 absolute on log_softmax_odd (fast,
+ * 3.05e-7). FN (softmax-, log-softmax-, gelu-, cross-entropy-backward): a probability times a
+ * difference of O(1) values, or GELU's O(1) derivative. Measured worst: 3.8e-6 absolute on log_softmax_odd (fast,
  * within the rtol term). LN (layernorm-backward): dx's three terms cancel and are multiplied by
  * rstd; grad_gamma sums over rows (add-norm-backward: the same, twice). Measured worst: 7.6e-6
  * absolute on layernorm_bert/grad_gamma (within the rtol term), 7.3e-6 on layernorm_offset against

@@ -16,6 +16,7 @@
 #include "layernorm.h"
 #include "matmul.h"
 #include "multihead.h"
+#include "pretraining.h"
 #include "testutil.h"
 #include "tolerances.h"
 
@@ -311,6 +312,43 @@ START_TEST(test_fd_add_norm_ffn)
                        pre, hid, scratch, gx, gw1, gb1, gw2, gb2};
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
         free(arrays[i]);
+}
+END_TEST
+
+/* cross-entropy: input [N, C, inner] (dims N, C, inner), reduction sum, weights, ignore_index
+ * -100, label smoothing 0.1; class indices from fd_ce_target, or probabilities in[1] */
+static const int64_t CE_TARGET[6] = {2, -100, 0, 4, 1, 3};
+static const float CE_WEIGHT[5] = {0.5f, 1.5f, 1.0f, 0.75f, 1.25f};
+
+static double ce_loss(const FdProblem *p)
+{
+    const size_t N = p->dims[0], C = p->dims[1], inner = p->dims[2];
+    float out;
+    cross_entropy_loss_naive(&out, p->in[0], p->flag ? NULL : CE_TARGET, p->flag ? p->in[1] : NULL,
+                             CE_WEIGHT, -100, TFM_REDUCTION_SUM, 0.1f, N, C, inner);
+    return (double)p->g[0] * (double)out;
+}
+
+START_TEST(test_fd_cross_entropy)
+{
+    const size_t N = 3, C = 5, inner = 2, n = N * C * inner;
+    TuRng r = {0x0739};
+    float *x = normal(n, 2.0f, &r), *probs = zeros(n), g = 0.7f;
+    for (size_t i = 0; i < n; i++)
+        probs[i] = 0.05f + 0.1f * (float)(i % 7);   /* any targets: the loss is linear in them */
+    for (int use_probs = 0; use_probs <= 1; use_probs++) {
+        float *dx = zeros(n), *dt = zeros(n);
+        cross_entropy_backward_naive(dx, use_probs ? dt : NULL, &g, x,
+                                     use_probs ? NULL : CE_TARGET, use_probs ? probs : NULL,
+                                     CE_WEIGHT, -100, TFM_REDUCTION_SUM, 0.1f, N, C, inner);
+        FdProblem p = {ce_loss, {x, probs}, {n, n}, &g, NULL, {N, C, inner}, use_probs};
+        fd_check(use_probs ? "cross-entropy, probabilities, grad_input"
+                           : "cross-entropy, class indices, grad_input", &p, 0, dx);
+        if (use_probs)
+            fd_check("cross-entropy, probabilities, grad_target", &p, 1, dt);
+        free(dx), free(dt);
+    }
+    free(x), free(probs);
 }
 END_TEST
 
@@ -641,6 +679,48 @@ START_TEST(test_fast_vs_naive_add_norm_ffn)
 }
 END_TEST
 
+/* Cross-entropy, fast against naive: contiguous rows (inner = 1) and strided ones, indices
+ * with weights, ignored rows and smoothing, and probabilities, for every reduction. */
+START_TEST(test_fast_vs_naive_cross_entropy)
+{
+    static const size_t SHAPES[][3] = {{1, 1, 1}, {7, 33, 1}, {64, 3001, 1}, {3, 17, 5}};
+    for (size_t sh = 0; sh < sizeof SHAPES / sizeof SHAPES[0]; sh++) {
+        const size_t N = SHAPES[sh][0], C = SHAPES[sh][1], inner = SHAPES[sh][2];
+        const size_t n = N * C * inner, ne = N * inner;
+        TuRng r = {0x0780 + sh};
+        float *x = normal(n, 3.0f, &r), *probs = zeros(n), *w = zeros(C);
+        float *g = normal(ne, 1.0f, &r);
+        int64_t *y = tu_malloc(ne * sizeof *y);
+        for (size_t e = 0; e < ne; e++)
+            y[e] = e % 5 == 1 ? -100 : (int64_t)((e * 7919) % C);
+        for (size_t i = 0; i < n; i++)
+            probs[i] = (float)((i * 31) % 17) / 17.0f;
+        for (size_t c = 0; c < C; c++)
+            w[c] = 0.5f + (float)(c % 3) * 0.25f;
+        for (int red = 0; red < 3; red++)
+            for (int use_probs = 0; use_probs <= 1; use_probs++) {
+                float *res[2][2];
+                for (int v = 0; v < 2; v++) {
+                    res[v][0] = halves(n), res[v][1] = halves(n);
+                    (v ? cross_entropy_backward_fast : cross_entropy_backward_naive)(
+                        res[v][0], res[v][1], g, x, use_probs ? NULL : y,
+                        use_probs ? probs : NULL, w, -100, (TfmReduction)red, 0.1f, N, C, inner);
+                }
+                for (int t = 0; t < 2; t++) {
+                    char label[96];
+                    snprintf(label, sizeof label, "cross-entropy [%zu, %zu, %zu] %s %d grad %d",
+                             N, C, inner, use_probs ? "probs" : "indices", red, t);
+                    tu_assert_close_f32(label, res[1][t], res[0][t], 1, &n, TOL_07_FN_ATOL,
+                                        TOL_07_FN_RTOL);
+                }
+                for (int v = 0; v < 2; v++)
+                    free(res[v][0]), free(res[v][1]);
+            }
+        free(x), free(probs), free(w), free(g), free(y);
+    }
+}
+END_TEST
+
 /* Attention: fast (tiles of 32 queries x 64 keys, causal block skipping, lse from the
  * streaming forward) against naive (one row at a time), with every kind of mask. */
 START_TEST(test_fast_vs_naive_attention)
@@ -855,6 +935,7 @@ static Suite *suite(void)
     tcase_add_test(fd, test_fd_gelu);
     tcase_add_test(fd, test_fd_layernorm);
     tcase_add_test(fd, test_fd_add_norm_ffn);
+    tcase_add_test(fd, test_fd_cross_entropy);
     tcase_add_test(fd, test_fd_attention);
     tcase_add_test(fd, test_fd_encoder_layer);
     suite_add_tcase(s, fd);
@@ -864,6 +945,7 @@ static Suite *suite(void)
     tcase_add_test(fast, test_fast_vs_naive_rows);
     tcase_add_test(fast, test_fast_vs_naive_layernorm);
     tcase_add_test(fast, test_fast_vs_naive_add_norm_ffn);
+    tcase_add_test(fast, test_fast_vs_naive_cross_entropy);
     tcase_add_test(fast, test_fast_vs_naive_attention);
     tcase_add_test(fast, test_fast_vs_naive_encoder_layer);
     tcase_add_test(fast, test_backward_accumulates);

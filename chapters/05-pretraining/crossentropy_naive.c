@@ -101,3 +101,77 @@ void cross_entropy_loss_naive(float *out,              /* [1] for mean/sum, [N, 
     }
     free(logp);
 }
+
+/* The mean's divisor, as the forward sums it: sum of w[y] over the elements not ignored (class
+ * indices), N*inner (probabilities). */
+static double mean_divisor(const int64_t *target, const float *weight, int64_t ignore_index,
+                           size_t N, size_t inner)
+{
+    if (!target)
+        return (double)(N * inner);
+    double divisor = 0.0;
+    for (size_t e = 0; e < N * inner; e++)
+        if (target[e] != ignore_index)
+            divisor += weight ? (double)weight[target[e]] : 1.0;
+    return divisor;
+}
+
+void cross_entropy_backward_naive(float *dinput, float *dtarget, const float *dout,
+                                  const float *input, const int64_t *target,
+                                  const float *target_probs, const float *weight,
+                                  int64_t ignore_index, TfmReduction reduction,
+                                  float label_smoothing, size_t N, size_t C, size_t inner)
+{
+    const double eps = (double)label_smoothing;
+    const double keep = 1.0 - eps, spread = C ? eps / (double)C : 0.0;   /* y' = keep y + spread */
+    double W = 0.0;                                                      /* sum_c w[c] */
+    for (size_t c = 0; c < C; c++)
+        W += weight ? (double)weight[c] : 1.0;
+    const double g_all = reduction == TFM_REDUCTION_MEAN
+                             ? (double)dout[0] / mean_divisor(target, weight, ignore_index, N,
+                                                              inner)
+                             : (double)dout[0];
+    float *p = tfm_xcalloc(2 * C * inner + 1, sizeof *p, WHO);   /* p and log p of input[n] */
+    float *logp = p + C * inner;
+
+    for (size_t n = 0; n < N; n++) {
+        softmax_naive(p, input + n * C * inner, 1, C, inner);         /* p[c, i] */
+        log_softmax_naive(logp, input + n * C * inner, 1, C, inner);
+        for (size_t i = 0; i < inner; i++) {
+            const double g = reduction == TFM_REDUCTION_NONE ? (double)dout[n * inner + i] : g_all;
+            const size_t at = n * C * inner + i;                    /* element (n, 0, i) */
+            if (target) {
+                const int64_t y = target[n * inner + i];
+                if (y == ignore_index)
+                    continue;
+                const double w_y = weight ? (double)weight[y] : 1.0;
+                /* d/dz_c of keep w_y (-log p_y) + spread sum_k w_k (-log p_k), with
+                 * d(-log p_k)/dz_c = p_c - [c = k] */
+                for (size_t c = 0; c < C && dinput; c++) {
+                    const double w_c = weight ? (double)weight[c] : 1.0;
+                    double d = (double)p[c * inner + i] * (keep * w_y + spread * W);
+                    d -= spread * w_c;
+                    if ((int64_t)c == y)
+                        d -= keep * w_y;
+                    dinput[at + c * inner] += (float)(g * d);
+                }
+            } else {
+                double A = 0.0;                                     /* sum_c w[c] y'_c */
+                for (size_t c = 0; c < C; c++)
+                    A += (weight ? (double)weight[c] : 1.0) *
+                         (keep * (double)target_probs[at + c * inner] + spread);
+                for (size_t c = 0; c < C; c++) {
+                    const double w_c = weight ? (double)weight[c] : 1.0;
+                    const double y_c = keep * (double)target_probs[at + c * inner] + spread;
+                    if (dinput)
+                        dinput[at + c * inner] +=
+                            (float)(g * ((double)p[c * inner + i] * A - w_c * y_c));
+                    if (dtarget)   /* dl/dy_c = -keep w_c log p_c */
+                        dtarget[at + c * inner] +=
+                            (float)(-g * keep * w_c * (double)logp[c * inner + i]);
+                }
+            }
+        }
+    }
+    free(p);
+}

@@ -171,4 +171,30 @@ void cross_entropy_loss_fast(float *out,               /* [1] for mean/sum, [N, 
                              int64_t ignore_index, TfmReduction reduction, float label_smoothing,
                              size_t N, size_t C, size_t inner);
 
+/* The backward (chapter 07). With p = softmax over c of input, per element (n, i) not ignored,
+ * and g its share of the upstream gradient (dout[n,i] for none, dout[0] for sum, dout[0] / the
+ * mean's divisor for mean):
+ *
+ * Class indices, W = sum_c w[c]:
+ *   dinput[n,c,i] += g (p_c ((1 - eps) w[y] + (eps / C) W) - (1 - eps) w[y] [c = y] - (eps / C) w[c])
+ * Class probabilities, y' as above, A = sum_c w[c] y'_c:
+ *   dinput[n,c,i] += g (p_c A - w[c] y'_c)
+ *   dtarget[n,c,i] += -g (1 - eps) w[c] log p_c       (the targets are an input too)
+ * Ignored elements get nothing. The weights are constants: PyTorch implements no derivative for
+ * nll_loss's weight. Both buffers accumulate (matmul.h); either may be NULL (dtarget is only
+ * for probabilities). */
+void cross_entropy_backward_naive(float *dinput,        /* [N, C, inner] or NULL, += */
+                                  float *dtarget,       /* [N, C, inner] or NULL, += */
+                                  const float *dout,    /* [1] for mean/sum, [N, inner] none */
+                                  const float *input,   /* [N, C, inner] the forward's logits */
+                                  const int64_t *target, const float *target_probs,
+                                  const float *weight, int64_t ignore_index,
+                                  TfmReduction reduction, float label_smoothing, size_t N,
+                                  size_t C, size_t inner);
+void cross_entropy_backward_fast(float *dinput, float *dtarget, const float *dout,
+                                 const float *input, const int64_t *target,
+                                 const float *target_probs, const float *weight,
+                                 int64_t ignore_index, TfmReduction reduction,
+                                 float label_smoothing, size_t N, size_t C, size_t inner);
+
 #endif
