@@ -22,6 +22,7 @@ int bind_mha(OpCall *c);                /* ops_02_multihead.c */
 int bind_mha_backward(OpCall *c);
 int bind_pe(OpCall *c);                 /* ops_03_positional.c */
 int bind_embeddings(OpCall *c);
+int bind_embeddings_backward(OpCall *c);
 int bind_layernorm(OpCall *c);          /* ops_04_layernorm.c */
 int bind_add_norm(OpCall *c);
 int bind_pre_norm(OpCall *c);

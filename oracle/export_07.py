@@ -90,6 +90,12 @@ ADD_NORM_CASES = [  # name, x's shape, gamma and beta, eps
     ("add_norm_bert", (2, 9, 768), True, 1e-12),
     ("add_norm_noaffine", (5, 33), False, 1e-5),
 ]
+EMB_CASES = [  # name, (B, T, E, V, P, G), position_ids given, padding_idx
+    ("emb_small", (2, 5, 8, 11, 7, 2), False, None),
+    ("emb_padding", (3, 6, 16, 9, 8, 2), False, 0),   # BERT: pad_token_id 0, ids repeat
+    ("emb_positions", (2, 7, 12, 10, 9, 0), True, None),   # no type table, repeated positions
+    ("emb_wide", (4, 33, 200, 50, 40, 3), False, 1),   # past the 64-column thread blocks
+]
 CE_CASES = [  # name, input's shape, probabilities, weight, ignored elements, reduction, eps
     ("ce_mean", (8, 10), False, False, 0, "mean", 0.0),
     ("ce_weight_ignore", (12, 7), False, True, 3, "mean", 0.0),
@@ -290,6 +296,29 @@ def build(seed):
                          {"x": x, "s": sub, "gamma": gamma, "beta": beta}, g)
         emit(out, name, {"x": x, "s": sub, "gamma": gamma, "beta": beta, "grad_out": g}, g32,
              g64, op="add-norm-backward", params={"eps": eps if eps != 1e-5 else None})
+
+    for name, (B, T, E, V, P, G), with_pos, pad in EMB_CASES:
+        c = Case(seed, name)
+        ids = torch.randint(0, V, (B, T), generator=c.gen)
+        if pad is not None:
+            ids[:, -2:] = pad                           # the sequences' padding
+        word, pos = c.randn(V, E), c.randn(P, E)
+        typ = c.randn(G, E) if G else None
+        tt = torch.randint(0, G, (B, T), generator=c.gen) if G else None
+        pids = torch.randint(0, P, (B, T), generator=c.gen) if with_pos else None
+        g = c.randn(B, T, E)
+
+        def emb(word_emb, pos_emb, type_emb=None):
+            # BertEmbeddings' sum, nn.Embedding's lookups (padding_idx on the word table)
+            p = pids if pids is not None else torch.arange(T).expand(B, T)
+            x = F.embedding(ids, word_emb, padding_idx=pad)
+            if type_emb is not None:
+                x = x + F.embedding(tt, type_emb)
+            return x + F.embedding(p, pos_emb)
+        g32, g64 = _both(emb, {"word_emb": word, "pos_emb": pos, "type_emb": typ}, g)
+        emit(out, name, {"input_ids": ids, "word_emb": word, "pos_emb": pos, "type_emb": typ,
+                         "position_ids": pids, "token_type_ids": tt, "grad_out": g}, g32, g64,
+             op="embeddings-backward", params={"padding_idx": pad})
 
     for name, shape, probs, weighted, ignored, reduction, eps in CE_CASES:
         c = Case(seed, name)

@@ -2,6 +2,7 @@
  *
  *   pe           the sinusoidal table of "Attention Is All You Need" at the given positions
  *   embeddings   BERT's embedding sum (word + type) + pos, before its LayerNorm
+ *   embeddings-backward   its scatter-add into the three tables (chapter 07)
  *
  * Every id is checked against its table before anything runs; the first one outside is named
  * with its index and value.
@@ -48,7 +49,14 @@ static int check_ids(OpCall *c, const Tensor *x, const char *name, size_t B, siz
                    "%zu]", B, T, name, x->shape[0], x->shape[1], B, T);
 }
 
-int bind_embeddings(OpCall *c)
+/* The tables, the ids and their sizes, checked: what the forward and the backward share. */
+typedef struct {
+    const Tensor *ids, *word, *pos, *type;
+    const int64_t *position_ids, *token_type_ids;   /* NULL when absent */
+    size_t B, T, E, V, P, G;
+} EmbCall;
+
+static int emb_setup(OpCall *c, EmbCall *e)
 {
     const Tensor *ids = op_in(c, "input_ids"), *word = op_in(c, "word_emb");
     const Tensor *pos = op_in(c, "pos_emb"), *type = op_in(c, "type_emb");
@@ -73,14 +81,54 @@ int bind_embeddings(OpCall *c)
         embeddings_bad_id_str(what, sizeof what, &bad, T);
         return op_fail(c, "%s", what);
     }
-    const size_t shape[3] = {B, T, E};
+    *e = (EmbCall){ids, word, pos, type, position_ids, token_type_ids, B, T, E, V, P, G};
+    return 0;
+}
+
+int bind_embeddings(OpCall *c)
+{
+    EmbCall e;
+    if (emb_setup(c, &e))
+        return -1;
+    const size_t shape[3] = {e.B, e.T, e.E};
     float *out = op_output(c, "out", 3, shape);
     if (!out)
         return -1;
-    if (KERNEL(c, EmbeddingsFn)(out, &bad, tensor_i64(ids), position_ids, token_type_ids,
-                                tensor_f32(word), tensor_f32(pos),
-                                type ? tensor_f32(type) : NULL, B, T, E, V, P, G) != 0)
+    EmbBadId bad;
+    if (KERNEL(c, EmbeddingsFn)(out, &bad, tensor_i64(e.ids), e.position_ids, e.token_type_ids,
+                                tensor_f32(e.word), tensor_f32(e.pos),
+                                e.type ? tensor_f32(e.type) : NULL, e.B, e.T, e.E, e.V, e.P,
+                                e.G) != 0)
         /* checked above; kept so that a kernel and bind disagreement is loud */
+        return op_fail(c, "the kernel rejected an id the bind accepted");
+    return 0;
+}
+
+typedef int (*EmbeddingsBackwardFn)(float *dword, float *dpos, float *dtype, EmbBadId *bad,
+                                    const float *dout, const int64_t *input_ids,
+                                    const int64_t *position_ids, const int64_t *token_type_ids,
+                                    int64_t padding_idx, size_t B, size_t T, size_t E, size_t V,
+                                    size_t P, size_t G);
+
+/* embeddings-backward (chapter 07): grad_word_emb, grad_pos_emb and grad_type_emb (with
+ * type_emb), the scatter-add of grad_out. */
+int bind_embeddings_backward(OpCall *c)
+{
+    EmbCall e;
+    if (emb_setup(c, &e))
+        return -1;
+    const size_t shape[3] = {e.B, e.T, e.E};
+    const float *dout = op_grad_in(c, "grad_out", "out", 3, shape);
+    float *dw = dout ? op_output(c, "grad_word_emb", 2, e.word->shape) : NULL;
+    float *dp = dw ? op_output(c, "grad_pos_emb", 2, e.pos->shape) : NULL;
+    float *dt = dp && e.type ? op_output(c, "grad_type_emb", 2, e.type->shape) : NULL;
+    if (!dp || (e.type && !dt))
+        return -1;
+    EmbBadId bad;
+    if (KERNEL(c, EmbeddingsBackwardFn)(dw, dp, dt, &bad, dout, tensor_i64(e.ids),
+                                        e.position_ids, e.token_type_ids,
+                                        op_int(c, "padding_idx"), e.B, e.T, e.E, e.V, e.P,
+                                        e.G) != 0)
         return op_fail(c, "the kernel rejected an id the bind accepted");
     return 0;
 }

@@ -16,6 +16,7 @@
 #include "layernorm.h"
 #include "matmul.h"
 #include "multihead.h"
+#include "positional.h"
 #include "pretraining.h"
 #include "testutil.h"
 #include "tolerances.h"
@@ -721,6 +722,55 @@ START_TEST(test_fast_vs_naive_cross_entropy)
 }
 END_TEST
 
+/* The embeddings' scatter-add: fast equals naive bit for bit on 1 and 3 threads (the same
+ * order per element), the padding row receives nothing, and a bad id writes nothing. */
+START_TEST(test_embeddings_backward)
+{
+    const size_t B = 3, T = 40, E = 150, V = 7, P = 45, G = 2, n = B * T;
+    TuRng r = {0x0790};
+    int64_t ids[120], tt[120];
+    for (size_t i = 0; i < n; i++)
+        ids[i] = (int64_t)((i * 5) % V), tt[i] = (int64_t)(i % G);   /* ids repeat */
+    float *g = normal(n * E, 1.0f, &r);
+    float *res[3][3];
+    const int threads = omp_get_max_threads();
+    for (int v = 0; v < 3; v++) {
+        res[v][0] = halves(V * E), res[v][1] = halves(P * E), res[v][2] = halves(G * E);
+        omp_set_num_threads(v == 2 ? 3 : 1);
+        EmbBadId bad;
+        const int rc = (v ? embeddings_backward_fast : embeddings_backward_naive)(
+            res[v][0], res[v][1], res[v][2], &bad, g, ids, NULL, tt, 3, B, T, E, V, P, G);
+        ck_assert_int_eq(rc, 0);
+    }
+    omp_set_num_threads(threads);
+    const size_t sizes[3] = {V * E, P * E, G * E};
+    for (int v = 1; v < 3; v++)
+        for (int t = 0; t < 3; t++)
+            ck_assert_msg(memcmp(res[v][t], res[0][t], sizes[t] * sizeof(float)) == 0,
+                          "embeddings backward: fast (%d threads) differs from naive in table %d",
+                          v == 1 ? 1 : 3, t);
+    for (size_t j = 0; j < E; j++)   /* padding_idx 3: its row keeps its 1/2 */
+        ck_assert_msg(res[0][0][3 * E + j] == 0.5f, "the padding row received a gradient");
+    ids[77] = (int64_t)V;   /* out of the table */
+    float *before = halves(V * E);
+    for (int v = 0; v < 2; v++) {
+        float *dw = halves(V * E);
+        EmbBadId bad;
+        const int rc = (v ? embeddings_backward_fast : embeddings_backward_naive)(
+            dw, NULL, NULL, &bad, g, ids, NULL, NULL, -1, B, T, E, V, P, G);
+        ck_assert_int_eq(rc, -1);
+        ck_assert_int_eq((int)bad.kind, (int)EMB_INPUT_IDS);
+        ck_assert_uint_eq(bad.index, 77);
+        ck_assert_msg(memcmp(dw, before, V * E * sizeof(float)) == 0, "a refused call wrote");
+        free(dw);
+    }
+    free(before), free(g);
+    for (int v = 0; v < 3; v++)
+        for (int t = 0; t < 3; t++)
+            free(res[v][t]);
+}
+END_TEST
+
 /* Attention: fast (tiles of 32 queries x 64 keys, causal block skipping, lse from the
  * streaming forward) against naive (one row at a time), with every kind of mask. */
 START_TEST(test_fast_vs_naive_attention)
@@ -946,6 +996,7 @@ static Suite *suite(void)
     tcase_add_test(fast, test_fast_vs_naive_layernorm);
     tcase_add_test(fast, test_fast_vs_naive_add_norm_ffn);
     tcase_add_test(fast, test_fast_vs_naive_cross_entropy);
+    tcase_add_test(fast, test_embeddings_backward);
     tcase_add_test(fast, test_fast_vs_naive_attention);
     tcase_add_test(fast, test_fast_vs_naive_encoder_layer);
     tcase_add_test(fast, test_backward_accumulates);

@@ -91,4 +91,32 @@ int embeddings_forward_fast(float *out, EmbBadId *bad, const int64_t *input_ids,
                             const float *word_emb, const float *pos_emb, const float *type_emb,
                             size_t B, size_t T, size_t E, size_t V, size_t P, size_t G);
 
+/* The backward (chapter 07): each table row receives the sum of dout over the tokens that
+ * looked it up, in token order b*T + t:
+ *
+ *   dword[input_ids[b,t]]      += dout[b,t]   (not where input_ids[b,t] = padding_idx)
+ *   dtype[token_type_ids[b,t]] += dout[b,t]
+ *   dpos[position_ids[b,t]]    += dout[b,t]
+ *
+ * padding_idx is nn.Embedding's (Hugging Face builds BERT's word table with padding_idx =
+ * pad_token_id): that row's gradient stays 0, so the padding vector never trains; negative for
+ * none. Tables without a gradient buffer (NULL) are skipped; like every tfm backward the
+ * buffers accumulate (matmul.h). Validates the ids as the forward does: returns 0, or -1 with
+ * the offender in *bad and nothing written. */
+int embeddings_backward_naive(float *dword,                   /* [V, E] or NULL, += */
+                              float *dpos,                    /* [P, E] or NULL, += */
+                              float *dtype,                   /* [G, E] or NULL, += */
+                              EmbBadId *bad,                  /* or NULL */
+                              const float *dout,              /* [B, T, E] */
+                              const int64_t *input_ids,       /* [B, T] */
+                              const int64_t *position_ids,    /* [B, T] or NULL: 0..T-1 */
+                              const int64_t *token_type_ids,  /* [B, T] or NULL: all 0 */
+                              int64_t padding_idx, size_t B, size_t T, size_t E, size_t V,
+                              size_t P, size_t G);
+int embeddings_backward_fast(float *dword, float *dpos, float *dtype, EmbBadId *bad,
+                             const float *dout, const int64_t *input_ids,
+                             const int64_t *position_ids, const int64_t *token_type_ids,
+                             int64_t padding_idx, size_t B, size_t T, size_t E, size_t V,
+                             size_t P, size_t G);
+
 #endif

@@ -43,6 +43,12 @@
  * (no bounds test inside the loops), the three rows are summed in one fused, `omp simd` pass
  * with restrict pointers (one store per element), and the B T rows are split over threads. The
  * addition order is the naive one, (word + type) + pos, so the result is the same bit for bit.
+ *
+ * Embeddings, backward (chapter 07): a scatter-add, where two tokens with the same id add into
+ * the same row. Threads own blocks of EMB_COLS columns of every table and each walks all tokens
+ * in order: no atomics, no per-thread copies of a 30522-row table to merge, and every element
+ * sums its tokens in the naive order, so the result is naive's bit for bit on any thread
+ * count. Within a block, the token's three row slices are one `omp simd` pass.
  */
 #include "positional.h"
 #include "arena.h"
@@ -166,6 +172,50 @@ int embeddings_forward_fast(float *out, EmbBadId *bad, const int64_t *input_ids,
 #pragma omp simd
             for (size_t j = 0; j < E; j++)
                 o[j] = wr[j] + pr[j];
+        }
+    }
+    return 0;
+}
+
+/* Columns per thread block of the backward: a few cache lines of each of a token's rows. */
+enum { EMB_COLS = 64 };
+
+int embeddings_backward_fast(float *dword, float *dpos, float *dtype, EmbBadId *bad,
+                             const float *dout, const int64_t *input_ids,
+                             const int64_t *position_ids, const int64_t *token_type_ids,
+                             int64_t padding_idx, size_t B, size_t T, size_t E, size_t V,
+                             size_t P, size_t G)
+{
+    if (!dtype)
+        G = 0;
+    if (embeddings_check_ids(bad, input_ids, position_ids, token_type_ids, B, T, V, P, G) != 0)
+        return -1;
+    const size_t n = B * T, blocks = (E + EMB_COLS - 1) / EMB_COLS;
+#pragma omp parallel for schedule(static) if (n * E >= ((size_t)1 << 15))
+    for (size_t blk = 0; blk < blocks; blk++) {
+        const size_t j0 = blk * EMB_COLS, nj = E - j0 < EMB_COLS ? E - j0 : EMB_COLS;
+        for (size_t bt = 0; bt < n; bt++) {
+            const float *restrict d = dout + bt * E + j0;
+            if (dword && input_ids[bt] != padding_idx) {
+                float *restrict w = dword + (size_t)input_ids[bt] * E + j0;
+#pragma omp simd
+                for (size_t j = 0; j < nj; j++)
+                    w[j] += d[j];
+            }
+            if (G > 0) {
+                const size_t row = token_type_ids ? (size_t)token_type_ids[bt] : 0;
+                float *restrict g = dtype + row * E + j0;
+#pragma omp simd
+                for (size_t j = 0; j < nj; j++)
+                    g[j] += d[j];
+            }
+            if (dpos) {
+                const size_t row = position_ids ? (size_t)position_ids[bt] : bt % T;
+                float *restrict p = dpos + row * E + j0;
+#pragma omp simd
+                for (size_t j = 0; j < nj; j++)
+                    p[j] += d[j];
+            }
         }
     }
     return 0;

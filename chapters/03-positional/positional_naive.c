@@ -114,3 +114,34 @@ int embeddings_forward_naive(float *out, EmbBadId *bad, const int64_t *input_ids
     }
     return 0;
 }
+
+int embeddings_backward_naive(float *dword, float *dpos, float *dtype, EmbBadId *bad,
+                              const float *dout, const int64_t *input_ids,
+                              const int64_t *position_ids, const int64_t *token_type_ids,
+                              int64_t padding_idx, size_t B, size_t T, size_t E, size_t V,
+                              size_t P, size_t G)
+{
+    if (!dtype)
+        G = 0;
+    if (embeddings_check_ids(bad, input_ids, position_ids, token_type_ids, B, T, V, P, G) != 0)
+        return -1;
+
+    for (size_t b = 0; b < B; b++) {
+        for (size_t t = 0; t < T; t++) {
+            const size_t bt = b * T + t;
+            const size_t w = (size_t)input_ids[bt];
+            const size_t p = position_ids ? (size_t)position_ids[bt] : t;
+            const size_t g = token_type_ids ? (size_t)token_type_ids[bt] : 0;
+            for (size_t j = 0; j < E; j++) {
+                const float d = dout[bt * E + j];   /* d out[b,t,j] reaches all three terms */
+                if (dword && input_ids[bt] != padding_idx)
+                    dword[w * E + j] += d;
+                if (G > 0)
+                    dtype[g * E + j] += d;
+                if (dpos)
+                    dpos[p * E + j] += d;
+            }
+        }
+    }
+    return 0;
+}

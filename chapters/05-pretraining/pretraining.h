@@ -176,7 +176,8 @@ void cross_entropy_loss_fast(float *out,               /* [1] for mean/sum, [N, 
  * mean's divisor for mean):
  *
  * Class indices, W = sum_c w[c]:
- *   dinput[n,c,i] += g (p_c ((1 - eps) w[y] + (eps / C) W) - (1 - eps) w[y] [c = y] - (eps / C) w[c])
+ *   dinput[n,c,i] += g (p_c ((1 - eps) w[y] + (eps / C) W)
+ *                       - (1 - eps) w[y] [c = y] - (eps / C) w[c])
  * Class probabilities, y' as above, A = sum_c w[c] y'_c:
  *   dinput[n,c,i] += g (p_c A - w[c] y'_c)
  *   dtarget[n,c,i] += -g (1 - eps) w[c] log p_c       (the targets are an input too)
