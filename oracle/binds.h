@@ -32,6 +32,7 @@ int bind_mlm_mask(OpCall *c);           /* ops_05_pretraining.c */
 int bind_mlm_loss(OpCall *c);
 int bind_nsp_loss(OpCall *c);
 int bind_pretraining_heads(OpCall *c);
+int bind_pretraining_heads_backward(OpCall *c);
 int bind_cross_entropy(OpCall *c);
 int bind_cross_entropy_backward(OpCall *c);
 int bind_feedforward(OpCall *c);        /* ops_06_encoder.c */

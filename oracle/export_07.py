@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import ch01_attention
+import ch05_pretraining
 import ch07_backward
 from ch07_backward import grads
 from goldenlib import Case, Golden, emit, padding_mask, to_f64
@@ -89,6 +90,11 @@ ADD_NORM_CASES = [  # name, x's shape, gamma and beta, eps
     ("add_norm_small", (4, 6), True, 1e-5),
     ("add_norm_bert", (2, 9, 768), True, 1e-12),
     ("add_norm_noaffine", (5, 33), False, 1e-5),
+]
+HEADS_CASES = [  # name, (B, T, E, V), MLM labels kept (every k-th token), NSP label ignored
+    ("heads_small", (2, 5, 8, 13), 2, False),
+    ("heads_none_labelled", (3, 4, 8, 11), 0, True),   # mlm_loss NaN: no gradient from it
+    ("heads_wide", (2, 24, 64, 300), 3, False),
 ]
 EMB_CASES = [  # name, (B, T, E, V, P, G), position_ids given, padding_idx
     ("emb_small", (2, 5, 8, 11, 7, 2), False, None),
@@ -296,6 +302,40 @@ def build(seed):
                          {"x": x, "s": sub, "gamma": gamma, "beta": beta}, g)
         emit(out, name, {"x": x, "s": sub, "gamma": gamma, "beta": beta, "grad_out": g}, g32,
              g64, op="add-norm-backward", params={"eps": eps if eps != 1e-5 else None})
+
+    for name, (B, T, E, V), every, nsp_ignored in HEADS_CASES:
+        c = Case(seed, name)
+        h = c.randn(B, T, E)
+        ids = torch.randint(0, V, (B, T), generator=c.gen)
+        keep = torch.zeros(B * T, dtype=torch.bool)
+        if every:
+            keep[::every] = True
+        labels = torch.where(keep.view(B, T), ids, torch.full_like(ids, -100))
+        nsp = torch.randint(0, 2, (B,), generator=c.gen)
+        if nsp_ignored:
+            nsp[0] = -100
+        shapes = {k: v.shape for k, v in
+                  ch05_pretraining.BertPretrainingHeadsRef(V, E).named_parameters()}
+        state = {k: (1.0 if k.endswith("LayerNorm.weight") else 0.0) + 0.1 * c.randn(*shp)
+                 if len(shp) == 1 else c.randn(*shp) / shp[1] ** 0.5
+                 for k, shp in sorted(shapes.items())}
+        gl = c.randn(1).reshape(())
+
+        def heads_grads(dtype):
+            # transformers' BertPreTrainingHeads (ref/ch05), called as a whole
+            m = ch05_pretraining.BertPretrainingHeadsRef(V, E).to(dtype)
+            named = dict(m.named_parameters())
+            with torch.no_grad():
+                for k, v in state.items():
+                    named[k].copy_(v.to(dtype))
+            hh = h.to(dtype).requires_grad_(True)
+            loss = m(hh, labels, nsp)["loss"]
+            names = ["sequence_output"] + list(state)
+            got = torch.autograd.grad(loss, [hh] + [named[k] for k in state], gl.to(dtype))
+            return {f"grad_{k}": d for k, d in zip(names, got)}
+        emit(out, name, {"sequence_output": h, "labels": labels, "next_sentence_label": nsp,
+                         **state, "grad_loss": gl}, heads_grads(torch.float32),
+             heads_grads(torch.float64), op="pretraining-heads-backward")
 
     for name, (B, T, E, V, P, G), with_pos, pad in EMB_CASES:
         c = Case(seed, name)

@@ -126,7 +126,15 @@ static const float *head_param(OpCall *c, const char *name, int ndim, size_t d0,
     return tensor_f32(t);
 }
 
-int bind_pretraining_heads(OpCall *c)
+/* The heads' sizes, parameters and labels, checked: what the forward and the backward share. */
+typedef struct {
+    size_t B, T, E, V;
+    MlmHead mh;
+    NspHead nh;
+    const int64_t *labels, *nsp_labels;
+} HeadsCall;
+
+static int heads_setup(OpCall *c, HeadsCall *hc)
 {
     const Tensor *h = op_in(c, "sequence_output");
     const size_t B = h->shape[0], T = h->shape[1], E = h->shape[2];
@@ -160,8 +168,17 @@ int bind_pretraining_heads(OpCall *c)
     if (check_labels(c, "labels", labels, B * T, V) ||
         check_labels(c, "next_sentence_label", tensor_i64(ns), B, 2))
         return -1;
+    *hc = (HeadsCall){B, T, E, V, mh, nh, labels, tensor_i64(ns)};
+    return 0;
+}
 
-    const size_t S = mlm_count_selected(labels, B * T);
+int bind_pretraining_heads(OpCall *c)
+{
+    HeadsCall hc;
+    if (heads_setup(c, &hc))
+        return -1;
+    const size_t B = hc.B, T = hc.T, E = hc.E, V = hc.V;
+    const size_t S = mlm_count_selected(hc.labels, B * T);
     const size_t zshape[2] = {S, V}, sshape[2] = {B, 2};
     float *masked_logits = op_output(c, "masked_logits", 2, zshape);
     float *nsp_logits = masked_logits ? op_output(c, "seq_relationship_logits", 2, sshape) : NULL;
@@ -171,11 +188,54 @@ int bind_pretraining_heads(OpCall *c)
     if (!total)
         return -1;
     /* The table names the MLM head's kernels; the NSP head follows the same variant. */
-    const float *H = tensor_f32(h);
-    KERNEL(c, MlmFn)(mlm_loss, masked_logits, H, labels, &mh, B * T, E, V);
+    const float *H = tensor_f32(op_in(c, "sequence_output"));
+    KERNEL(c, MlmFn)(mlm_loss, masked_logits, H, hc.labels, &hc.mh, B * T, E, V);
     (c->variant == TFM_FAST ? nsp_forward_fast : nsp_forward_naive)(
-        nsp_loss, nsp_logits, NULL, H, tensor_i64(ns), &nh, B, T, E);
+        nsp_loss, nsp_logits, NULL, H, hc.nsp_labels, &hc.nh, B, T, E);
     total[0] = mlm_loss[0] + nsp_loss[0];   /* BertForPreTraining's loss: one float addition */
+    return 0;
+}
+
+typedef void (*MlmBackwardFn)(float *dhidden, const MlmHeadGrads *g, float dloss,
+                              const float *hidden, const int64_t *labels, const MlmHead *head,
+                              size_t N, size_t E, size_t V);
+
+/* grad_<name> [shape of name] for a head parameter. */
+static float *head_grad(OpCall *c, const char *name)
+{
+    const Tensor *t = op_in(c, name);
+    char gname[96];
+    snprintf(gname, sizeof gname, "grad_%s", name);
+    return op_output(c, gname, t->ndim, t->shape);
+}
+
+/* pretraining-heads-backward (chapter 07): grad_loss reaches both losses (loss = mlm_loss +
+ * nsp_loss); grad_sequence_output sums the two heads' paths, and
+ * grad_bert.embeddings.word_embeddings.weight is the tied decoder's share of that gradient. */
+int bind_pretraining_heads_backward(OpCall *c)
+{
+    HeadsCall hc;
+    if (heads_setup(c, &hc))
+        return -1;
+    const Tensor *h = op_in(c, "sequence_output");
+    const float *dloss = op_grad_in(c, "grad_loss", "loss", 0, NULL);
+    float *dh = dloss ? op_output(c, "grad_sequence_output", 3, h->shape) : NULL;
+    static const char *const NAMES[10] = {
+        "bert.embeddings.word_embeddings.weight", "cls.predictions.transform.dense.weight",
+        "cls.predictions.transform.dense.bias", "cls.predictions.transform.LayerNorm.weight",
+        "cls.predictions.transform.LayerNorm.bias", "cls.predictions.bias",
+        "bert.pooler.dense.weight", "bert.pooler.dense.bias", "cls.seq_relationship.weight",
+        "cls.seq_relationship.bias"};
+    float *g[10];
+    for (int k = 0; k < 10; k++)
+        if (!dh || !(g[k] = head_grad(c, NAMES[k])))
+            return -1;
+    const MlmHeadGrads mg = {g[1], g[2], g[3], g[4], g[0], g[5]};
+    const NspHeadGrads ng = {g[6], g[7], g[8], g[9]};
+    const float *H = tensor_f32(h);
+    KERNEL(c, MlmBackwardFn)(dh, &mg, dloss[0], H, hc.labels, &hc.mh, hc.B * hc.T, hc.E, hc.V);
+    (c->variant == TFM_FAST ? nsp_backward_fast : nsp_backward_naive)(
+        dh, &ng, dloss[0], H, hc.nsp_labels, &hc.nh, hc.B, hc.T, hc.E);
     return 0;
 }
 

@@ -80,21 +80,23 @@
  * MATMUL (matmul-, linear-backward): a gradient is a product like chapter 00's; the weights'
  * reduce over the M tokens. Measured worst: 3.8e-5 absolute on linear_blocks/grad_w (naive, sums
  * of 300 products; relative Frobenius error against the float64 truth 3.1e-7, PyTorch's own
- * 3.05e-7). FN (softmax-, log-softmax-, gelu-, cross-entropy-backward): a probability times a
- * difference of O(1) values, or GELU's O(1) derivative. Measured worst: 3.8e-6 absolute on log_softmax_odd (fast,
- * within the rtol term). LN (layernorm-backward): dx's three terms cancel and are multiplied by
- * rstd; grad_gamma sums over rows (add-norm-backward: the same, twice). Measured worst: 7.6e-6
- * absolute on layernorm_bert/grad_gamma (within the rtol term), 7.3e-6 on layernorm_offset against
- * the truth. ATTN (attention-, mha-backward): softmax's gradient through two more products of
- * width Dk and Dv; multi-head attention adds the projections' gradients, reduced over B*T tokens.
- * Measured worst: 9.5e-7 absolute on attention_causal/grad_k, 6.7e-6 on mha_wide/grad_in_proj_bias
- * (a sum over 80 tokens; relative Frobenius error against the float64 truth 4.4e-7 fast, 4.3e-7
- * naive, PyTorch's own 3.3e-7). LAYER (encoder-layer-, feedforward-backward): every step above in
- * sequence, the weights' gradients reduced over the tokens. Measured worst: 1.24e-5 absolute on
- * encoder_wide/grad_norm2.weight (fast; relative Frobenius 3.5e-7, PyTorch's 3.0e-7); the largest
- * relative error, 8.2e-7, is naive's grad_self_attn.in_proj_bias on encoder_post_gelu (PyTorch's
- * 3.3e-7). feedforward-backward: 7.6e-6 on ffn_wide/grad_linear2.weight; add-norm-backward: 2.4e-6
- * on add_norm_bert/grad_gamma. */
+ * 3.05e-7). FN (softmax-, log-softmax-, gelu-, cross-entropy-, embeddings-backward): a probability
+ * times a difference of O(1) values, or GELU's O(1) derivative. Measured worst: 3.8e-6 absolute on
+ * log_softmax_odd (fast, within the rtol term). LN (layernorm-backward): dx's three terms cancel
+ * and are multiplied by rstd; grad_gamma sums over rows (add-norm-backward: the same, twice).
+ * Measured worst: 7.6e-6 absolute on layernorm_bert/grad_gamma (within the rtol term), 7.3e-6 on
+ * layernorm_offset against the truth. ATTN (attention-, mha-backward): softmax's gradient through
+ * two more products of width Dk and Dv; multi-head attention adds the projections' gradients,
+ * reduced over B*T tokens. Measured worst: 9.5e-7 absolute on attention_causal/grad_k, 6.7e-6 on
+ * mha_wide/grad_in_proj_bias (a sum over 80 tokens; relative Frobenius error against the float64
+ * truth 4.4e-7 fast, 4.3e-7 naive, PyTorch's own 3.3e-7). LAYER (encoder-layer-, feedforward-,
+ * pretraining-heads-backward): every step above in sequence, the weights' gradients reduced over
+ * the tokens. Measured worst: 1.24e-5 absolute on encoder_wide/grad_norm2.weight (fast; relative
+ * Frobenius 3.5e-7, PyTorch's 3.0e-7); the largest relative error, 8.2e-7, is naive's
+ * grad_self_attn.in_proj_bias on encoder_post_gelu (PyTorch's 3.3e-7). feedforward-backward:
+ * 7.6e-6 on ffn_wide/grad_linear2.weight; add-norm-backward: 2.4e-6 on add_norm_bert/grad_gamma.
+ * pretraining-heads-backward: 2.4e-7 on heads_wide; cross-entropy-backward: 1.2e-7;
+ * embeddings-backward: exact (the same sums in the same order as PyTorch). */
 #define TOL_07_MATMUL_ATOL 5e-5
 #define TOL_07_MATMUL_RTOL 1e-5
 #define TOL_07_FN_ATOL 1e-6

@@ -353,6 +353,82 @@ START_TEST(test_fd_cross_entropy)
 }
 END_TEST
 
+/* The pretraining heads: dims {B, T, E, V}. MLM: in = hidden, dense_w, ln_gamma, decoder_w,
+ * decoder_b (the others fixed in the problem's heads); NSP: hidden, pooler_w, pooler_b, cls_w,
+ * cls_b. flag 0 = MLM, 1 = NSP. */
+typedef struct {
+    FdProblem fd;
+    MlmHead mh;
+    NspHead nh;
+    const int64_t *labels, *nsp;
+} HeadsProblem;
+
+static double heads_loss(const FdProblem *fp)
+{
+    const HeadsProblem *hp = (const HeadsProblem *)fp;
+    const size_t B = fp->dims[0], T = fp->dims[1], E = fp->dims[2], V = fp->dims[3];
+    float loss;
+    if (fp->flag == 0) {
+        MlmHead mh = hp->mh;
+        mh.dense_w = fp->in[1], mh.ln_gamma = fp->in[2], mh.decoder_w = fp->in[3];
+        mh.decoder_b = fp->in[4];
+        mlm_forward_naive(&loss, NULL, fp->in[0], hp->labels, &mh, B * T, E, V);
+    } else {
+        const NspHead nh = {fp->in[1], fp->in[2], fp->in[3], fp->in[4]};
+        float logits[8];
+        nsp_forward_naive(&loss, logits, NULL, fp->in[0], hp->nsp, &nh, B, T, E);
+    }
+    return (double)fp->g[0] * (double)loss;
+}
+
+START_TEST(test_fd_pretraining_heads)
+{
+    const size_t B = 2, T = 3, E = 6, V = 9, N = B * T;
+    static const int64_t LABELS[6] = {4, -100, 0, -100, 8, 2}, NSP[2] = {1, 0};
+    TuRng r = {0x073a};
+    float *h = normal(N * E, 1.0f, &r), *dw = normal(E * E, 0.4f, &r), *db = normal(E, 0.1f, &r);
+    float *gam = normal(E, 0.1f, &r), *bet = normal(E, 0.1f, &r), *W = normal(V * E, 0.5f, &r);
+    float *bd = normal(V, 0.1f, &r), *pw = normal(E * E, 0.4f, &r), *pb = normal(E, 0.1f, &r);
+    float *cw = normal(2 * E, 0.4f, &r), *cb = normal(2, 0.1f, &r);
+    for (size_t e = 0; e < E; e++)
+        gam[e] += 1.0f;
+    const float dloss = 0.8f;
+    HeadsProblem hp = {.mh = {dw, db, gam, bet, W, bd, 1e-12f}, .nh = {pw, pb, cw, cb},
+                       .labels = LABELS, .nsp = NSP};
+    for (int head = 0; head < 2; head++) {
+        const size_t sizes[2][5] = {{N * E, E * E, E, V * E, V}, {N * E, E * E, E, 2 * E, 2}};
+        float *grads[5];
+        for (int k = 0; k < 5; k++)
+            grads[k] = zeros(sizes[head][k]);
+        /* the gradients of the parameters this problem does not perturb */
+        float *unused[6] = {zeros(E), zeros(E), zeros(E), zeros(E), zeros(E), zeros(E)};
+        if (head == 0) {
+            const MlmHeadGrads mg = {grads[1], unused[0], grads[2], unused[1], grads[3],
+                                     grads[4]};
+            mlm_backward_naive(grads[0], &mg, dloss, h, LABELS, &hp.mh, N, E, V);
+        } else {
+            const NspHeadGrads ng = {grads[1], grads[2], grads[3], grads[4]};
+            nsp_backward_naive(grads[0], &ng, dloss, h, NSP, &hp.nh, B, T, E);
+        }
+        hp.fd = (FdProblem){heads_loss,
+                            {h, head ? pw : dw, head ? pb : gam, head ? cw : W, head ? cb : bd},
+                            {0}, &dloss, NULL, {B, T, E, V}, head};
+        for (int k = 0; k < 5; k++) {
+            hp.fd.n[k] = sizes[head][k];
+            char label[64];
+            snprintf(label, sizeof label, "%s head, input %d", head ? "NSP" : "MLM", k);
+            fd_check(label, &hp.fd, k, grads[k]);
+            free(grads[k]);
+        }
+        for (int k = 0; k < 6; k++)
+            free(unused[k]);
+    }
+    float *arrays[] = {h, dw, db, gam, bet, W, bd, pw, pb, cw, cb};
+    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
+        free(arrays[i]);
+}
+END_TEST
+
 /* attention: q, k, v [1, H, T, D] with the mask in p->dims[4..]: dims = {H, Tq, Tk, D} and flag
  * bit 0 = causal, bit 1 = padding of the last key */
 static const uint8_t PAD_LAST[8] = {0, 0, 0, 0, 0, 0, 0, 1};
@@ -722,6 +798,50 @@ START_TEST(test_fast_vs_naive_cross_entropy)
 }
 END_TEST
 
+/* The pretraining heads, fast (the S labelled rows gathered) against naive (all N rows), at a
+ * shape past the GEMM's blocks; every gradient starts at 1/2. */
+START_TEST(test_fast_vs_naive_pretraining_heads)
+{
+    const size_t B = 3, T = 50, E = 96, V = 700, N = B * T;
+    TuRng r = {0x07a0};
+    float *h = normal(N * E, 1.0f, &r);
+    float *p[10];
+    const size_t sizes[11] = {N * E, E * E, E, E, E, V * E, V, E * E, E, 2 * E, 2};
+    for (int k = 0; k < 10; k++)
+        p[k] = normal(sizes[k + 1], 0.1f, &r);
+    for (size_t e = 0; e < E; e++)
+        p[2][e] += 1.0f;   /* LayerNorm weight near 1 */
+    int64_t labels[150], nsp[3] = {0, 1, -100};
+    for (size_t n = 0; n < N; n++)
+        labels[n] = n % 7 == 3 ? (int64_t)((n * 13) % V) : -100;
+    const MlmHead mh = {p[0], p[1], p[2], p[3], p[4], p[5], 1e-12f};
+    const NspHead nh = {p[6], p[7], p[8], p[9]};
+    float *res[2][11];
+    for (int v = 0; v < 2; v++) {
+        for (int k = 0; k < 11; k++)
+            res[v][k] = halves(sizes[k]);
+        const MlmHeadGrads mg = {res[v][1], res[v][2], res[v][3], res[v][4], res[v][5],
+                                 res[v][6]};
+        const NspHeadGrads ng = {res[v][7], res[v][8], res[v][9], res[v][10]};
+        (v ? mlm_backward_fast : mlm_backward_naive)(res[v][0], &mg, 1.3f, h, labels, &mh, N, E,
+                                                     V);
+        (v ? nsp_backward_fast : nsp_backward_naive)(res[v][0], &ng, 1.3f, h, nsp, &nh, B, T, E);
+    }
+    for (int k = 0; k < 11; k++) {
+        char label[64];
+        snprintf(label, sizeof label, "pretraining heads, gradient %d", k);
+        tu_assert_close_f32(label, res[1][k], res[0][k], 1, &sizes[k], TOL_07_LAYER_ATOL,
+                            TOL_07_LAYER_RTOL);
+    }
+    for (int v = 0; v < 2; v++)
+        for (int k = 0; k < 11; k++)
+            free(res[v][k]);
+    for (int k = 0; k < 10; k++)
+        free(p[k]);
+    free(h);
+}
+END_TEST
+
 /* The embeddings' scatter-add: fast equals naive bit for bit on 1 and 3 threads (the same
  * order per element), the padding row receives nothing, and a bad id writes nothing. */
 START_TEST(test_embeddings_backward)
@@ -986,6 +1106,7 @@ static Suite *suite(void)
     tcase_add_test(fd, test_fd_layernorm);
     tcase_add_test(fd, test_fd_add_norm_ffn);
     tcase_add_test(fd, test_fd_cross_entropy);
+    tcase_add_test(fd, test_fd_pretraining_heads);
     tcase_add_test(fd, test_fd_attention);
     tcase_add_test(fd, test_fd_encoder_layer);
     suite_add_tcase(s, fd);
@@ -997,6 +1118,7 @@ static Suite *suite(void)
     tcase_add_test(fast, test_fast_vs_naive_add_norm_ffn);
     tcase_add_test(fast, test_fast_vs_naive_cross_entropy);
     tcase_add_test(fast, test_embeddings_backward);
+    tcase_add_test(fast, test_fast_vs_naive_pretraining_heads);
     tcase_add_test(fast, test_fast_vs_naive_attention);
     tcase_add_test(fast, test_fast_vs_naive_encoder_layer);
     tcase_add_test(fast, test_backward_accumulates);

@@ -32,7 +32,8 @@ static const char *const SLOT_NAMES[] = {
     "MATMUL_PACK", "ATTN_ACC",   "ATTN_QT",    "ATTN_KT",    "ATTN_DQT",   "MHA_QKV",
     "MHA_CTX",     "MHA_PROBS",  "MHA_DCTX",   "MHA_DQKV",   "LN_SUM",     "LN_DROW",
     "PE_FREQ",     "PE_STATE",   "CE_LOSS",    "MLM_HIDDEN", "MLM_DENSE",  "MLM_NORM",
-    "MLM_LOGITS",  "MLM_LABELS", "NSP_CLS",    "NSP_POOLED",
+    "MLM_LOGITS",  "MLM_LABELS", "MLM_PRE",    "MLM_DLOGITS", "MLM_DROWS", "NSP_CLS",
+    "NSP_POOLED",  "NSP_D",
 };
 _Static_assert(sizeof SLOT_NAMES / sizeof SLOT_NAMES[0] == TFM_SCRATCH_SLOTS,
                "one name per TfmScratchSlot");

@@ -81,8 +81,12 @@ typedef enum {
     TFM_SCRATCH_MLM_NORM,      /* pretraining_fast.c MLM head: [S, E] LayerNorm of it */
     TFM_SCRATCH_MLM_LOGITS,    /* pretraining_fast.c MLM head: [S, V] decoder output */
     TFM_SCRATCH_MLM_LABELS,    /* pretraining_fast.c MLM head: [S] the labels (int64) */
+    TFM_SCRATCH_MLM_PRE,       /* pretraining_fast.c MLM backward: [S, E] dense's output */
+    TFM_SCRATCH_MLM_DLOGITS,   /* pretraining_fast.c MLM backward: [S, V] d logits */
+    TFM_SCRATCH_MLM_DROWS,     /* pretraining_fast.c MLM backward: [3 S E + 2 S] d rows, stats */
     TFM_SCRATCH_NSP_CLS,       /* pretraining_fast.c NSP head: [B, E] the [CLS] rows */
     TFM_SCRATCH_NSP_POOLED,    /* pretraining_fast.c NSP head: [B, E] tanh(pooler) */
+    TFM_SCRATCH_NSP_D,         /* pretraining_fast.c NSP backward: [2 B E + 4 B] */
     TFM_SCRATCH_SLOTS          /* the number of slots */
 } TfmScratchSlot;
 

@@ -94,6 +94,52 @@ void nsp_forward_naive(float *loss,                /* [1] */
 void nsp_forward_fast(float *loss, float *logits, float *pooled, const float *hidden,
                       const int64_t *labels, const NspHead *head, size_t B, size_t T, size_t E);
 
+/* ---- The heads' backward (chapter 07). Gradients of the parameters, MlmHead's and NspHead's
+ * layouts; each accumulates (matmul.h), a NULL one is not computed. */
+typedef struct {
+    float *dense_w, *dense_b;    /* [E, E], [E] */
+    float *ln_gamma, *ln_beta;   /* [E], [E] */
+    float *decoder_w;            /* [V, E]: the word embeddings' gradient. The decoder is tied
+                                    to them, so a model passes the same buffer its embedding
+                                    lookup scatters into, and the two paths add (as autograd
+                                    sums the uses of one parameter) */
+    float *decoder_b;            /* [V] */
+} MlmHeadGrads;
+
+typedef struct {
+    float *pooler_w, *pooler_b;  /* [E, E], [E] */
+    float *cls_w, *cls_b;        /* [2, E], [2] */
+} NspHeadGrads;
+
+/* d mlm_loss / d everything, times dloss (the upstream gradient of the loss, 1 for
+ * loss.backward()), from the forward's inputs (the head is run again):
+ *   dz  = dloss (softmax(z) - onehot(y)) / S      on labelled rows, 0 on the others
+ *   db_dec += sum dz,  dW_emb += dz^T t,  dt = dz W_emb
+ *   LayerNorm's backward (dgamma, dbeta), GELU's, then dense's (dW_t, db_t) into dhidden.
+ * Rows with label -100 get no gradient; S = 0 (the loss is NaN) gives none at all. Naive runs
+ * the head on all N rows, as its forward; fast on the S labelled ones. */
+void mlm_backward_naive(float *dhidden,            /* [N, E] or NULL, += */
+                        const MlmHeadGrads *g,     /* += */
+                        float dloss,
+                        const float *hidden,       /* [N, E] */
+                        const int64_t *labels,     /* [N] */
+                        const MlmHead *head, size_t N, size_t E, size_t V);
+void mlm_backward_fast(float *dhidden, const MlmHeadGrads *g, float dloss, const float *hidden,
+                       const int64_t *labels, const MlmHead *head, size_t N, size_t E,
+                       size_t V);
+
+/* d nsp_loss, times dloss: the cross-entropy's gradient, seq_relationship's, tanh's
+ * (1 - p^2) and the pooler's, into row 0 of each sequence of dhidden (only those rows). */
+void nsp_backward_naive(float *dhidden,            /* [B, T, E] or NULL, += */
+                        const NspHeadGrads *g,     /* += */
+                        float dloss,
+                        const float *hidden,       /* [B, T, E] */
+                        const int64_t *labels,     /* [B] */
+                        const NspHead *head, size_t B, size_t T, size_t E);
+void nsp_backward_fast(float *dhidden, const NspHeadGrads *g, float dloss, const float *hidden,
+                       const int64_t *labels, const NspHead *head, size_t B, size_t T,
+                       size_t E);
+
 /* GELU, erf form (torch.nn.functional.gelu's default): x/2 (1 + erf(x / sqrt 2)). */
 float gelu_erf(float x);
 

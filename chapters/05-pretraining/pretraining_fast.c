@@ -40,6 +40,9 @@
  *  F7 no allocation per call: the heads' intermediate rows and the per-row losses are scratch-
  *     arena buffers (chapters/00-tensors/arena.h), one slot each, allocated on the first call
  *     at a shape and reused by every later one (a training loop calls the heads every step).
+ *  F8 backward (chapter 07): F1's gather again, so the [S, V] logits and their gradient are the
+ *     only vocabulary-wide buffers, S = 15% of N in BERT's masking (naive's are [N, V]); the
+ *     steps are the fast backwards of chapters 00, 04 and 05, in the arena (F7).
  *
  * The NSP head works on B rows of width E; beyond F6 there is nothing in it worth optimizing.
  *
@@ -54,6 +57,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "functional.h"
 #include "layernorm.h"
 #include "matmul.h"
 #include "tfm_lse.h"
@@ -145,4 +149,90 @@ void nsp_forward_fast(float *loss, float *logits, float *pooled_out, const float
         pooled[i] = tanhf(pooled[i]);
     linear_fast(logits, pooled, head->cls_w, head->cls_b, B, E, 2);
     cross_entropy_fast(loss, NULL, logits, labels, B, 2);
+}
+
+void mlm_backward_fast(float *dhidden, const MlmHeadGrads *g, float dloss, const float *hidden,
+                       const int64_t *labels, const MlmHead *head, size_t N, size_t E, size_t V)
+{
+    const size_t S = mlm_count_selected(labels, N);
+    if (S == 0)   /* no labelled row: nothing reaches anything */
+        return;
+    /* F8: the S labelled rows gathered, the head run on them only; the forward's arena
+     * buffers plus the backward's, each written whole before it is read. */
+    float *hs = tfm_arena_get(TFM_SCRATCH_MLM_HIDDEN, S * E, sizeof *hs, WHO);   /* [S, E] */
+    float *u = tfm_arena_get(TFM_SCRATCH_MLM_PRE, S * E, sizeof *u, WHO);        /* [S, E] */
+    float *a = tfm_arena_get(TFM_SCRATCH_MLM_DENSE, S * E, sizeof *a, WHO);      /* [S, E] */
+    float *t = tfm_arena_get(TFM_SCRATCH_MLM_NORM, S * E, sizeof *t, WHO);       /* [S, E] */
+    float *z = tfm_arena_get(TFM_SCRATCH_MLM_LOGITS, S * V, sizeof *z, WHO);     /* [S, V] */
+    float *dz = tfm_arena_get(TFM_SCRATCH_MLM_DLOGITS, S * V, sizeof *dz, WHO);  /* [S, V] */
+    float *d = tfm_arena_get(TFM_SCRATCH_MLM_DROWS, 3 * S * E + 2 * S, sizeof *d, WHO);
+    float *dt = d, *du = d + S * E, *dh = d + 2 * S * E;                         /* [S, E] */
+    float *mean = d + 3 * S * E, *rstd = mean + S;                               /* [S] */
+    int64_t *ys = tfm_arena_get(TFM_SCRATCH_MLM_LABELS, S, sizeof *ys, WHO);     /* [S] */
+    for (size_t n = 0, s = 0; n < N; n++) {
+        if (labels[n] == TFM_IGNORE_INDEX)
+            continue;
+        memcpy(hs + s * E, hidden + n * E, E * sizeof *hs);
+        ys[s++] = labels[n];
+    }
+    linear_fast(u, hs, head->dense_w, head->dense_b, S, E, E);
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < S * E; i++)
+        a[i] = gelu_erf(u[i]);
+    layernorm_forward_fast(t, mean, rstd, a, head->ln_gamma, head->ln_beta, head->ln_eps, S, E);
+    linear_fast(z, t, head->decoder_w, head->decoder_b, S, E, V);
+
+    memset(dz, 0, S * V * sizeof *dz);
+    memset(d, 0, 3 * S * E * sizeof *d);
+    cross_entropy_backward_fast(dz, NULL, &dloss, z, ys, NULL, NULL, TFM_IGNORE_INDEX,
+                                TFM_REDUCTION_MEAN, 0.0f, S, V, 1);
+    linear_backward_fast(dt, g->decoder_w, g->decoder_b, dz, t, head->decoder_w, S, E, V);
+    /* da: LayerNorm's backward into du's buffer, then GELU's into dt's (dt is spent) */
+    layernorm_backward_fast(du, g->ln_gamma, g->ln_beta, dt, a, mean, rstd, head->ln_gamma, S,
+                            E);
+    memset(dt, 0, S * E * sizeof *dt);
+    gelu_backward_fast(dt, du, u, S * E, TFM_GELU_NONE);
+    linear_backward_fast(dhidden ? dh : NULL, g->dense_w, g->dense_b, dt, hs, head->dense_w, S,
+                         E, E);
+    if (dhidden)   /* back to the rows they came from */
+        for (size_t n = 0, s = 0; n < N; n++) {
+            if (labels[n] == TFM_IGNORE_INDEX)
+                continue;
+            const float *restrict src = dh + (s++) * E;
+            float *restrict dst = dhidden + n * E;
+#pragma omp simd
+            for (size_t e = 0; e < E; e++)
+                dst[e] += src[e];
+        }
+}
+
+void nsp_backward_fast(float *dhidden, const NspHeadGrads *g, float dloss, const float *hidden,
+                       const int64_t *labels, const NspHead *head, size_t B, size_t T, size_t E)
+{
+    /* B rows of E: small next to the MLM head; the same steps as naive, on the fast kernels,
+     * in arena buffers */
+    float *cls = tfm_arena_get(TFM_SCRATCH_NSP_CLS, B * E, sizeof *cls, WHO);        /* [B, E] */
+    float *pooled = tfm_arena_get(TFM_SCRATCH_NSP_POOLED, B * E, sizeof *pooled, WHO);
+    float *d = tfm_arena_get(TFM_SCRATCH_NSP_D, 2 * B * E + 4 * B, sizeof *d, WHO);
+    float *dpooled = d, *dcls = d + B * E, *s = d + 2 * B * E, *ds = s + 2 * B;
+    for (size_t b = 0; b < B; b++)
+        memcpy(cls + b * E, hidden + b * T * E, E * sizeof *cls);
+    linear_fast(pooled, cls, head->pooler_w, head->pooler_b, B, E, E);
+    for (size_t i = 0; i < B * E; i++)
+        pooled[i] = tanhf(pooled[i]);
+    linear_fast(s, pooled, head->cls_w, head->cls_b, B, E, 2);
+
+    memset(d, 0, 2 * B * E * sizeof *d);
+    memset(ds, 0, 2 * B * sizeof *ds);
+    cross_entropy_backward_fast(ds, NULL, &dloss, s, labels, NULL, NULL, TFM_IGNORE_INDEX,
+                                TFM_REDUCTION_MEAN, 0.0f, B, 2, 1);
+    linear_backward_fast(dpooled, g->cls_w, g->cls_b, ds, pooled, head->cls_w, B, E, 2);
+    for (size_t i = 0; i < B * E; i++)
+        dpooled[i] *= 1.0f - pooled[i] * pooled[i];
+    linear_backward_fast(dhidden ? dcls : NULL, g->pooler_w, g->pooler_b, dpooled, cls,
+                         head->pooler_w, B, E, E);
+    if (dhidden)
+        for (size_t b = 0; b < B; b++)
+            for (size_t e = 0; e < E; e++)
+                dhidden[b * T * E + e] += dcls[b * E + e];
 }

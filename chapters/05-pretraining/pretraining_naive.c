@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "functional.h"
 #include "layernorm.h"
 #include "matmul.h"
 #include "tensor.h"
@@ -129,4 +130,57 @@ void nsp_forward_naive(float *loss, float *logits, float *pooled_out, const floa
     free(cls);
     if (!pooled_out)
         free(pooled);
+}
+
+void mlm_backward_naive(float *dhidden, const MlmHeadGrads *g, float dloss, const float *hidden,
+                        const int64_t *labels, const MlmHead *head, size_t N, size_t E, size_t V)
+{
+    /* the forward again, keeping what each step's backward reads */
+    float *u = tfm_xcalloc(6 * N * E + 2 * N + 2 * N * V + 1, sizeof(float), WHO);
+    float *a = u + N * E, *t = a + N * E;                       /* [N, E] each */
+    float *dt = t + N * E, *da = dt + N * E, *du = da + N * E;  /* [N, E] each, zero */
+    float *mean = du + N * E, *rstd = mean + N;                 /* [N] each */
+    float *z = rstd + N, *dz = z + N * V;                       /* [N, V] each */
+    linear_naive(u, hidden, head->dense_w, head->dense_b, N, E, E);   /* u = W_t h + b_t */
+    for (size_t i = 0; i < N * E; i++)
+        a[i] = gelu_erf(u[i]);                                          /* a = GELU(u) */
+    layernorm_forward_naive(t, mean, rstd, a, head->ln_gamma, head->ln_beta, head->ln_eps, N,
+                            E);                                         /* t = LN(a) */
+    linear_naive(z, t, head->decoder_w, head->decoder_b, N, E, V);      /* z = W_emb t + b */
+
+    /* and back: the loss is the mean over the labelled rows (F.cross_entropy's default) */
+    cross_entropy_backward_naive(dz, NULL, &dloss, z, labels, NULL, NULL, TFM_IGNORE_INDEX,
+                                 TFM_REDUCTION_MEAN, 0.0f, N, V, 1);
+    linear_backward_naive(dt, g->decoder_w, g->decoder_b, dz, t, head->decoder_w, N, E, V);
+    layernorm_backward_naive(da, g->ln_gamma, g->ln_beta, dt, a, mean, rstd, head->ln_gamma, N,
+                             E);
+    gelu_backward_naive(du, da, u, N * E, TFM_GELU_NONE);
+    linear_backward_naive(dhidden, g->dense_w, g->dense_b, du, hidden, head->dense_w, N, E, E);
+    free(u);
+}
+
+void nsp_backward_naive(float *dhidden, const NspHeadGrads *g, float dloss, const float *hidden,
+                        const int64_t *labels, const NspHead *head, size_t B, size_t T, size_t E)
+{
+    float *cls = tfm_xcalloc(4 * B * E + 4 * B + 1, sizeof(float), WHO);
+    float *pooled = cls + B * E, *dpooled = pooled + B * E, *dcls = dpooled + B * E;
+    float *s = dcls + B * E, *ds = s + 2 * B;
+    for (size_t b = 0; b < B; b++)                    /* h[b, 0], as the forward */
+        memcpy(cls + b * E, hidden + b * T * E, E * sizeof *cls);
+    linear_naive(pooled, cls, head->pooler_w, head->pooler_b, B, E, E);
+    for (size_t i = 0; i < B * E; i++)
+        pooled[i] = tanhf(pooled[i]);                 /* p = tanh(W_p h + b_p) */
+    linear_naive(s, pooled, head->cls_w, head->cls_b, B, E, 2);
+
+    cross_entropy_backward_naive(ds, NULL, &dloss, s, labels, NULL, NULL, TFM_IGNORE_INDEX,
+                                 TFM_REDUCTION_MEAN, 0.0f, B, 2, 1);
+    linear_backward_naive(dpooled, g->cls_w, g->cls_b, ds, pooled, head->cls_w, B, E, 2);
+    for (size_t i = 0; i < B * E; i++)
+        dpooled[i] *= 1.0f - pooled[i] * pooled[i];  /* tanh' = 1 - tanh^2 */
+    linear_backward_naive(dcls, g->pooler_w, g->pooler_b, dpooled, cls, head->pooler_w, B, E, E);
+    if (dhidden)
+        for (size_t b = 0; b < B; b++)
+            for (size_t e = 0; e < E; e++)
+                dhidden[b * T * E + e] += dcls[b * E + e];
+    free(cls);
 }
