@@ -237,7 +237,7 @@ int bench_bert_setup(BenchInstance *in, const BenchCase *c, uint64_t seed, doubl
     in->state = s;
     const size_t B = c->dims[0], T = c->dims[1], L = c->dims[2], E = c->dims[3];
     const size_t H = c->dims[4], I = c->dims[5], V = 30522, P = 512, G = 2;
-    s->cfg = (BertConfig){V, E, L, H, I, P, G, 1e-12f, TFM_ACT_GELU};
+    s->cfg = (BertConfig){V, E, L, H, I, P, G, 1e-12f, TFM_ACT_GELU, 0};
     s->cfg_naive = s->cfg;
     s->cfg_naive.num_hidden_layers = 1;
     const size_t per_layer = 3 * E * E + 3 * E + E * E + E + I * E + I + E * I + E + 4 * E;

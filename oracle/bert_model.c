@@ -90,6 +90,19 @@ int tfm_bert_parse_config(BertConfig *cfg, const char *json, const char *label, 
              a);
         goto done;
     }
+    const cJSON *pad = cJSON_GetObjectItemCaseSensitive(root, "pad_token_id");
+    cfg->pad_token_id = 0;   /* BertConfig's default */
+    if (pad && !cJSON_IsNull(pad)) {
+        if (!cJSON_IsNumber(pad) || pad->valuedouble != (double)(int64_t)pad->valuedouble ||
+            pad->valuedouble < 0 || pad->valuedouble >= (double)cfg->vocab_size) {
+            fail(err, errlen, "%s: pad_token_id must be an integer in [0, vocab_size) or null",
+                 label);
+            goto done;
+        }
+        cfg->pad_token_id = (int64_t)pad->valuedouble;
+    } else if (pad) {
+        cfg->pad_token_id = -1;   /* null: no padding row */
+    }
     const cJSON *pet = cJSON_GetObjectItemCaseSensitive(root, "position_embedding_type");
     if (pet && (!cJSON_IsString(pet) || strcmp(pet->valuestring, "absolute") != 0)) {
         fail(err, errlen, "%s: position_embedding_type must be \"absolute\" (learned positions)",

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "attention.h"
+#include "bert.h"
 #include "encoder.h"
 #include "functional.h"
 #include "layernorm.h"
@@ -426,6 +427,153 @@ START_TEST(test_fd_pretraining_heads)
     float *arrays[] = {h, dw, db, gam, bet, W, bd, pw, pb, cw, cb};
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
         free(arrays[i]);
+}
+END_TEST
+
+/* A micro BERT, its weights in one block: the tables, the embeddings' LayerNorm, L layers of
+ * EncoderLayerParams' 12 tensors, the pooler. Its gradients in a block of the same layout. */
+enum { MB_L = 2, MB_E = 8, MB_H = 2, MB_I = 12, MB_V = 11, MB_P = 6, MB_G = 2, MB_B = 2,
+       MB_T = 5 };
+
+typedef struct {
+    FdProblem fd;
+    BertConfig cfg;
+    BertWeights w;
+    EncoderLayerParams layers[MB_L];
+    const int64_t *ids, *mask, *types;
+    const float *gp;   /* [B, E] the pooler output's upstream gradient */
+} BertProblem;
+
+/* The sizes of the block's tensors, in order; returns their count. */
+static int bert_sizes(size_t sz[40])
+{
+    const size_t E = MB_E, I = MB_I;
+    int k = 0;
+    sz[k++] = MB_V * E, sz[k++] = MB_P * E, sz[k++] = MB_G * E, sz[k++] = E, sz[k++] = E;
+    for (int l = 0; l < MB_L; l++) {
+        const size_t layer[12] = {3 * E * E, 3 * E, E * E, E, I * E, I, E * I, E, E, E, E, E};
+        for (int t = 0; t < 12; t++)
+            sz[k++] = layer[t];
+    }
+    sz[k++] = E * E, sz[k++] = E;
+    return k;
+}
+
+/* Points w (and layers) or g (and lg) at the tensors of block. */
+static void bert_point(float *block, BertWeights *w, EncoderLayerParams *layers, BertGrads *g,
+                       EncoderLayerGrads *lg)
+{
+    size_t sz[40];
+    const int n = bert_sizes(sz);
+    float *t[40];
+    for (int k = 0; k < n; k++) {
+        t[k] = block;
+        block += sz[k];
+    }
+    for (int l = 0; l < MB_L; l++) {
+        float **q = t + 5 + 12 * l;
+        if (layers)
+            layers[l] = (EncoderLayerParams){{q[0], q[1], q[2], q[3]}, {q[4], q[5], q[6], q[7]},
+                                             q[8], q[9], q[10], q[11]};
+        if (lg)
+            lg[l] = (EncoderLayerGrads){{q[0], q[1], q[2], q[3]}, {q[4], q[5], q[6], q[7]},
+                                        q[8], q[9], q[10], q[11]};
+    }
+    if (w)
+        *w = (BertWeights){t[0], t[1], t[2], t[3], t[4], layers, t[n - 2], t[n - 1]};
+    if (g)
+        *g = (BertGrads){t[0], t[1], t[2], t[3], t[4], lg, t[n - 2], t[n - 1]};
+}
+
+static double bert_loss(const FdProblem *fp)
+{
+    const BertProblem *bp = (const BertProblem *)fp;
+    BertActs acts;
+    float *block = zeros(bert_acts_floats(&bp->cfg, MB_B, MB_T, 0));
+    bert_acts_init(&acts, block, &bp->cfg, MB_B, MB_T, 0);
+    bert_forward_naive(&acts, bp->ids, bp->mask, bp->types, &bp->w, &bp->cfg);
+    const double l = dot_g(fp->g, acts.hidden + (size_t)MB_L * MB_B * MB_T * MB_E,
+                           (size_t)MB_B * MB_T * MB_E) +
+                     dot_g(bp->gp, acts.pooled, (size_t)MB_B * MB_E);
+    free(block);
+    return l;
+}
+
+/* The whole BERT's backward (bert_backward_*) from a training forward, as a model runs it:
+ * naive against central differences of the eval forward, with a padded token and two token
+ * types, on the tables, the embeddings' LayerNorm, layer 0's attention, layer 1's FFN and the
+ * pooler; fast against naive on every gradient. The padding row gets nothing. */
+START_TEST(test_bert_backward)
+{
+    static const int64_t IDS[10] = {2, 5, 7, 10, 0, 3, 3, 9, 1, 0};   /* 0: [PAD] */
+    static const int64_t MASK[10] = {1, 1, 1, 1, 0, 1, 1, 1, 1, 0};
+    static const int64_t TYPES[10] = {0, 0, 1, 1, 0, 0, 1, 1, 1, 0};
+    size_t sz[40];
+    const int n = bert_sizes(sz);
+    size_t total = 0;
+    for (int k = 0; k < n; k++)
+        total += sz[k];
+    TuRng r = {0x07b8};
+    float *wblock = normal(total, 0.3f, &r);
+    BertProblem bp = {.cfg = {MB_V, MB_E, MB_L, MB_H, MB_I, MB_P, MB_G, 1e-12f, TFM_ACT_GELU, 0},
+                      .ids = IDS, .mask = MASK, .types = TYPES};
+    bert_point(wblock, &bp.w, bp.layers, NULL, NULL);
+    for (int l = 0; l < MB_L; l++)   /* LayerNorm weights near 1 */
+        for (size_t e = 0; e < MB_E; e++)
+            ((float *)bp.layers[l].norm1_w)[e] += 1.0f, ((float *)bp.layers[l].norm2_w)[e] += 1.0f;
+    for (size_t e = 0; e < MB_E; e++)
+        ((float *)bp.w.emb_ln_w)[e] += 1.0f;
+    const size_t BTE = (size_t)MB_B * MB_T * MB_E;
+    float *g = normal(BTE, 1.0f, &r), *gp = normal((size_t)MB_B * MB_E, 1.0f, &r);
+    bp.gp = gp;
+
+    float *grads[2];
+    for (int v = 0; v < 2; v++) {
+        EncoderActs la[MB_L];
+        BertTrainActs acts;
+        float *ablock = zeros(bert_train_acts_floats(&bp.cfg, MB_B, MB_T));
+        float *scratch = zeros(bert_backward_scratch_floats(&bp.cfg, MB_B, MB_T));
+        bert_train_acts_init(&acts, la, ablock, &bp.cfg, MB_B, MB_T);
+        grads[v] = zeros(total);
+        BertGrads bg;
+        EncoderLayerGrads lg[MB_L];
+        bert_point(grads[v], NULL, NULL, &bg, lg);
+        (v ? bert_forward_train_fast : bert_forward_train_naive)(&acts, IDS, MASK, TYPES, &bp.w,
+                                                                 &bp.cfg);
+        (v ? bert_backward_fast : bert_backward_naive)(&bg, scratch, g, gp, IDS, TYPES, &acts,
+                                                       &bp.w, &bp.cfg);
+        free(ablock), free(scratch);
+    }
+    for (size_t e = 0; e < MB_E; e++)
+        ck_assert_msg(grads[0][e] == 0.0f && grads[1][e] == 0.0f,
+                      "the [PAD] row of the word table received a gradient");
+
+    bp.fd = (FdProblem){bert_loss, {NULL}, {0}, g, NULL, {0}, 0};
+    /* word, position and type tables, the embeddings' LayerNorm weight, layer 0's
+     * in_proj_weight, layer 1's linear2.weight, the pooler's weight */
+    static const int CHECKED[7] = {0, 1, 2, 3, 5, 5 + 12 + 6, 5 + 24};
+    size_t off[40];
+    off[0] = 0;
+    for (int k = 1; k < n; k++)
+        off[k] = off[k - 1] + sz[k - 1];
+    for (int c = 0; c < 7; c++) {
+        const int k = CHECKED[c];
+        /* the word table from row 1: the [PAD] row does change the output (padded tokens are
+         * still computed), but padding_idx gives it no gradient by definition */
+        const size_t skip = k == 0 ? MB_E : 0;
+        bp.fd.in[0] = wblock + off[k] + skip;
+        bp.fd.n[0] = sz[k] - skip;
+        char label[64];
+        snprintf(label, sizeof label, "BERT, tensor %d of the weight block", k);
+        fd_check(label, &bp.fd, 0, grads[0] + off[k] + skip);
+    }
+    for (int k = 0; k < n; k++) {
+        char label[64];
+        snprintf(label, sizeof label, "BERT fast vs naive, tensor %d", k);
+        tu_assert_close_f32(label, grads[1] + off[k], grads[0] + off[k], 1, &sz[k],
+                            TOL_07_LAYER_ATOL, TOL_07_LAYER_RTOL);
+    }
+    free(wblock), free(g), free(gp), free(grads[0]), free(grads[1]);
 }
 END_TEST
 
@@ -1107,6 +1255,7 @@ static Suite *suite(void)
     tcase_add_test(fd, test_fd_add_norm_ffn);
     tcase_add_test(fd, test_fd_cross_entropy);
     tcase_add_test(fd, test_fd_pretraining_heads);
+    tcase_add_test(fd, test_bert_backward);
     tcase_add_test(fd, test_fd_attention);
     tcase_add_test(fd, test_fd_encoder_layer);
     suite_add_tcase(s, fd);

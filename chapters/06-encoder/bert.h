@@ -39,6 +39,8 @@ typedef struct {
     size_t type_vocab_size;         /* G */
     float layer_norm_eps;           /* 1e-12 in BERT */
     TfmActivation hidden_act;       /* gelu (the erf form) in BERT */
+    int64_t pad_token_id;           /* 0 in BERT; the word table's padding_idx (no gradient);
+                                       negative: none */
 } BertConfig;
 
 typedef struct {
@@ -81,5 +83,69 @@ void bert_forward_naive(BertActs *acts,
 void bert_forward_fast(BertActs *acts, const int64_t *input_ids, const int64_t *attention_mask,
                        const int64_t *token_type_ids, const BertWeights *w,
                        const BertConfig *cfg);
+
+/* ---- Training (chapter 07). The training forward computes what bert_forward_* computes (to
+ * rounding: its layers are chapter 06's training forwards) and keeps what the backward reads:
+ * every layer's EncoderActs, the embedding sum and its LayerNorm's statistics. */
+typedef struct {
+    size_t B, T;
+    int masked;             /* 1: an attention_mask was given (mask holds M) */
+    float *emb;             /* [B, T, E] the embedding sum, LayerNorm's input */
+    float *emb_mean;        /* [B*T] its statistics */
+    float *emb_rstd;        /* [B*T] */
+    float *hidden;          /* [L+1, B, T, E] h_0 .. h_L */
+    float *mask;            /* [B, T, T] the additive mask M */
+    float *first;           /* [B, E] h_L[:, 0] */
+    float *pooled;          /* [B, E] pooler_output */
+    EncoderActs *layers;    /* [L] the caller's array, pointed into the block */
+} BertTrainActs;
+
+size_t bert_train_acts_floats(const BertConfig *cfg, size_t B, size_t T);
+void bert_train_acts_init(BertTrainActs *a, EncoderActs *layers,   /* [L] */
+                          float *block, const BertConfig *cfg, size_t B, size_t T);
+
+void bert_forward_train_naive(BertTrainActs *acts, const int64_t *input_ids,
+                              const int64_t *attention_mask, const int64_t *token_type_ids,
+                              const BertWeights *w, const BertConfig *cfg);
+void bert_forward_train_fast(BertTrainActs *acts, const int64_t *input_ids,
+                             const int64_t *attention_mask, const int64_t *token_type_ids,
+                             const BertWeights *w, const BertConfig *cfg);
+
+/* The gradients, BertWeights' layout, each accumulated into (matmul.h); NULL: not computed
+ * (the embedding tables and the pooler; every layer's EncoderLayerGrads as that says). A
+ * BertForPreTraining passes its MLM decoder's gradient in word_embeddings too: the tied
+ * weight's two paths add. */
+typedef struct {
+    float *word_embeddings;         /* [V, E] */
+    float *position_embeddings;     /* [P, E] */
+    float *token_type_embeddings;   /* [G, E] */
+    float *emb_ln_w, *emb_ln_b;     /* [E] */
+    const EncoderLayerGrads *layers;   /* [L] */
+    float *pooler_w, *pooler_b;     /* [E, E], [E] */
+} BertGrads;
+
+/* Scratch of the backward: 2 B T E + 2 B E floats plus one layer's backward scratch. */
+size_t bert_backward_scratch_floats(const BertConfig *cfg, size_t B, size_t T);
+
+/* The backward from the upstream gradients of last_hidden_state and pooler_output (either may
+ * be NULL: not used), in reverse: the pooler (tanh' = 1 - pooled^2, into token 0), the layers
+ * L..1 (each layer's input gradient the next one's upstream), the embeddings' LayerNorm, then
+ * the scatter-add into the tables (padding_idx = cfg->pad_token_id). The mask is a constant. */
+void bert_backward_naive(const BertGrads *g,
+                         float *scratch,                 /* [bert_backward_scratch_floats] */
+                         const float *dlast,             /* [B, T, E] or NULL */
+                         const float *dpooled,           /* [B, E] or NULL */
+                         const int64_t *input_ids,       /* [B, T] */
+                         const int64_t *token_type_ids,  /* [B, T] or NULL */
+                         const BertTrainActs *acts, const BertWeights *w, const BertConfig *cfg);
+void bert_backward_fast(const BertGrads *g, float *scratch, const float *dlast,
+                        const float *dpooled, const int64_t *input_ids,
+                        const int64_t *token_type_ids, const BertTrainActs *acts,
+                        const BertWeights *w, const BertConfig *cfg);
+
+/* M[b, i, j] = (1 - attention_mask[b, j]) * finfo(float32).min, for the training forwards. */
+void bert_attention_mask(float *mask,                   /* [B, T, T] */
+                         const int64_t *attention_mask, /* [B, T] */
+                         size_t B, size_t T);
 
 #endif
