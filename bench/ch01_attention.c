@@ -159,7 +159,7 @@ int bench_attention_memory(BenchMemory *m, int threads, char *err, size_t errlen
 typedef struct {
     size_t B, H, T, D, BHn;
     AttnMask mask;
-    float *q, *k, *v, *dout, *out, *lse;   /* [B, H, T, D] each, lse [B, H, T] */
+    float *q, *k, *v, *dout, *out, *lse;   /* [B, H, T, D] each, lse [B, H, T, 2] */
     float *grads;                          /* [3, B, H, T, D]: dq, dk, dv (fast) */
     float *naive_grads;                    /* [3, BHn, T, D] */
 } AttnBwdState;
@@ -200,7 +200,7 @@ int bench_attention_backward_setup(BenchInstance *in, const BenchCase *c, uint64
     s->v = bench_alloc(n);
     s->dout = bench_alloc(n);
     s->out = bench_alloc(n);
-    s->lse = bench_alloc(BH * s->T);
+    s->lse = bench_alloc(attention_lse_floats(s->B, s->H, s->T));
     s->grads = bench_alloc(3 * n);
     s->naive_grads = bench_alloc(3 * s->BHn * s->T * s->D);
     if (!s->q || !s->k || !s->v || !s->dout || !s->out || !s->lse || !s->grads ||
@@ -254,9 +254,9 @@ int bench_attention_backward_memory(BenchMemory *m, int threads, char *err, size
     snprintf(m->op, sizeof m->op, "attention-backward");
     snprintf(m->shape, sizeof m->shape, "B%zu H%zu T%zu D%zu", B, H, T, D);
     snprintf(m->variant, sizeof m->variant, "fast");
-    m->inputs_bytes = (8.0 * (double)n + (double)(B * H * T)) * sizeof(float);
+    m->inputs_bytes = (8.0 * (double)n + (double)attention_lse_floats(B, H, T)) * sizeof(float);
     m->quadratic_bytes = (double)(B * H) * (double)T * (double)T * sizeof(float);
-    float *buf = bench_alloc(8 * n + B * H * T);
+    float *buf = bench_alloc(8 * n + attention_lse_floats(B, H, T));
     int rc = 0;
     if (!buf) {
         snprintf(err, errlen, "attention-backward memory probe: out of memory");

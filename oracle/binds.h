@@ -40,5 +40,6 @@ int bind_encoder_layer(OpCall *c);
 int bind_encoder_layer_backward(OpCall *c);
 int bind_feedforward_backward(OpCall *c);
 int bind_bert(OpCall *c);
+int bind_bert_backward(OpCall *c);
 
 #endif

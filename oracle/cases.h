@@ -24,7 +24,7 @@
 #include "ops.h"
 
 typedef struct {
-    char output[48];              /* output name within the case, e.g. "out", "probs" */
+    char output[TFM_MAX_NAME];    /* output name within the case, e.g. "out", "probs" */
     const Tensor *want;           /* what tfm is held to: PyTorch float32, or the truth */
     CompareResult vs_want;        /* ours vs want, with the op's tolerance: PASS or FAIL */
     int has_truth;                /* 1 if "<case>/<output>_f64" exists */

@@ -10,11 +10,14 @@ the rows of the row-wise kernels (sixteen lanes, contiguous or not).
 
 Imported by oracle/export.py (NAME, SEED, REF, build(seed): see export_00.py).
 """
+import copy
+
 import torch
 import torch.nn.functional as F
 
 import ch01_attention
 import ch05_pretraining
+import export_06
 import ch07_backward
 from ch07_backward import grads
 from goldenlib import Case, Golden, emit, padding_mask, to_f64
@@ -90,6 +93,12 @@ ADD_NORM_CASES = [  # name, x's shape, gamma and beta, eps
     ("add_norm_small", (4, 6), True, 1e-5),
     ("add_norm_bert", (2, 9, 768), True, 1e-12),
     ("add_norm_noaffine", (5, 33), False, 1e-5),
+]
+BERT_CASES = [  # name, (L, E, H, I, V, P, G), (B, T), lengths (None: no attention_mask), pair,
+    #              which output gradients are given
+    ("bert_micro", (2, 16, 2, 32, 40, 12, 2), (2, 7), [7, 4], True, ("last", "pooled")),
+    ("bert_no_mask", (1, 8, 2, 16, 20, 8, 2), (3, 5), None, False, ("last",)),
+    ("bert_pooled_only", (2, 12, 3, 24, 30, 10, 2), (2, 6), [6, 0], False, ("pooled",)),
 ]
 HEADS_CASES = [  # name, (B, T, E, V), MLM labels kept (every k-th token), NSP label ignored
     ("heads_small", (2, 5, 8, 13), 2, False),
@@ -302,6 +311,44 @@ def build(seed):
                          {"x": x, "s": sub, "gamma": gamma, "beta": beta}, g)
         emit(out, name, {"x": x, "s": sub, "gamma": gamma, "beta": beta, "grad_out": g}, g32,
              g64, op="add-norm-backward", params={"eps": eps if eps != 1e-5 else None})
+
+    for name, spec, (B, T), lengths, pair, given in BERT_CASES:
+        c = Case(seed, name)
+        cfg, w, m32 = export_06._bert_model(c, spec)
+        ids, mask, tt = export_06._bert_inputs(c, cfg, B, T, lengths, pair)
+        E, L = cfg["hidden_size"], cfg["num_hidden_layers"]
+        gl = c.randn(B, T, E) if "last" in given else None
+        gp = c.randn(B, E) if "pooled" in given else None
+
+        def bert_grads(dtype):
+            # Hugging Face's BertModel (ref/ch06's), eval mode (no dropout), called as a whole
+            m = copy.deepcopy(m32).to(dtype).eval()
+            o = m(ids, attention_mask=mask, token_type_ids=tt)
+            outs, ups = [], []
+            for key, up in (("last_hidden_state", gl), ("pooler_output", gp)):
+                if up is not None:
+                    outs.append(o[key])
+                    ups.append(up.to(dtype))
+            named = dict(m.named_parameters())
+            keys = list(w)
+            # the pooler is unused when only last_hidden_state's gradient is given: zero
+            got = torch.autograd.grad(outs, [named[k] for k in keys], ups, allow_unused=True)
+            got = {k: torch.zeros_like(named[k]) if d is None else d for k, d in zip(keys, got)}
+            res = {}
+            for k in keys:
+                short = k[len("bert."):]
+                if short.startswith("encoder.layer."):
+                    rest = short.split(".", 3)[3]   # encoder.layer.<l>.<rest>
+                    if short.startswith("encoder.layer.0."):
+                        res["grad_encoder.layer." + rest] = torch.stack(
+                            [got[f"bert.encoder.layer.{l}.{rest}"] for l in range(L)])
+                else:
+                    res["grad_" + short] = got[k]
+            return res
+        emit(out, name, {"input_ids": ids, "attention_mask": mask, "token_type_ids": tt, **w,
+                         "grad_last_hidden_state": gl, "grad_pooler_output": gp},
+             bert_grads(torch.float32), bert_grads(torch.float64), op="bert-backward")
+        export_06._bert_config_meta(out, name, m32, w)
 
     for name, (B, T, E, V), every, nsp_ignored in HEADS_CASES:
         c = Case(seed, name)

@@ -38,7 +38,10 @@ const char *tfm_variant_name(TfmVariant v);
 
 #define TFM_OP_MAX_INPUTS 20
 #define TFM_OP_MAX_PARAMS 8
-#define TFM_MAX_OUTPUTS 16
+#define TFM_MAX_OUTPUTS 24
+/* Bytes of an output name, its NUL included (52 characters in
+ * "grad_encoder.layer.attention.output.LayerNorm.weight"). */
+#define TFM_MAX_NAME 64
 
 /* Accepted dtypes of an input, as a bit set: DT(TFM_F32) | DT(TFM_BOOL). */
 #define DT(d) (1u << (d))
@@ -79,7 +82,7 @@ typedef struct {
 /* What an op produced: named tensors (F32, or I64 for ids) with their shapes. */
 typedef struct {
     size_t n;
-    char names[TFM_MAX_OUTPUTS][48];
+    char names[TFM_MAX_OUTPUTS][TFM_MAX_NAME];
     Tensor tensors[TFM_MAX_OUTPUTS];
 } OpOutputs;
 

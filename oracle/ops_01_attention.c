@@ -141,7 +141,7 @@ int bind_attention_backward(OpCall *c)
     float *dv = dk ? op_output(c, "grad_v", 4, v->shape) : NULL;
     if (!dv)
         return -1;
-    const size_t n_out = a.B * a.H * a.Tq * a.Dv, n_lse = a.B * a.H * a.Tq;
+    const size_t n_out = a.B * a.H * a.Tq * a.Dv, n_lse = attention_lse_floats(a.B, a.H, a.Tq);
     float *out = malloc((n_out + n_lse) * sizeof *out + 1);   /* + 1: never malloc(0) */
     if (!out)
         return op_fail(c, "out of memory");

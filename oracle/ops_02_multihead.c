@@ -222,7 +222,7 @@ int bind_mha_backward(OpCall *c)
         return -1;
     }
     const size_t n = B * T * E;
-    float *buf = malloc((5 * n + B * H * T) * sizeof *buf + 1);   /* + 1: never malloc(0) */
+    float *buf = malloc((5 * n + attention_lse_floats(B, H, T)) * sizeof *buf + 1);   /* + 1 */
     if (!buf) {
         free(owned);
         return op_fail(c, "out of memory");

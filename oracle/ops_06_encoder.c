@@ -388,3 +388,183 @@ done:
     tfm_bert_free(&m);
     return rc;
 }
+
+typedef void (*BertBackwardFn)(const BertGrads *g, float *scratch, const float *dlast,
+                               const float *dpooled, const int64_t *input_ids,
+                               const int64_t *token_type_ids, const BertTrainActs *acts,
+                               const BertWeights *w, const BertConfig *cfg);
+
+/* bert-backward's outputs: BertModel's parameter names (the loader takes them with or without
+ * "bert."), each layer's stacked over a first dimension of L, as hidden_states and attentions
+ * are; q, k and v apart, as Hugging Face holds them (tfm packs them into in_proj). */
+enum { BERT_LAYER_GRADS = 16 };
+static const char *const LAYER_GRAD_NAMES[BERT_LAYER_GRADS] = {
+    "grad_encoder.layer.attention.self.query.weight",
+    "grad_encoder.layer.attention.self.query.bias",
+    "grad_encoder.layer.attention.self.key.weight",
+    "grad_encoder.layer.attention.self.key.bias",
+    "grad_encoder.layer.attention.self.value.weight",
+    "grad_encoder.layer.attention.self.value.bias",
+    "grad_encoder.layer.attention.output.dense.weight",
+    "grad_encoder.layer.attention.output.dense.bias",
+    "grad_encoder.layer.attention.output.LayerNorm.weight",
+    "grad_encoder.layer.attention.output.LayerNorm.bias",
+    "grad_encoder.layer.intermediate.dense.weight",
+    "grad_encoder.layer.intermediate.dense.bias",
+    "grad_encoder.layer.output.dense.weight",
+    "grad_encoder.layer.output.dense.bias",
+    "grad_encoder.layer.output.LayerNorm.weight",
+    "grad_encoder.layer.output.LayerNorm.bias"};
+
+/* Layer gradient k (LAYER_GRAD_NAMES' order) in tfm's packed layout, and its shape (one or
+ * two dimensions in d). q, k, v are row blocks 0, 1, 2 of in_proj's. */
+static const float *layer_grad(const EncoderLayerGrads *g, int k, size_t E, size_t I, int *nd,
+                               size_t d[2])
+{
+    const float *const src[BERT_LAYER_GRADS] = {
+        g->self_attn.in_proj_weight,         g->self_attn.in_proj_bias,
+        g->self_attn.in_proj_weight + E * E, g->self_attn.in_proj_bias + E,
+        g->self_attn.in_proj_weight + 2 * E * E, g->self_attn.in_proj_bias + 2 * E,
+        g->self_attn.out_proj_weight,        g->self_attn.out_proj_bias,
+        g->norm1_w,                          g->norm1_b,
+        g->ffn.w1,                           g->ffn.b1,
+        g->ffn.w2,                           g->ffn.b2,
+        g->norm2_w,                          g->norm2_b};
+    const size_t rows = k == 10 || k == 11 ? I : E;   /* intermediate.dense [I, E], bias [I] */
+    const size_t cols = k == 12 ? I : E;        /* output.dense is [E, I] */
+    const int matrix = k % 2 == 0 && k != 8 && k != 14;   /* a weight, not a LayerNorm's */
+    *nd = matrix ? 2 : 1;
+    d[0] = rows;
+    d[1] = cols;
+    return src[k];
+}
+
+/* bert-backward (chapter 07): the training forward of the same variant, then the backward from
+ * grad_last_hidden_state and grad_pooler_output (either may be absent: zero), into a gradient
+ * for every parameter of the model. */
+int bind_bert_backward(OpCall *c)
+{
+    const Tensor *ids = op_in(c, "input_ids"), *am = op_in(c, "attention_mask");
+    const Tensor *tt = op_in(c, "token_type_ids");
+    const Tensor *gl = op_in(c, "grad_last_hidden_state"), *gp = op_in(c, "grad_pooler_output");
+    const size_t B = ids->shape[0], T = ids->shape[1];
+    TfmBert m;
+    char msg[TFM_ERR_LEN];
+    if (tfm_bert_from_tensors(&m, c->model->weights, c->model->prefix, c->model->config_json,
+                              msg, sizeof msg) != 0)
+        return op_fail(c, "%s", msg);
+    const BertConfig *cfg = &m.cfg;
+    const size_t E = cfg->hidden_size, L = cfg->num_hidden_layers, I = cfg->intermediate_size;
+    const size_t V = cfg->vocab_size, P = cfg->max_position_embeddings, G = cfg->type_vocab_size;
+    int rc = -1;
+    int64_t *mask = NULL;
+    float *block = NULL;
+    EncoderActs *la = NULL;
+    EncoderLayerGrads *lg = NULL;
+    const size_t want[2] = {B, T}, sh[3] = {B, T, E}, sp[2] = {B, E};
+    if ((am && !op_same_shape(am, 2, want)) || (tt && !op_same_shape(tt, 2, want))) {
+        op_fail(c, "input_ids is [%zu, %zu]; attention_mask and token_type_ids must be too", B, T);
+        goto done;
+    }
+    if (!gl && !gp) {
+        op_fail(c, "needs grad_last_hidden_state or grad_pooler_output (or both): the gradient "
+                "of the loss with respect to the model's outputs");
+        goto done;
+    }
+    const float *dlast = gl ? op_grad_in(c, "grad_last_hidden_state", "last_hidden_state", 3, sh)
+                            : NULL;
+    const float *dpooled = gp ? op_grad_in(c, "grad_pooler_output", "pooler_output", 2, sp)
+                              : NULL;
+    if ((gl && !dlast) || (gp && !dpooled))
+        goto done;
+    EmbBadId bad;
+    if (embeddings_check_ids(&bad, tensor_i64(ids), NULL, tt ? tensor_i64(tt) : NULL, B, T, V,
+                             P, G) != 0) {
+        char what[256];
+        embeddings_bad_id_str(what, sizeof what, &bad, T);
+        op_fail(c, "%s (the config's vocab_size, max_position_embeddings, type_vocab_size)", what);
+        goto done;
+    }
+    if (am) {   /* as I64 0 / 1, whatever the file held */
+        if (!(mask = malloc(B * T * sizeof *mask + 1))) {
+            op_fail(c, "out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < B * T; i++) {
+            mask[i] = am->dtype == TFM_BOOL ? tensor_bool(am)[i] : tensor_i64(am)[i];
+            if (mask[i] != 0 && mask[i] != 1) {
+                op_fail(c, "attention_mask[%zu] is %lld; it must be 1 (attend) or 0 (padding)", i,
+                        (long long)mask[i]);
+                goto done;
+            }
+        }
+    }
+    /* the outputs that need no unpacking are written by the backward directly */
+    const size_t sv[2] = {V, E}, spos[2] = {P, E}, sg[2] = {G, E}, se[1] = {E}, see[2] = {E, E};
+    BertGrads g;
+    if (!(g.word_embeddings = op_output(c, "grad_embeddings.word_embeddings.weight", 2, sv)) ||
+        !(g.position_embeddings =
+              op_output(c, "grad_embeddings.position_embeddings.weight", 2, spos)) ||
+        !(g.token_type_embeddings =
+              op_output(c, "grad_embeddings.token_type_embeddings.weight", 2, sg)) ||
+        !(g.emb_ln_w = op_output(c, "grad_embeddings.LayerNorm.weight", 1, se)) ||
+        !(g.emb_ln_b = op_output(c, "grad_embeddings.LayerNorm.bias", 1, se)) ||
+        !(g.pooler_w = op_output(c, "grad_pooler.dense.weight", 2, see)) ||
+        !(g.pooler_b = op_output(c, "grad_pooler.dense.bias", 1, se)))
+        goto done;
+    /* one block: the training activations, the backward's scratch, the layers' packed
+     * gradients (zero: they accumulate) */
+    const size_t per_layer = 4 * E * E + 4 * E + 2 * I * E + I + 5 * E;
+    const size_t acts_n = bert_train_acts_floats(cfg, B, T);
+    const size_t scratch_n = bert_backward_scratch_floats(cfg, B, T);
+    block = calloc(acts_n + scratch_n + L * per_layer + 1, sizeof(float));
+    la = malloc(L * sizeof *la + 1);
+    lg = malloc(L * sizeof *lg + 1);
+    if (!block || !la || !lg) {
+        op_fail(c, "out of memory for the activations of a [%zu, %zu] batch", B, T);
+        goto done;
+    }
+    float *next = block + acts_n + scratch_n;
+    for (size_t l = 0; l < L; l++) {
+        float *q = next + l * per_layer;
+        lg[l].self_attn.in_proj_weight = q, q += 3 * E * E;
+        lg[l].self_attn.in_proj_bias = q, q += 3 * E;
+        lg[l].self_attn.out_proj_weight = q, q += E * E;
+        lg[l].self_attn.out_proj_bias = q, q += E;
+        lg[l].ffn.w1 = q, q += I * E;
+        lg[l].ffn.b1 = q, q += I;
+        lg[l].ffn.w2 = q, q += E * I;
+        lg[l].ffn.b2 = q, q += E;
+        lg[l].norm1_w = q, q += E;
+        lg[l].norm1_b = q, q += E;
+        lg[l].norm2_w = q, q += E;
+        lg[l].norm2_b = q;
+    }
+    g.layers = lg;
+    BertTrainActs acts;
+    bert_train_acts_init(&acts, la, block, cfg, B, T);
+    const int64_t *types = tt ? tensor_i64(tt) : NULL;
+    (c->variant == TFM_FAST ? bert_forward_train_fast : bert_forward_train_naive)(
+        &acts, tensor_i64(ids), mask, types, &m.w, cfg);
+    KERNEL(c, BertBackwardFn)(&g, block + acts_n, dlast, dpooled, tensor_i64(ids), types, &acts,
+                              &m.w, cfg);
+    for (int k = 0; k < BERT_LAYER_GRADS; k++) {   /* stacked: [L, ...] */
+        int nd;
+        size_t d[2];
+        layer_grad(&lg[0], k, E, I, &nd, d);
+        const size_t shape[3] = {L, d[0], d[1]}, n = nd == 2 ? d[0] * d[1] : d[0];
+        float *out = op_output(c, LAYER_GRAD_NAMES[k], nd + 1, shape);
+        if (!out)
+            goto done;
+        for (size_t l = 0; l < L; l++)
+            memcpy(out + l * n, layer_grad(&lg[l], k, E, I, &nd, d), n * sizeof(float));
+    }
+    rc = 0;
+done:
+    free(block);
+    free(la);
+    free(lg);
+    free(mask);
+    tfm_bert_free(&m);
+    return rc;
+}

@@ -607,7 +607,7 @@ START_TEST(test_fd_attention)
             TuRng r = {0x0790 + 4 * s + (uint64_t)flag};
             const size_t nq = H * Tq * D, nk = H * Tk * D;
             float *q = normal(nq, 1.0f, &r), *k = normal(nk, 1.0f, &r), *v = normal(nk, 1.0f, &r);
-            float *g = normal(nq, 1.0f, &r), *y = zeros(nq), *lse = zeros(H * Tq);
+            float *g = normal(nq, 1.0f, &r), *y = zeros(nq), *lse = zeros(attention_lse_floats(1, H, Tq));
             float *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nk);
             const AttnMask m = fd_mask(flag, Tk);
             attention_forward_lse_naive(y, lse, q, k, v, &m, 0.6f, 1, H, Tq, Tk, D, D);
@@ -1063,7 +1063,7 @@ START_TEST(test_fast_vs_naive_attention)
         const AttnMask m = {z->add ? add : NULL, 0, 0, z->pad ? pad : NULL, z->causal};
         float *dq[2], *dk[2], *dv[2];
         for (int fast = 0; fast < 2; fast++) {
-            float *o = zeros(no), *lse = zeros(BH * z->Tq);
+            float *o = zeros(no), *lse = zeros(attention_lse_floats(z->B, z->H, z->Tq));
             dq[fast] = halves(nq), dk[fast] = halves(nk), dv[fast] = halves(nv);
             (fast ? attention_forward_lse_fast : attention_forward_lse_naive)(
                 o, lse, q, k, v, &m, 0.3f, z->B, z->H, z->Tq, z->Tk, z->Dk, z->Dv);

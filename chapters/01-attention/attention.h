@@ -81,13 +81,20 @@ void attention_forward_fast_strided(float *out, float *probs, const float *q, co
 /* ---- For training (chapter 07): the forward that also saves each query row's log-sum-exp,
  *
  *   lse_i = log sum_j exp(s_ij) = m_i + log l_i,   s_ij = scale q_i . k_j + M_ij,
+ *   m_i = max_j s_ij,   l_i = sum_j exp(s_ij - m_i),
  *
- * so that a backward can recompute any probability as p_ij = exp(s_ij - lse_i) without the
- * forward ever storing the [Tq, Tk] matrix. A fully masked row has lse = -inf (and out NaN, as
- * the plain forward). The fast one is the streaming path (attention_forward_fast with probs
- * NULL) plus one log per row. */
+ * so that a backward can recompute any probability as p_ij = exp((s_ij - m_i) - log l_i)
+ * without the forward ever storing the [Tq, Tk] matrix. lse holds the two parts, m_i and
+ * log l_i, side by side ([B, H, Tq, 2], attention_lse_floats), not their sum: where the scores
+ * are huge, the sum rounds log l away. Hugging Face's fully padded row is that case: every
+ * score is finfo(float32).min = -3.4e38, whose float spacing is 2e31, so m + log l = m and
+ * exp(s - lse) would give every key probability 1 instead of 1/Tk; (s - m) - log l gives
+ * exactly the forward's uniform 1/Tk. A fully masked row (-inf) has m = log l = -inf (and out
+ * NaN, as the plain forward). The fast one is the streaming path (attention_forward_fast with
+ * probs NULL) plus one log per row. */
+size_t attention_lse_floats(size_t B, size_t H, size_t Tq);   /* 2 B H Tq */
 void attention_forward_lse_naive(float *out,       /* [B, H, Tq, Dv] */
-                                 float *lse,       /* [B, H, Tq] */
+                                 float *lse,       /* [B, H, Tq, 2]: m_i, log l_i */
                                  const float *q, const float *k, const float *v,
                                  const AttnMask *mask, float scale, size_t B, size_t H,
                                  size_t Tq, size_t Tk, size_t Dk, size_t Dv);
@@ -108,7 +115,7 @@ void attention_forward_lse_fast_strided(float *out, float *lse, const float *q, 
  *
  * D_i also equals dO_i . out_i (sum_j P_ij dO_i . v_j = dO_i . sum_j P_ij v_j), which is how
  * the fast variant gets it without dP's whole row. The saved activations are the forward's out
- * and lse (attention_forward_lse_*); P is recomputed from lse. Like every tfm backward, dq, dk
+ * and lse (attention_forward_lse_*); P is recomputed from lse's two parts. Like every tfm backward, dq, dk
  * and dv are accumulated into (matmul.h), and each may be NULL. The mask is a constant: no
  * gradient flows to attn_mask. A fully masked row's NaN probabilities make NaN gradients, as in
  * PyTorch: its dq row, and (through dV = P^T dO, dK = dS^T Q) every dk and dv row of its
@@ -121,7 +128,7 @@ void attention_backward_naive(float *dq,           /* [B, H, Tq, Dk] or NULL, +=
                               const float *k,      /* [B, H, Tk, Dk] */
                               const float *v,      /* [B, H, Tk, Dv] */
                               const float *out,    /* [B, H, Tq, Dv] the forward's */
-                              const float *lse,    /* [B, H, Tq] the forward's */
+                              const float *lse,    /* [B, H, Tq, 2] the forward's */
                               const AttnMask *mask, float scale, size_t B, size_t H, size_t Tq,
                               size_t Tk, size_t Dk, size_t Dv);
 /* Fast: FlashAttention-2's scheme. Each (b, h) is one task; its key blocks are visited once,
@@ -133,7 +140,7 @@ void attention_backward_fast(float *dq, float *dk, float *dv, const float *dout,
                              const AttnMask *mask, float scale, size_t B, size_t H, size_t Tq,
                              size_t Tk, size_t Dk, size_t Dv);
 /* The same with the operands laid out as `layout` says: dq and dout as q and out, dk as k, dv
- * as v; lse stays a contiguous [B, H, Tq]. */
+ * as v; lse stays a contiguous [B, H, Tq, 2]. */
 void attention_backward_fast_strided(float *dq, float *dk, float *dv, const float *dout,
                                      const float *q, const float *k, const float *v,
                                      const float *out, const float *lse, const AttnMask *mask,

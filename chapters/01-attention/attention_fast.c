@@ -41,7 +41,8 @@
  *     the rescale of all BQ rows are lane-wise vector operations (lane r is row r), with no
  *     horizontal reduction and no per-row branch.
  * O12 the training forward (attention_forward_lse_fast) is the streaming path, which already
- *     holds each row's running max m and sum l: lse = m + log l costs one log per row.
+ *     holds each row's running max m and sum l: saving lse's parts, m and log l, costs one log
+ *     per row.
  * O13 backward, FlashAttention-2's scheme (attention.h): one task per (b, h). For each block of
  *     BQ queries, its rows of Q and dO are transposed once (pack_queries, as in O10) and its
  *     D_i = dO_i . out_i computed; then for each key block of BK keys it can see (O5 skips the
@@ -523,10 +524,12 @@ static void forward_streaming(float *out, float *lse, const float *q, const floa
                     /* out_i = acc_i / l_i. l = 0 only if no key had a finite score (a tile with
                      * a finite max contributes exp(0) = 1): the fully masked row, which PyTorch
                      * returns as NaN (softmax of all -inf), and so do we. */
-                    if (lse)   /* O12: log sum exp = m + log l (-inf for a fully masked row) */
-                        for (size_t r = 0; r < nr; r++)
-                            lse[(b * H + h) * Tq + i0 + r] =
-                                l[r] == 0.0f ? -INFINITY : m[r] + logf(l[r]);
+                    if (lse)   /* O12: m and log l (-inf, -inf for a fully masked row) */
+                        for (size_t r = 0; r < nr; r++) {
+                            float *restrict st = lse + 2 * ((b * H + h) * Tq + i0 + r);
+                            st[0] = m[r];
+                            st[1] = l[r] == 0.0f ? -INFINITY : logf(l[r]);
+                        }
                     for (size_t r = 0; r < nr; r++) {
                         float *restrict o = out + row_at(lay->out, b, h, i0 + r);
                         if (l[r] == 0.0f) {
@@ -625,8 +628,8 @@ static void forward(float *out, float *probs, float *lse, const float *q, const 
             for (size_t h = 0; h < H; h++)
                 for (size_t i = 0; i < Tq; i++)
                     fill(out + row_at(layout->out, b, h, i), Dv, 0.0f);
-        if (lse)   /* log of an empty sum */
-            fill(lse, B * H * Tq, -INFINITY);
+        if (lse)   /* an empty row: max and log sum both -inf */
+            fill(lse, attention_lse_floats(B, H, Tq), -INFINITY);
         return;
     }
     if (probs)
@@ -736,21 +739,21 @@ static void madd_tile(float *restrict C, size_t ldc, const float *restrict A, si
  * are the thread's [Dk, BQ], [Dv, BQ] and [Dk, BQ] scratch tiles. */
 static void backward_head(float *dQ, float *dK, float *dV, const float *dO, const float *Q,
                           const float *K, const float *V, const float *O,
-                          const float *restrict L,   /* [Tq] this head's lse */
+                          const float *restrict L,   /* [Tq, 2] this head's lse: m, log l */
                           const AttnLayout *lay, const float *am, const uint8_t *pad, int causal,
                           float scale, size_t Tq, size_t Tk, size_t Dk, size_t Dv,
                           float *restrict Qt, float *restrict dOt, float *restrict dQt)
 {
     const size_t ldq = lay->q.token, ldk = lay->k.token, ldv = lay->v.token, ldo = lay->out.token;
     _Alignas(64) float Pt[BK * BQ], dSt[BK * BQ];   /* [BK, BQ]: P^T, then dP^T and dS^T */
-    _Alignas(64) float Lb[BQ], Db[BQ];              /* the block's lse and D_i = dO_i . out_i */
+    _Alignas(64) float Mb[BQ], Gb[BQ], Db[BQ];      /* the block's m, log l, D_i = dO_i . out_i */
 
     for (size_t i0 = 0; i0 < Tq; i0 += BQ) {
         const size_t nr = min_sz(BQ, Tq - i0);
-        /* Rows past a short block: zero queries and dO (pack_queries), lse +inf, so that their
-         * P = exp(0 - inf) = 0 and dS = 0: they add nothing to dK and dV. A fully masked row
-         * (lse -inf) gives NaN probabilities, as PyTorch's softmax does, and they must reach
-         * every key: such a block skips no causal tile (O5). */
+        /* Rows past a short block: zero queries and dO (pack_queries), m = 0 and log l = +inf,
+         * so that their P = exp((0 - 0) - inf) = 0 and dS = 0: they add nothing to dK and dV.
+         * A fully masked row (m = -inf) gives NaN probabilities, as PyTorch's softmax does, and
+         * they must reach every key: such a block skips no causal tile (O5). */
         int all_rows_live = 1;
         for (size_t r = 0; r < BQ; r++) {
             float d = 0.0f;
@@ -759,9 +762,10 @@ static void backward_head(float *dQ, float *dK, float *dV, const float *dO, cons
 #pragma omp simd reduction(+ : d)
                 for (size_t e = 0; e < Dv; e++)
                     d += g[e] * o[e];
-                all_rows_live &= L[i0 + r] > -INFINITY;
+                all_rows_live &= L[2 * (i0 + r)] > -INFINITY;
             }
-            Lb[r] = r < nr ? L[i0 + r] : INFINITY;
+            Mb[r] = r < nr ? L[2 * (i0 + r)] : 0.0f;
+            Gb[r] = r < nr ? L[2 * (i0 + r) + 1] : INFINITY;
             Db[r] = d;
         }
         const size_t jend = causal && all_rows_live ? min_sz(Tk, i0 + nr) : Tk;
@@ -771,14 +775,14 @@ static void backward_head(float *dQ, float *dK, float *dV, const float *dO, cons
 
         for (size_t j0 = 0; j0 < jend; j0 += BK) {
             const size_t nc = min_sz(BK, jend - j0);
-            /* P^T = exp(scale K Q^T + M - lse), lane r being row r (O10, O11) */
+            /* P^T = exp((scale K Q^T + M - m) - log l), lane r being row r (O10, O11) */
             score_tile_t(Pt, Qt, K + j0 * ldk, ldk, nr, nc, Dk, scale,
                          am ? am + i0 * Tk + j0 : NULL, Tk, pad ? pad + j0 : NULL, causal, i0,
                          j0);
             for (size_t c = 0; c < nc; c++)
 #pragma omp simd
                 for (size_t r = 0; r < BQ; r++)
-                    Pt[c * BQ + r] = tfm_expf(Pt[c * BQ + r] - Lb[r]);
+                    Pt[c * BQ + r] = tfm_expf((Pt[c * BQ + r] - Mb[r]) - Gb[r]);
             /* dP^T = V dO^T: the same tile product, V in the place of K, no mask; then
              * dS^T = scale P^T (dP^T - D), in place */
             score_tile_t(dSt, dOt, V + j0 * ldv, ldv, nr, nc, Dv, 1.0f, NULL, Tk, NULL, 0, i0,
@@ -832,7 +836,7 @@ void attention_backward_fast_strided(float *dq, float *dk, float *dv, const floa
                           dv ? dv + row_at(lay->v, b, h, 0) : NULL,
                           dout + row_at(lay->out, b, h, 0), q + row_at(lay->q, b, h, 0),
                           k + row_at(lay->k, b, h, 0), v + row_at(lay->v, b, h, 0),
-                          out + row_at(lay->out, b, h, 0), lse + t * Tq, lay, am, pad, causal,
+                          out + row_at(lay->out, b, h, 0), lse + 2 * t * Tq, lay, am, pad, causal,
                           scale, Tq, Tk, Dk, Dv, Qt, dOt, dQt);
         }
     }

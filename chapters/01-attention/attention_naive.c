@@ -92,8 +92,10 @@ static void attend(float *out, float *probs, float *lse, const float *q, const f
                 }
                 for (size_t j = 0; j < Tk; j++)
                     s[j] = s[j] / sum;
-                if (lse)   /* log sum_j exp(s_j) = mx + log sum_j exp(s_j - mx) */
-                    lse[bh * Tq + i] = mx == -INFINITY ? -INFINITY : mx + logf(sum);
+                if (lse) {   /* log sum_j exp(s_j) = mx + log sum_j exp(s_j - mx), in two parts */
+                    lse[2 * (bh * Tq + i)] = mx;
+                    lse[2 * (bh * Tq + i) + 1] = mx == -INFINITY ? -INFINITY : logf(sum);
+                }
 
                 /* out_i = sum_j p_j v_j */
                 for (size_t e = 0; e < Dv; e++) {
@@ -115,6 +117,8 @@ void attention_forward_naive(float *out, float *probs, const float *q, const flo
     attend(out, probs, NULL, q, k, v, mask, scale, B, H, Tq, Tk, Dk, Dv);
 }
 
+size_t attention_lse_floats(size_t B, size_t H, size_t Tq) { return 2 * B * H * Tq; }
+
 void attention_forward_lse_naive(float *out, float *lse, const float *q, const float *k,
                                  const float *v, const AttnMask *mask, float scale, size_t B,
                                  size_t H, size_t Tq, size_t Tk, size_t Dk, size_t Dv)
@@ -124,7 +128,7 @@ void attention_forward_lse_naive(float *out, float *lse, const float *q, const f
 
 /* ---- Backward (attention.h), one query row at a time, as the formulas read:
  *
- *   p_j  = exp(s_j - lse_i)                 row i of P, recomputed from the saved lse
+ *   p_j  = exp((s_j - m_i) - log l_i)       row i of P, recomputed from the saved lse
  *   dp_j = dO_i . v_j                       row i of dP = dO V^T
  *   D    = sum_j p_j dp_j                   softmax's backward needs only this row sum
  *   ds_j = p_j (dp_j - D)                   row i of dS
@@ -156,7 +160,7 @@ void attention_backward_naive(float *dq, float *dk, float *dv, const float *dout
             const int causal = mask ? mask->causal : 0;
 
             for (size_t i = 0; i < Tq; i++) {
-                const float L = lse[bh * Tq + i];
+                const float m = lse[2 * (bh * Tq + i)], logl = lse[2 * (bh * Tq + i) + 1];
                 float D = 0.0f;
                 for (size_t j = 0; j < Tk; j++) {
                     float dot = 0.0f;                       /* s_ij, as the forward */
@@ -167,7 +171,7 @@ void attention_backward_naive(float *dq, float *dk, float *dv, const float *dout
                         sij += am[i * Tk + j];
                     if ((pad && pad[j]) || (causal && j > i))
                         sij = -INFINITY;
-                    p[j] = expf(sij - L);                   /* p_ij */
+                    p[j] = expf((sij - m) - logl);          /* p_ij */
                     float dp = 0.0f;                        /* dp_ij = dO_i . v_j */
                     for (size_t e = 0; e < Dv; e++)
                         dp += dO[i * Dv + e] * V[j * Dv + e];

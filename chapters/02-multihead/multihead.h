@@ -69,7 +69,8 @@ void multihead_forward_fast(float *out, float *weights, const float *query, cons
 typedef struct {
     float *qkv;    /* [B, T, 3E] the packed projections */
     float *ctx;    /* [B, T, E] the heads' outputs, concatenated: the out-projection's input */
-    float *lse;    /* [B, H, T] attention's log-sum-exp per query row (attention.h) */
+    float *lse;    /* [B, H, T, 2] attention's log-sum-exp per query row, in two parts
+                      (attention.h) */
 } MhaActs;
 
 /* The parameters' gradients, in MhaParams's layout; each is accumulated into (matmul.h), and a

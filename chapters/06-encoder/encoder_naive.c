@@ -151,7 +151,7 @@ size_t encoder_acts_floats(size_t B, size_t T, size_t E, size_t H, size_t I)
 {
     const size_t N = B * T;
     /* qkv, ctx, lse; x1, n2, ffn_in; four statistics; pre, hid */
-    return 3 * N * E + N * E + B * H * T + 3 * N * E + 4 * N + 2 * N * I;
+    return 3 * N * E + N * E + attention_lse_floats(B, H, T) + 3 * N * E + 4 * N + 2 * N * I;
 }
 
 void encoder_acts_init(EncoderActs *a, float *buf, size_t B, size_t T, size_t E, size_t H,
@@ -161,7 +161,7 @@ void encoder_acts_init(EncoderActs *a, float *buf, size_t B, size_t T, size_t E,
     a->attn.qkv = buf;
     a->attn.ctx = a->attn.qkv + 3 * N * E;
     a->attn.lse = a->attn.ctx + N * E;
-    a->x1 = a->attn.lse + B * H * T;
+    a->x1 = a->attn.lse + attention_lse_floats(B, H, T);
     a->n2 = a->x1 + N * E;
     a->ffn_in = a->n2 + N * E;
     a->mean1 = a->ffn_in + N * E;
