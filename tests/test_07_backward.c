@@ -1005,7 +1005,7 @@ START_TEST(test_embeddings_backward)
     for (int v = 0; v < 3; v++) {
         res[v][0] = halves(V * E), res[v][1] = halves(P * E), res[v][2] = halves(G * E);
         omp_set_num_threads(v == 2 ? 3 : 1);
-        EmbBadId bad;
+        EmbBadId bad = {EMB_OK, 0, 0, 0};
         const int rc = (v ? embeddings_backward_fast : embeddings_backward_naive)(
             res[v][0], res[v][1], res[v][2], &bad, g, ids, NULL, tt, 3, B, T, E, V, P, G);
         ck_assert_int_eq(rc, 0);
@@ -1023,7 +1023,7 @@ START_TEST(test_embeddings_backward)
     float *before = halves(V * E);
     for (int v = 0; v < 2; v++) {
         float *dw = halves(V * E);
-        EmbBadId bad;
+        EmbBadId bad = {EMB_OK, 0, 0, 0};
         const int rc = (v ? embeddings_backward_fast : embeddings_backward_naive)(
             dw, NULL, NULL, &bad, g, ids, NULL, NULL, -1, B, T, E, V, P, G);
         ck_assert_int_eq(rc, -1);

@@ -476,6 +476,8 @@ static void backward_strided(const Ce *ce, size_t n, size_t i, double g, float *
     double S = 0.0;
     for (size_t c = 0; c < C; c++)
         S += (double)tfm_expf(z[c * inner] - M);
+    /* S >= 1 (the max's own term), or NaN for a row holding NaN or only -inf */
+    /* cppcheck-suppress invalidFunctionArg */
     const double a = row_coefficient(ce, yp, w_y, inner), logS = log(S);
     for (size_t c = 0; c < C; c++) {
         const double w_c = w ? (double)w[c] : 1.0;
