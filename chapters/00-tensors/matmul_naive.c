@@ -20,7 +20,10 @@
  */
 #include "matmul.h"
 
+#include <stdlib.h>
+
 #include "functional.h"
+#include "tensor.h"
 
 void matmul_naive(float *c,                        /* [M, N] */
                   const float *a,                  /* [M, K] */
@@ -85,9 +88,13 @@ void linear_act_naive(float *y,                    /* [M, N] */
 
 /* ---- Backward (matmul.h): each gradient is a product of the same kind, accumulated.
  *
- * One gradient element at a time, as the formula writes it: summed in float from zero in
- * increasing order of its reduced index, then added to the buffer once (the fast GEMM adds one
- * such partial sum per K block). */
+ * Every gradient element is summed in float from zero, in increasing order of its reduced
+ * index, then added to the buffer once (the fast GEMM adds one such partial sum per K block).
+ * Where the formula's reduced index runs down a column (dB = A^T dC, dW = dY^T X, dX = dY W),
+ * a whole row of sums is built at once, the reduced index outside: each step adds a row of B,
+ * X or W times one scalar, so memory is read along rows. Each element still sees the same
+ * operations in the same order, so this is the element-at-a-time formula, bit for bit; read
+ * down columns, at BERT's shapes it ran at a fifth of naive's forward speed. */
 void matmul_backward_naive(float *da, float *db, const float *dc, const float *a, const float *b,
                            size_t M, size_t K, size_t N)
 {
@@ -99,35 +106,52 @@ void matmul_backward_naive(float *da, float *db, const float *dc, const float *a
                     sum += dc[i * N + j] * b[k * N + j];
                 da[i * K + k] += sum;
             }
-    if (db)   /* dB[k][j] += sum_i A[i][k] dC[i][j] */
-        for (size_t k = 0; k < K; ++k)
-            for (size_t j = 0; j < N; ++j) {
-                float sum = 0.0f;
-                for (size_t i = 0; i < M; ++i)
-                    sum += a[i * K + k] * dc[i * N + j];
-                db[k * N + j] += sum;
+    if (db) {   /* dB[k][:] += sum_i A[i][k] dC[i][:] */
+        float *row = tfm_xcalloc(N + 1, sizeof *row, "matmul_backward_naive");   /* [N] */
+        for (size_t k = 0; k < K; ++k) {
+            for (size_t j = 0; j < N; ++j)
+                row[j] = 0.0f;
+            for (size_t i = 0; i < M; ++i) {
+                const float aik = a[i * K + k];
+                for (size_t j = 0; j < N; ++j)
+                    row[j] += aik * dc[i * N + j];
             }
+            for (size_t j = 0; j < N; ++j)
+                db[k * N + j] += row[j];
+        }
+        free(row);
+    }
 }
 
 void linear_backward_naive(float *dx, float *dw, float *dbias, const float *dy, const float *x,
                            const float *w, size_t M, size_t K, size_t N)
 {
-    if (dx)   /* dX[i][k] += sum_j dY[i][j] W[j][k] */
-        for (size_t i = 0; i < M; ++i)
-            for (size_t k = 0; k < K; ++k) {
-                float sum = 0.0f;
-                for (size_t j = 0; j < N; ++j)
-                    sum += dy[i * N + j] * w[j * K + k];
-                dx[i * K + k] += sum;
+    float *row = (dx || dw) ? tfm_xcalloc(K + 1, sizeof *row, "linear_backward_naive") : NULL;
+    if (dx)   /* dX[i][:] += sum_j dY[i][j] W[j][:] */
+        for (size_t i = 0; i < M; ++i) {
+            for (size_t k = 0; k < K; ++k)
+                row[k] = 0.0f;
+            for (size_t j = 0; j < N; ++j) {
+                const float dyij = dy[i * N + j];
+                for (size_t k = 0; k < K; ++k)
+                    row[k] += dyij * w[j * K + k];
             }
-    if (dw)   /* dW[j][k] += sum_i dY[i][j] X[i][k] */
-        for (size_t j = 0; j < N; ++j)
-            for (size_t k = 0; k < K; ++k) {
-                float sum = 0.0f;
-                for (size_t i = 0; i < M; ++i)
-                    sum += dy[i * N + j] * x[i * K + k];
-                dw[j * K + k] += sum;
+            for (size_t k = 0; k < K; ++k)
+                dx[i * K + k] += row[k];
+        }
+    if (dw)   /* dW[j][:] += sum_i dY[i][j] X[i][:] */
+        for (size_t j = 0; j < N; ++j) {
+            for (size_t k = 0; k < K; ++k)
+                row[k] = 0.0f;
+            for (size_t i = 0; i < M; ++i) {
+                const float dyij = dy[i * N + j];
+                for (size_t k = 0; k < K; ++k)
+                    row[k] += dyij * x[i * K + k];
             }
+            for (size_t k = 0; k < K; ++k)
+                dw[j * K + k] += row[k];
+        }
+    free(row);
     if (dbias)   /* dbias[j] += sum_i dY[i][j]: the bias is added to every row */
         for (size_t j = 0; j < N; ++j) {
             float sum = 0.0f;
