@@ -46,6 +46,19 @@ void bench_attention_teardown(void *state)
     free(s);
 }
 
+/* How many of the BH heads naive runs within budget flops (at least one), a note when fewer
+ * than all. */
+static size_t naive_heads(BenchInstance *in, size_t BH, double slice_flops, double budget)
+{
+    if ((double)BH * slice_flops <= budget)
+        return BH;
+    size_t n = (size_t)(budget / slice_flops);
+    if (n < 1) n = 1;
+    snprintf(in->naive_note, sizeof in->naive_note, "naive: %zu of %zu heads, x%.1f", n, BH,
+             (double)BH / (double)n);
+    return n;
+}
+
 int bench_attention_setup(BenchInstance *in, const BenchCase *c, uint64_t seed, double budget,
                           char *err, size_t errlen)
 {
@@ -59,14 +72,7 @@ int bench_attention_setup(BenchInstance *in, const BenchCase *c, uint64_t seed, 
     s->mask.causal = (int)c->dims[4];
     const size_t BH = s->B * s->H, n = BH * s->T * s->D;
     /* naive computes every T x T score of a slice, masked or not */
-    const double slice_flops = 4.0 * (double)s->T * (double)s->T * (double)s->D;
-    s->BHn = BH;
-    if ((double)BH * slice_flops > budget) {
-        s->BHn = (size_t)(budget / slice_flops);
-        if (s->BHn < 1) s->BHn = 1;
-        snprintf(in->naive_note, sizeof in->naive_note, "naive: %zu of %zu heads, x%.1f", s->BHn,
-                 BH, (double)BH / (double)s->BHn);
-    }
+    s->BHn = naive_heads(in, BH, 4.0 * (double)s->T * (double)s->T * (double)s->D, budget);
     s->q = bench_alloc(n);
     s->k = bench_alloc(n);
     s->v = bench_alloc(n);
@@ -187,14 +193,7 @@ int bench_attention_backward_setup(BenchInstance *in, const BenchCase *c, uint64
     s->mask.causal = (int)c->dims[4];
     const size_t BH = s->B * s->H, n = BH * s->T * s->D;
     /* naive: 5 products of 2 D flops per (query, key) pair, every pair */
-    const double slice_flops = 10.0 * (double)s->T * (double)s->T * (double)s->D;
-    s->BHn = BH;
-    if ((double)BH * slice_flops > budget) {
-        s->BHn = (size_t)(budget / slice_flops);
-        if (s->BHn < 1) s->BHn = 1;
-        snprintf(in->naive_note, sizeof in->naive_note, "naive: %zu of %zu heads, x%.1f", s->BHn,
-                 BH, (double)BH / (double)s->BHn);
-    }
+    s->BHn = naive_heads(in, BH, 10.0 * (double)s->T * (double)s->T * (double)s->D, budget);
     s->q = bench_alloc(n);
     s->k = bench_alloc(n);
     s->v = bench_alloc(n);

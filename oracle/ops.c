@@ -39,35 +39,112 @@
 #define FLAG(name, def, help) INT(name, def, 0, 1, help)
 #define BIG 9.007199254740992e15   /* 2^53: the largest int a double holds exactly */
 
+/* The inputs and parameters an op and its backward share (the backward adds its
+ * grad_<output>); Add & Norm takes LayerNorm's parameters. */
+#define EMBEDDINGS_INPUTS \
+    IN("input_ids", I64, 2, 2, "[B, T]"), IN("word_emb", F32, 2, 2, "[V, E]"), \
+    IN("pos_emb", F32, 2, 2, "[P, E]"), OPT("type_emb", F32, 2, 2, "[G, E]"), \
+    OPT("position_ids", I64, 2, 2, "[B, T]; absent: 0..T-1"), \
+    OPT("token_type_ids", I64, 2, 2, "[B, T]; absent: 0")
+#define LAYERNORM_INPUTS \
+    IN("x", F32, 1, 8, "[..., *S]"), OPT("gamma", F32, 1, 8, "S (the weight)"), \
+    OPT("beta", F32, 1, 8, "S (the bias)")
+#define LAYERNORM_PARAMS \
+    FLOAT("eps", "1e-05", 0, 1, "inside the square root; BERT uses 1e-12"), \
+    INT_OPT("normalized_ndim", 1, 8, "how many trailing dimensions form S; " \
+    "default gamma's rank, or 1")
+#define ADD_NORM_INPUTS \
+    IN("x", F32, 1, 8, "[..., *S], the sublayer's input"), \
+    IN("s", F32, 1, 8, "[..., *S], the sublayer's output"), \
+    OPT("gamma", F32, 1, 8, "S"), OPT("beta", F32, 1, 8, "S")
+#define CROSS_ENTROPY_PARAMS \
+    INT("ignore_index", "-100", -BIG, BIG, "a class index that adds nothing"), \
+    WORD("reduction", "mean", "mean|sum|none", \
+    "mean: weighted mean over the kept elements; none: one loss each"), \
+    FLOAT("label_smoothing", "0", 0, 1, "eps: targets (1 - eps) y + eps / C")
+#define FEEDFORWARD_INPUTS \
+    IN("x", F32, 1, 8, "[..., E]"), IN("linear1.weight", F32, 2, 2, "[I, E]"), \
+    OPT("linear1.bias", F32, 1, 1, "[I]"), IN("linear2.weight", F32, 2, 2, "[E, I]"), \
+    OPT("linear2.bias", F32, 1, 1, "[E]")
+#define FEEDFORWARD_PARAMS \
+    WORD("activation", "relu", "relu|gelu", "gelu: the exact erf form (BERT's)")
+#define ENCODER_LAYER_INPUTS \
+    IN("src", F32, 3, 3, "[B, T, E]"), \
+    OPT("src_key_padding_mask", BOOL, 2, 2, "[B, T], 1 = padding"), \
+    OPT("src_mask", BOOL | F32, 2, 2, "[T, T]; BOOL 1 = blocked, F32 added"), \
+    IN("self_attn.in_proj_weight", F32, 2, 2, "[3E, E]"), \
+    OPT("self_attn.in_proj_bias", F32, 1, 1, "[3E]"), \
+    IN("self_attn.out_proj.weight", F32, 2, 2, "[E, E]"), \
+    OPT("self_attn.out_proj.bias", F32, 1, 1, "[E]"), \
+    IN("linear1.weight", F32, 2, 2, "[I, E]"), OPT("linear1.bias", F32, 1, 1, "[I]"), \
+    IN("linear2.weight", F32, 2, 2, "[E, I]"), OPT("linear2.bias", F32, 1, 1, "[E]"), \
+    OPT("norm1.weight", F32, 1, 1, "[E]"), OPT("norm1.bias", F32, 1, 1, "[E]"), \
+    OPT("norm2.weight", F32, 1, 1, "[E]"), OPT("norm2.bias", F32, 1, 1, "[E]")
+#define ENCODER_LAYER_PARAMS \
+    INT_REQ("nhead", 1, BIG, "H, a divisor of E"), \
+    WORD("activation", "relu", "relu|gelu", "the module's default is relu"), \
+    FLAG("norm_first", "0", "0: post-LN (BERT), 1: pre-LN"), \
+    FLOAT("layer_norm_eps", "1e-05", 0, 1, "both LayerNorms' eps")
+#define PRETRAINING_HEADS_INPUTS \
+    IN("sequence_output", F32, 3, 3, "[B, T, E]"), IN("labels", I64, 2, 2, "[B, T]"), \
+    IN("next_sentence_label", I64, 1, 1, "[B]"), \
+    IN("bert.embeddings.word_embeddings.weight", F32, 2, 2, "[V, E], tied decoder"), \
+    IN("cls.predictions.transform.dense.weight", F32, 2, 2, "[E, E]"), \
+    IN("cls.predictions.transform.dense.bias", F32, 1, 1, "[E]"), \
+    IN("cls.predictions.transform.LayerNorm.weight", F32, 1, 1, "[E]"), \
+    IN("cls.predictions.transform.LayerNorm.bias", F32, 1, 1, "[E]"), \
+    IN("cls.predictions.bias", F32, 1, 1, "[V]"), \
+    IN("bert.pooler.dense.weight", F32, 2, 2, "[E, E]"), \
+    IN("bert.pooler.dense.bias", F32, 1, 1, "[E]"), \
+    IN("cls.seq_relationship.weight", F32, 2, 2, "[2, E]"), \
+    IN("cls.seq_relationship.bias", F32, 1, 1, "[2]")
+#define BERT_INPUTS \
+    IN("input_ids", I64, 2, 2, "[B, T]"), \
+    OPT("attention_mask", I64 | BOOL, 2, 2, "[B, T], 1 = attend (absent: all 1)"), \
+    OPT("token_type_ids", I64, 2, 2, "[B, T] (absent: all 0)")
+#define ATTENTION_PARAMS \
+    FLAG("is_causal", "0", "1: query i sees keys j <= i"), \
+    FLOAT_OPT("scale", -1e30, 1e30, "the score scale, used as given; default 1/sqrt(Dk)")
+#define LINEAR_INPUTS \
+    IN("x", F32, 1, 8, "[..., K]"), IN("w", F32, 2, 2, "[N, K]"), \
+    OPT("bias", F32, 1, 1, "[N]")
+#define MATMUL_INPUTS \
+    IN("a", F32, 1, 8, "[..., M, K] or [K]"), IN("b", F32, 1, 8, "[..., K, N] or [K]")
+#define SOFTMAX_PARAMS \
+    INT("dim", "-1", -8, 7, "the dimension normalized; negative counts from the end")
+#define LOG_SOFTMAX_PARAMS \
+    INT("dim", "-1", -8, 7, "the dimension normalized; negative counts from the end")
+#define GELU_PARAMS \
+    WORD("approximate", "none", "none|tanh", "none: the erf form; tanh: GPT-2's")
+
 static const TfmOp OPS[] = {
     /* ---------------------------------------------------------------- chapter 00 */
     {.name = "matmul", .chapter = 0,
      .summary = "torch.matmul(a, b): 1-D to 8-D, batch dimensions broadcast",
-     .inputs = {IN("a", F32, 1, 8, "[..., M, K] or [K]"), IN("b", F32, 1, 8, "[..., K, N] or [K]")},
+     .inputs = {MATMUL_INPUTS},
      .outputs = {{"out", "[broadcast(...), M, N], the 1-D sides dropped"}},
      TFM_KERNELS(matmul_naive, matmul_fast), TOL(00), .bind = bind_matmul},
     {.name = "linear", .chapter = 0,
      .summary = "F.linear(x, w, bias) = x w^T + bias",
-     .inputs = {IN("x", F32, 1, 8, "[..., K]"), IN("w", F32, 2, 2, "[N, K]"),
-                OPT("bias", F32, 1, 1, "[N]")},
+     .inputs = {LINEAR_INPUTS},
      .outputs = {{"out", "[..., N]"}},
      TFM_KERNELS(linear_naive, linear_fast), TOL(00), .bind = bind_linear},
     {.name = "softmax", .chapter = 0,
      .summary = "F.softmax(input, dim)",
      .inputs = {IN("input", F32, 0, 8, "[...]")},
-     .params = {INT("dim", "-1", -8, 7, "the dimension normalized; negative counts from the end")},
+     .params = {SOFTMAX_PARAMS},
      .outputs = {{"out", "input's shape"}},
      TFM_KERNELS(softmax_naive, softmax_fast), TOL(00_FN), .bind = bind_softmax},
     {.name = "log-softmax", .chapter = 0,
      .summary = "F.log_softmax(input, dim)",
      .inputs = {IN("input", F32, 0, 8, "[...]")},
-     .params = {INT("dim", "-1", -8, 7, "the dimension normalized; negative counts from the end")},
+     .params = {LOG_SOFTMAX_PARAMS},
      .outputs = {{"out", "input's shape"}},
      TFM_KERNELS(log_softmax_naive, log_softmax_fast), TOL(00_FN), .bind = bind_log_softmax},
     {.name = "gelu", .chapter = 0,
      .summary = "F.gelu(input, approximate): x Phi(x), or its tanh approximation",
      .inputs = {IN("input", F32, 0, 8, "[...]")},
-     .params = {WORD("approximate", "none", "none|tanh", "none: the erf form; tanh: GPT-2's")},
+     .params = {GELU_PARAMS},
      .outputs = {{"out", "input's shape"}},
      TFM_KERNELS(gelu_naive, gelu_fast), TOL(00_FN), .bind = bind_gelu},
 
@@ -78,8 +155,7 @@ static const TfmOp OPS[] = {
                 IN("v", F32, 4, 4, "[B, H, Tk, Dv]"),
                 OPT("attn_mask", F32, 2, 4, "[Tq, Tk], [B*H, Tq, Tk] or [B, H, Tq, Tk], added"),
                 OPT("key_padding_mask", BOOL, 2, 2, "[B, Tk], 1 = ignore this key")},
-     .params = {FLAG("is_causal", "0", "1: query i sees keys j <= i"),
-                FLOAT_OPT("scale", -1e30, 1e30, "the score scale, used as given; default 1/sqrt(Dk)")},
+     .params = {ATTENTION_PARAMS},
      .outputs = {{"out", "[B, H, Tq, Dv]"}, {"probs", "[B, H, Tq, Tk]"}},
      TFM_KERNELS(attention_forward_naive, attention_forward_fast), TOL(01),
      .bind = bind_attention},
@@ -119,10 +195,7 @@ static const TfmOp OPS[] = {
      TFM_KERNELS(pe_sinusoidal_naive, pe_sinusoidal_fast), TOL(03), .bind = bind_pe},
     {.name = "embeddings", .chapter = 3,
      .summary = "BERT's embedding sum (word + type) + pos, before its LayerNorm",
-     .inputs = {IN("input_ids", I64, 2, 2, "[B, T]"), IN("word_emb", F32, 2, 2, "[V, E]"),
-                IN("pos_emb", F32, 2, 2, "[P, E]"), OPT("type_emb", F32, 2, 2, "[G, E]"),
-                OPT("position_ids", I64, 2, 2, "[B, T]; absent: 0..T-1"),
-                OPT("token_type_ids", I64, 2, 2, "[B, T]; absent: 0")},
+     .inputs = {EMBEDDINGS_INPUTS},
      .outputs = {{"out", "[B, T, E]"}},
      TFM_KERNELS(embeddings_forward_naive, embeddings_forward_fast), TOL(03),
      .bind = bind_embeddings},
@@ -130,22 +203,15 @@ static const TfmOp OPS[] = {
     /* ---------------------------------------------------------------- chapter 04 */
     {.name = "layernorm", .chapter = 4,
      .summary = "nn.LayerNorm(normalized_shape): over the trailing dimensions gamma names",
-     .inputs = {IN("x", F32, 1, 8, "[..., *S]"), OPT("gamma", F32, 1, 8, "S (the weight)"),
-                OPT("beta", F32, 1, 8, "S (the bias)")},
-     .params = {FLOAT("eps", "1e-05", 0, 1, "inside the square root; BERT uses 1e-12"),
-                INT_OPT("normalized_ndim", 1, 8, "how many trailing dimensions form S; "
-                        "default gamma's rank, or 1")},
+     .inputs = {LAYERNORM_INPUTS},
+     .params = {LAYERNORM_PARAMS},
      .outputs = {{"out", "[..., *S]"}, {"mean", "[...]"}, {"rstd", "[...], 1/sqrt(var + eps)"}},
      TFM_KERNELS(layernorm_forward_naive, layernorm_forward_fast), TOL(04),
      .bind = bind_layernorm},
     {.name = "add-norm", .chapter = 4,
      .summary = "LN(x + s): post-LN Add & Norm (the original Transformer, BERT)",
-     .inputs = {IN("x", F32, 1, 8, "[..., *S], the sublayer's input"),
-                IN("s", F32, 1, 8, "[..., *S], the sublayer's output"),
-                OPT("gamma", F32, 1, 8, "S"), OPT("beta", F32, 1, 8, "S")},
-     .params = {FLOAT("eps", "1e-05", 0, 1, "inside the square root; BERT uses 1e-12"),
-                INT_OPT("normalized_ndim", 1, 8, "how many trailing dimensions form S; "
-                        "default gamma's rank, or 1")},
+     .inputs = {ADD_NORM_INPUTS},
+     .params = {LAYERNORM_PARAMS},
      .outputs = {{"out", "[..., *S]"}, {"mean", "[...] of x + s"}, {"rstd", "[...]"}},
      TFM_KERNELS(add_norm_forward_naive, add_norm_forward_fast), TOL(04),
      .bind = bind_add_norm},
@@ -187,18 +253,7 @@ static const TfmOp OPS[] = {
      TFM_KERNELS(cross_entropy_naive, cross_entropy_fast), TOL(05), .bind = bind_nsp_loss},
     {.name = "pretraining-heads", .chapter = 5,
      .summary = "BertForPreTraining's MLM and NSP heads and losses from sequence_output",
-     .inputs = {IN("sequence_output", F32, 3, 3, "[B, T, E]"), IN("labels", I64, 2, 2, "[B, T]"),
-                IN("next_sentence_label", I64, 1, 1, "[B]"),
-                IN("bert.embeddings.word_embeddings.weight", F32, 2, 2, "[V, E], tied decoder"),
-                IN("cls.predictions.transform.dense.weight", F32, 2, 2, "[E, E]"),
-                IN("cls.predictions.transform.dense.bias", F32, 1, 1, "[E]"),
-                IN("cls.predictions.transform.LayerNorm.weight", F32, 1, 1, "[E]"),
-                IN("cls.predictions.transform.LayerNorm.bias", F32, 1, 1, "[E]"),
-                IN("cls.predictions.bias", F32, 1, 1, "[V]"),
-                IN("bert.pooler.dense.weight", F32, 2, 2, "[E, E]"),
-                IN("bert.pooler.dense.bias", F32, 1, 1, "[E]"),
-                IN("cls.seq_relationship.weight", F32, 2, 2, "[2, E]"),
-                IN("cls.seq_relationship.bias", F32, 1, 1, "[2]")},
+     .inputs = {PRETRAINING_HEADS_INPUTS},
      .outputs = {{"masked_logits", "[S, V], the rows with labels != -100"},
                  {"seq_relationship_logits", "[B, 2]"}, {"mlm_loss", "[]"}, {"nsp_loss", "[]"},
                  {"loss", "[] = mlm_loss + nsp_loss, BertForPreTraining's total"}},
@@ -211,10 +266,7 @@ static const TfmOp OPS[] = {
                    "I64 class indices [N, d1..dk] ([] for input [C]), or F32 probabilities of "
                    "input's shape"),
                 OPT("weight", F32, 1, 1, "[C], a rescaling per class")},
-     .params = {INT("ignore_index", "-100", -BIG, BIG, "a class index that adds nothing"),
-                WORD("reduction", "mean", "mean|sum|none",
-                     "mean: weighted mean over the kept elements; none: one loss each"),
-                FLOAT("label_smoothing", "0", 0, 1, "eps: targets (1 - eps) y + eps / C")},
+     .params = {CROSS_ENTROPY_PARAMS},
      .outputs = {{"out", "[] (mean, sum), or the per-element shape [N, d1..dk] (none)"}},
      TFM_KERNELS(cross_entropy_loss_naive, cross_entropy_loss_fast), TOL(05),
      .bind = bind_cross_entropy},
@@ -222,38 +274,21 @@ static const TfmOp OPS[] = {
     /* ---------------------------------------------------------------- chapter 06 */
     {.name = "feedforward", .chapter = 6,
      .summary = "linear2(act(linear1(x))): nn.TransformerEncoderLayer's feed-forward half",
-     .inputs = {IN("x", F32, 1, 8, "[..., E]"), IN("linear1.weight", F32, 2, 2, "[I, E]"),
-                OPT("linear1.bias", F32, 1, 1, "[I]"), IN("linear2.weight", F32, 2, 2, "[E, I]"),
-                OPT("linear2.bias", F32, 1, 1, "[E]")},
-     .params = {WORD("activation", "relu", "relu|gelu", "gelu: the exact erf form (BERT's)")},
+     .inputs = {FEEDFORWARD_INPUTS},
+     .params = {FEEDFORWARD_PARAMS},
      .outputs = {{"out", "[..., E]"}},
      TFM_KERNELS(feedforward_forward_naive, feedforward_forward_fast), TOL(06),
      .bind = bind_feedforward},
     {.name = "encoder-layer", .chapter = 6,
      .summary = "nn.TransformerEncoderLayer(batch_first=True, dropout=0) called as a whole",
-     .inputs = {IN("src", F32, 3, 3, "[B, T, E]"),
-                OPT("src_key_padding_mask", BOOL, 2, 2, "[B, T], 1 = padding"),
-                OPT("src_mask", BOOL | F32, 2, 2, "[T, T]; BOOL 1 = blocked, F32 added"),
-                IN("self_attn.in_proj_weight", F32, 2, 2, "[3E, E]"),
-                OPT("self_attn.in_proj_bias", F32, 1, 1, "[3E]"),
-                IN("self_attn.out_proj.weight", F32, 2, 2, "[E, E]"),
-                OPT("self_attn.out_proj.bias", F32, 1, 1, "[E]"),
-                IN("linear1.weight", F32, 2, 2, "[I, E]"), OPT("linear1.bias", F32, 1, 1, "[I]"),
-                IN("linear2.weight", F32, 2, 2, "[E, I]"), OPT("linear2.bias", F32, 1, 1, "[E]"),
-                OPT("norm1.weight", F32, 1, 1, "[E]"), OPT("norm1.bias", F32, 1, 1, "[E]"),
-                OPT("norm2.weight", F32, 1, 1, "[E]"), OPT("norm2.bias", F32, 1, 1, "[E]")},
-     .params = {INT_REQ("nhead", 1, BIG, "H, a divisor of E"),
-                WORD("activation", "relu", "relu|gelu", "the module's default is relu"),
-                FLAG("norm_first", "0", "0: post-LN (BERT), 1: pre-LN"),
-                FLOAT("layer_norm_eps", "1e-05", 0, 1, "both LayerNorms' eps")},
+     .inputs = {ENCODER_LAYER_INPUTS},
+     .params = {ENCODER_LAYER_PARAMS},
      .outputs = {{"out", "[B, T, E]"}},
      TFM_KERNELS(encoder_layer_forward_naive, encoder_layer_forward_fast), TOL(06),
      .bind = bind_encoder_layer},
     {.name = "bert", .chapter = 6,
      .summary = "Hugging Face BertModel's forward, the model from --model DIR",
-     .inputs = {IN("input_ids", I64, 2, 2, "[B, T]"),
-                OPT("attention_mask", I64 | BOOL, 2, 2, "[B, T], 1 = attend (absent: all 1)"),
-                OPT("token_type_ids", I64, 2, 2, "[B, T] (absent: all 0)")},
+     .inputs = {BERT_INPUTS},
      .params = {FLAG("output_attentions", "0", "1: also the attentions of every layer"),
                 FLAG("output_hidden_states", "0", "1: also the input of every layer and the last")},
      .outputs = {{"last_hidden_state", "[B, T, E]"}, {"pooler_output", "[B, E]"},
@@ -268,37 +303,35 @@ static const TfmOp OPS[] = {
      * tolerances are chapter 07's. */
     {.name = "matmul-backward", .chapter = 7,
      .summary = "torch.matmul's gradients: grad_a = grad_out b^T, grad_b = a^T grad_out",
-     .inputs = {IN("a", F32, 1, 8, "[..., M, K] or [K]"), IN("b", F32, 1, 8, "[..., K, N] or [K]"),
-                IN("grad_out", F32, 0, 8, "out's shape")},
+     .inputs = {MATMUL_INPUTS, IN("grad_out", F32, 0, 8, "out's shape")},
      .outputs = {{"grad_a", "a's shape (summed over broadcast batch entries)"},
                  {"grad_b", "b's shape"}},
      TFM_KERNELS(matmul_backward_naive, matmul_backward_fast), TOL(07_MATMUL),
      .bind = bind_matmul_backward},
     {.name = "linear-backward", .chapter = 7,
      .summary = "F.linear's gradients: grad_x = g w, grad_w = g^T x, grad_bias = sum of g",
-     .inputs = {IN("x", F32, 1, 8, "[..., K]"), IN("w", F32, 2, 2, "[N, K]"),
-                OPT("bias", F32, 1, 1, "[N]"), IN("grad_out", F32, 1, 8, "[..., N]")},
+     .inputs = {LINEAR_INPUTS, IN("grad_out", F32, 1, 8, "[..., N]")},
      .outputs = {{"grad_x", "[..., K]"}, {"grad_w", "[N, K]"}, {"grad_bias", "[N], with bias"}},
      TFM_KERNELS(linear_backward_naive, linear_backward_fast), TOL(07_MATMUL),
      .bind = bind_linear_backward},
     {.name = "softmax-backward", .chapter = 7,
      .summary = "F.softmax's gradient: y (g - sum(g y)) along dim",
      .inputs = {IN("input", F32, 0, 8, "[...]"), IN("grad_out", F32, 0, 8, "input's shape")},
-     .params = {INT("dim", "-1", -8, 7, "the dimension normalized; negative counts from the end")},
+     .params = {SOFTMAX_PARAMS},
      .outputs = {{"grad_input", "input's shape"}},
      TFM_KERNELS(softmax_backward_naive, softmax_backward_fast), TOL(07_FN),
      .bind = bind_softmax_backward},
     {.name = "log-softmax-backward", .chapter = 7,
      .summary = "F.log_softmax's gradient: g - softmax(input) sum(g) along dim",
      .inputs = {IN("input", F32, 0, 8, "[...]"), IN("grad_out", F32, 0, 8, "input's shape")},
-     .params = {INT("dim", "-1", -8, 7, "the dimension normalized; negative counts from the end")},
+     .params = {LOG_SOFTMAX_PARAMS},
      .outputs = {{"grad_input", "input's shape"}},
      TFM_KERNELS(log_softmax_backward_naive, log_softmax_backward_fast), TOL(07_FN),
      .bind = bind_log_softmax_backward},
     {.name = "gelu-backward", .chapter = 7,
      .summary = "F.gelu's gradient: g (Phi(x) + x phi(x)), or the tanh form's",
      .inputs = {IN("input", F32, 0, 8, "[...]"), IN("grad_out", F32, 0, 8, "input's shape")},
-     .params = {WORD("approximate", "none", "none|tanh", "none: the erf form; tanh: GPT-2's")},
+     .params = {GELU_PARAMS},
      .outputs = {{"grad_input", "input's shape"}},
      TFM_KERNELS(gelu_backward_naive, gelu_backward_fast), TOL(07_FN),
      .bind = bind_gelu_backward},
@@ -310,8 +343,7 @@ static const TfmOp OPS[] = {
                     "(a constant: no gradient)"),
                 OPT("key_padding_mask", BOOL, 2, 2, "[B, Tk], 1 = ignore this key"),
                 IN("grad_out", F32, 4, 4, "[B, H, Tq, Dv]")},
-     .params = {FLAG("is_causal", "0", "1: query i sees keys j <= i"),
-                FLOAT_OPT("scale", -1e30, 1e30, "the score scale, used as given; default 1/sqrt(Dk)")},
+     .params = {ATTENTION_PARAMS},
      .outputs = {{"grad_q", "[B, H, Tq, Dk]"}, {"grad_k", "[B, H, Tk, Dk]"},
                  {"grad_v", "[B, H, Tk, Dv]"}},
      TFM_KERNELS(attention_backward_naive, attention_backward_fast), TOL(07_ATTN),
@@ -333,22 +365,8 @@ static const TfmOp OPS[] = {
      .bind = bind_mha_backward},
     {.name = "encoder-layer-backward", .chapter = 7,
      .summary = "nn.TransformerEncoderLayer's gradients, post-LN and pre-LN",
-     .inputs = {IN("src", F32, 3, 3, "[B, T, E]"),
-                OPT("src_key_padding_mask", BOOL, 2, 2, "[B, T], 1 = padding"),
-                OPT("src_mask", BOOL | F32, 2, 2, "[T, T]; BOOL 1 = blocked, F32 added"),
-                IN("self_attn.in_proj_weight", F32, 2, 2, "[3E, E]"),
-                OPT("self_attn.in_proj_bias", F32, 1, 1, "[3E]"),
-                IN("self_attn.out_proj.weight", F32, 2, 2, "[E, E]"),
-                OPT("self_attn.out_proj.bias", F32, 1, 1, "[E]"),
-                IN("linear1.weight", F32, 2, 2, "[I, E]"), OPT("linear1.bias", F32, 1, 1, "[I]"),
-                IN("linear2.weight", F32, 2, 2, "[E, I]"), OPT("linear2.bias", F32, 1, 1, "[E]"),
-                OPT("norm1.weight", F32, 1, 1, "[E]"), OPT("norm1.bias", F32, 1, 1, "[E]"),
-                OPT("norm2.weight", F32, 1, 1, "[E]"), OPT("norm2.bias", F32, 1, 1, "[E]"),
-                IN("grad_out", F32, 3, 3, "[B, T, E]")},
-     .params = {INT_REQ("nhead", 1, BIG, "H, a divisor of E"),
-                WORD("activation", "relu", "relu|gelu", "the module's default is relu"),
-                FLAG("norm_first", "0", "0: post-LN (BERT), 1: pre-LN"),
-                FLOAT("layer_norm_eps", "1e-05", 0, 1, "both LayerNorms' eps")},
+     .inputs = {ENCODER_LAYER_INPUTS, IN("grad_out", F32, 3, 3, "[B, T, E]")},
+     .params = {ENCODER_LAYER_PARAMS},
      .outputs = {{"grad_src", "[B, T, E]"},
                  {"grad_self_attn.in_proj_weight", "[3E, E]"},
                  {"grad_self_attn.in_proj_bias", "[3E]"},
@@ -362,34 +380,23 @@ static const TfmOp OPS[] = {
      .bind = bind_encoder_layer_backward},
     {.name = "layernorm-backward", .chapter = 7,
      .summary = "nn.LayerNorm's gradients: grad_x (three terms), grad_gamma, grad_beta",
-     .inputs = {IN("x", F32, 1, 8, "[..., *S]"), OPT("gamma", F32, 1, 8, "S (the weight)"),
-                OPT("beta", F32, 1, 8, "S (the bias)"), IN("grad_out", F32, 1, 8, "x's shape")},
-     .params = {FLOAT("eps", "1e-05", 0, 1, "inside the square root; BERT uses 1e-12"),
-                INT_OPT("normalized_ndim", 1, 8, "how many trailing dimensions form S; "
-                        "default gamma's rank, or 1")},
+     .inputs = {LAYERNORM_INPUTS, IN("grad_out", F32, 1, 8, "x's shape")},
+     .params = {LAYERNORM_PARAMS},
      .outputs = {{"grad_x", "[..., *S]"}, {"grad_gamma", "S, with gamma"},
                  {"grad_beta", "S, with beta"}},
      TFM_KERNELS(layernorm_backward_naive, layernorm_backward_fast), TOL(07_LN),
      .bind = bind_layernorm_backward},
     {.name = "add-norm-backward", .chapter = 7,
      .summary = "LN(x + s)'s gradients: the same grad to x and s, grad_gamma, grad_beta",
-     .inputs = {IN("x", F32, 1, 8, "[..., *S], the sublayer's input"),
-                IN("s", F32, 1, 8, "[..., *S], the sublayer's output"),
-                OPT("gamma", F32, 1, 8, "S"), OPT("beta", F32, 1, 8, "S"),
-                IN("grad_out", F32, 1, 8, "x's shape")},
-     .params = {FLOAT("eps", "1e-05", 0, 1, "inside the square root; BERT uses 1e-12"),
-                INT_OPT("normalized_ndim", 1, 8, "how many trailing dimensions form S; "
-                        "default gamma's rank, or 1")},
+     .inputs = {ADD_NORM_INPUTS, IN("grad_out", F32, 1, 8, "x's shape")},
+     .params = {LAYERNORM_PARAMS},
      .outputs = {{"grad_x", "[..., *S]"}, {"grad_s", "[..., *S]"}, {"grad_gamma", "S, with gamma"},
                  {"grad_beta", "S, with beta"}},
      TFM_KERNELS(add_norm_backward_naive, add_norm_backward_fast), TOL(07_LN),
      .bind = bind_add_norm_backward},
     {.name = "bert-backward", .chapter = 7,
      .summary = "BertModel's gradients from those of its outputs, the model from --model DIR",
-     .inputs = {IN("input_ids", I64, 2, 2, "[B, T]"),
-                OPT("attention_mask", I64 | BOOL, 2, 2, "[B, T], 1 = attend (absent: all 1)"),
-                OPT("token_type_ids", I64, 2, 2, "[B, T] (absent: all 0)"),
-                OPT("grad_last_hidden_state", F32, 3, 3, "[B, T, E] (absent: 0)"),
+     .inputs = {BERT_INPUTS, OPT("grad_last_hidden_state", F32, 3, 3, "[B, T, E] (absent: 0)"),
                 OPT("grad_pooler_output", F32, 2, 2, "[B, E] (absent: 0)")},
      .outputs = {{"grad_embeddings.word_embeddings.weight", "[V, E], pad_token_id's row 0"},
                  {"grad_embeddings.position_embeddings.weight", "[P, E]"},
@@ -417,19 +424,7 @@ static const TfmOp OPS[] = {
      .bind = bind_bert_backward, .model = 1},
     {.name = "pretraining-heads-backward", .chapter = 7,
      .summary = "BertForPreTraining's heads' gradients, the tied decoder's into the embeddings",
-     .inputs = {IN("sequence_output", F32, 3, 3, "[B, T, E]"), IN("labels", I64, 2, 2, "[B, T]"),
-                IN("next_sentence_label", I64, 1, 1, "[B]"),
-                IN("bert.embeddings.word_embeddings.weight", F32, 2, 2, "[V, E], tied decoder"),
-                IN("cls.predictions.transform.dense.weight", F32, 2, 2, "[E, E]"),
-                IN("cls.predictions.transform.dense.bias", F32, 1, 1, "[E]"),
-                IN("cls.predictions.transform.LayerNorm.weight", F32, 1, 1, "[E]"),
-                IN("cls.predictions.transform.LayerNorm.bias", F32, 1, 1, "[E]"),
-                IN("cls.predictions.bias", F32, 1, 1, "[V]"),
-                IN("bert.pooler.dense.weight", F32, 2, 2, "[E, E]"),
-                IN("bert.pooler.dense.bias", F32, 1, 1, "[E]"),
-                IN("cls.seq_relationship.weight", F32, 2, 2, "[2, E]"),
-                IN("cls.seq_relationship.bias", F32, 1, 1, "[2]"),
-                IN("grad_loss", F32, 0, 0, "[], of loss = mlm_loss + nsp_loss")},
+     .inputs = {PRETRAINING_HEADS_INPUTS, IN("grad_loss", F32, 0, 0, "[], of loss = mlm_loss + nsp_loss")},
      .outputs = {{"grad_sequence_output", "[B, T, E]"},
                  {"grad_bert.embeddings.word_embeddings.weight", "[V, E], the decoder's share"},
                  {"grad_cls.predictions.transform.dense.weight", "[E, E]"},
@@ -445,11 +440,7 @@ static const TfmOp OPS[] = {
      .bind = bind_pretraining_heads_backward},
     {.name = "embeddings-backward", .chapter = 7,
      .summary = "the embedding sum's gradients: grad_out scattered into each table's rows",
-     .inputs = {IN("input_ids", I64, 2, 2, "[B, T]"), IN("word_emb", F32, 2, 2, "[V, E]"),
-                IN("pos_emb", F32, 2, 2, "[P, E]"), OPT("type_emb", F32, 2, 2, "[G, E]"),
-                OPT("position_ids", I64, 2, 2, "[B, T]; absent: 0..T-1"),
-                OPT("token_type_ids", I64, 2, 2, "[B, T]; absent: 0"),
-                IN("grad_out", F32, 3, 3, "[B, T, E]")},
+     .inputs = {EMBEDDINGS_INPUTS, IN("grad_out", F32, 3, 3, "[B, T, E]")},
      .params = {INT("padding_idx", "-1", -1, BIG,
                     "word_emb's row that gets no gradient (nn.Embedding's padding_idx, "
                     "BERT's pad_token_id); -1: none")},
@@ -465,20 +456,15 @@ static const TfmOp OPS[] = {
                    "input's shape"),
                 OPT("weight", F32, 1, 1, "[C], a constant (PyTorch has no derivative for it)"),
                 IN("grad_out", F32, 0, 7, "[] (mean, sum), or the per-element shape (none)")},
-     .params = {INT("ignore_index", "-100", -BIG, BIG, "a class index that adds nothing"),
-                WORD("reduction", "mean", "mean|sum|none",
-                     "mean: weighted mean over the kept elements; none: one loss each"),
-                FLOAT("label_smoothing", "0", 0, 1, "eps: targets (1 - eps) y + eps / C")},
+     .params = {CROSS_ENTROPY_PARAMS},
      .outputs = {{"grad_input", "input's shape"},
                  {"grad_target", "input's shape, with probabilities"}},
      TFM_KERNELS(cross_entropy_backward_naive, cross_entropy_backward_fast), TOL(07_FN),
      .bind = bind_cross_entropy_backward},
     {.name = "feedforward-backward", .chapter = 7,
      .summary = "linear2(act(linear1(x)))'s gradients, the encoder layer's feed-forward half",
-     .inputs = {IN("x", F32, 1, 8, "[..., E]"), IN("linear1.weight", F32, 2, 2, "[I, E]"),
-                OPT("linear1.bias", F32, 1, 1, "[I]"), IN("linear2.weight", F32, 2, 2, "[E, I]"),
-                OPT("linear2.bias", F32, 1, 1, "[E]"), IN("grad_out", F32, 1, 8, "x's shape")},
-     .params = {WORD("activation", "relu", "relu|gelu", "gelu: the exact erf form (BERT's)")},
+     .inputs = {FEEDFORWARD_INPUTS, IN("grad_out", F32, 1, 8, "x's shape")},
+     .params = {FEEDFORWARD_PARAMS},
      .outputs = {{"grad_x", "[..., E]"}, {"grad_linear1.weight", "[I, E]"},
                  {"grad_linear1.bias", "[I], with the bias"}, {"grad_linear2.weight", "[E, I]"},
                  {"grad_linear2.bias", "[E], with the bias"}},

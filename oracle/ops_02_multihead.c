@@ -84,6 +84,34 @@ static int read_attn_mask(OpCall *c, AttnMask *mask, float **owned, size_t B, si
     return 0;
 }
 
+/* num_heads, a positive divisor of E: what the forward and the backward share. */
+static int mha_heads(OpCall *c, size_t E, size_t *H)
+{
+    const int64_t h64 = op_int(c, "num_heads");
+    if (E % (uint64_t)h64 != 0)
+        return op_fail(c, "num_heads is %lld; it must be a positive divisor of E = %zu",
+                       (long long)h64, E);
+    *H = (size_t)h64;
+    return 0;
+}
+
+/* The projections' weights and biases (the biases optional), checked against E. */
+static int mha_params(OpCall *c, size_t E, MhaParams *p)
+{
+    const Tensor *w_in = op_in(c, "in_proj_weight"), *w_out = op_in(c, "out_proj_weight");
+    const Tensor *b_in = op_in(c, "in_proj_bias"), *b_out = op_in(c, "out_proj_bias");
+    if (check_shape(c, w_in, "in_proj_weight", 2, 3 * E, E, "[3E, E]") ||
+        check_shape(c, w_out, "out_proj_weight", 2, E, E, "[E, E]") ||
+        (b_in && check_shape(c, b_in, "in_proj_bias", 1, 3 * E, 0, "[3E]")) ||
+        (b_out && check_shape(c, b_out, "out_proj_bias", 1, E, 0, "[E]")))
+        return -1;
+    *p = (MhaParams){.in_proj_weight = tensor_f32(w_in),
+                     .in_proj_bias = b_in ? tensor_f32(b_in) : NULL,
+                     .out_proj_weight = tensor_f32(w_out),
+                     .out_proj_bias = b_out ? tensor_f32(b_out) : NULL};
+    return 0;
+}
+
 int bind_mha(OpCall *c)
 {
     const Tensor *query = op_in(c, "query");
@@ -103,23 +131,13 @@ int bind_mha(OpCall *c)
     if (value->shape[1] != Tk)
         return op_fail(c, "key has Tk = %zu tokens but value has %zu", Tk, value->shape[1]);
 
-    const int64_t h64 = op_int(c, "num_heads");
-    if (E % (uint64_t)h64 != 0)
-        return op_fail(c, "num_heads is %lld; it must be a positive divisor of E = %zu",
-                       (long long)h64, E);
-    const size_t H = (size_t)h64;
-
-    const Tensor *w_in = op_in(c, "in_proj_weight"), *w_out = op_in(c, "out_proj_weight");
-    const Tensor *b_in = op_in(c, "in_proj_bias"), *b_out = op_in(c, "out_proj_bias");
-    if (check_shape(c, w_in, "in_proj_weight", 2, 3 * E, E, "[3E, E]") ||
-        check_shape(c, w_out, "out_proj_weight", 2, E, E, "[E, E]") ||
-        (b_in && check_shape(c, b_in, "in_proj_bias", 1, 3 * E, 0, "[3E]")) ||
-        (b_out && check_shape(c, b_out, "out_proj_bias", 1, E, 0, "[E]")))
+    size_t H = 0;
+    if (mha_heads(c, E, &H))
         return -1;
-    const MhaParams p = {.in_proj_weight = tensor_f32(w_in),
-                         .in_proj_bias = b_in ? tensor_f32(b_in) : NULL,
-                         .out_proj_weight = tensor_f32(w_out),
-                         .out_proj_bias = b_out ? tensor_f32(b_out) : NULL};
+
+    MhaParams p;
+    if (mha_params(c, E, &p))
+        return -1;
     const int need_weights = (int)op_int(c, "need_weights");
     const int average = (int)op_int(c, "average_attn_weights");
 
@@ -181,22 +199,14 @@ int bind_mha_backward(OpCall *c)
     const size_t B = query->shape[0], T = query->shape[1], E = query->shape[2];
     if (E == 0)
         return op_fail(c, "query is [%zu, %zu, 0]; the model width E must be > 0", B, T);
-    const int64_t h64 = op_int(c, "num_heads");
-    if (E % (uint64_t)h64 != 0)
-        return op_fail(c, "num_heads is %lld; it must be a positive divisor of E = %zu",
-                       (long long)h64, E);
-    const size_t H = (size_t)h64;
+    size_t H = 0;
+    if (mha_heads(c, E, &H))
+        return -1;
+    MhaParams p;
+    if (mha_params(c, E, &p))
+        return -1;
     const Tensor *w_in = op_in(c, "in_proj_weight"), *w_out = op_in(c, "out_proj_weight");
     const Tensor *b_in = op_in(c, "in_proj_bias"), *b_out = op_in(c, "out_proj_bias");
-    if (check_shape(c, w_in, "in_proj_weight", 2, 3 * E, E, "[3E, E]") ||
-        check_shape(c, w_out, "out_proj_weight", 2, E, E, "[E, E]") ||
-        (b_in && check_shape(c, b_in, "in_proj_bias", 1, 3 * E, 0, "[3E]")) ||
-        (b_out && check_shape(c, b_out, "out_proj_bias", 1, E, 0, "[E]")))
-        return -1;
-    const MhaParams p = {.in_proj_weight = tensor_f32(w_in),
-                         .in_proj_bias = b_in ? tensor_f32(b_in) : NULL,
-                         .out_proj_weight = tensor_f32(w_out),
-                         .out_proj_bias = b_out ? tensor_f32(b_out) : NULL};
     AttnMask mask = {NULL, 0, 0, NULL, 0};
     const Tensor *kpm = op_in(c, "key_padding_mask");
     if (kpm) {

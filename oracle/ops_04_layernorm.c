@@ -110,15 +110,22 @@ int bind_layernorm(OpCall *c)
     return 0;
 }
 
+/* Add & Norm's x and s: the residual x + s needs equal shapes. */
+static int residual_shapes(OpCall *c, const Tensor *x, const Tensor *s)
+{
+    if (op_same_shape(s, x->ndim, x->shape))
+        return 0;
+    char xs[160], ss[160];
+    tfm_shape_str(xs, sizeof xs, x->ndim, x->shape);
+    tfm_shape_str(ss, sizeof ss, s->ndim, s->shape);
+    return op_fail(c, "x is %s but s is %s: the residual x + s needs equal shapes", xs, ss);
+}
+
 int bind_add_norm(OpCall *c)
 {
     const Tensor *x = op_in(c, "x"), *s = op_in(c, "s");
-    if (!op_same_shape(s, x->ndim, x->shape)) {
-        char xs[160], ss[160];
-        tfm_shape_str(xs, sizeof xs, x->ndim, x->shape);
-        tfm_shape_str(ss, sizeof ss, s->ndim, s->shape);
-        return op_fail(c, "x is %s but s is %s: the residual x + s needs equal shapes", xs, ss);
-    }
+    if (residual_shapes(c, x, s))
+        return -1;
     Rows r;
     float *out, *norm = NULL, *mean, *rstd;
     if (split_rows(c, &r, 1) || outputs(c, &r, 0, &out, &norm, &mean, &rstd))
@@ -182,12 +189,8 @@ int bind_layernorm_backward(OpCall *c)
 int bind_add_norm_backward(OpCall *c)
 {
     const Tensor *x = op_in(c, "x"), *s = op_in(c, "s");
-    if (!op_same_shape(s, x->ndim, x->shape)) {
-        char xs[160], ss[160];
-        tfm_shape_str(xs, sizeof xs, x->ndim, x->shape);
-        tfm_shape_str(ss, sizeof ss, s->ndim, s->shape);
-        return op_fail(c, "x is %s but s is %s: the residual x + s needs equal shapes", xs, ss);
-    }
+    if (residual_shapes(c, x, s))
+        return -1;
     Rows r;
     if (split_rows(c, &r, 1))
         return -1;

@@ -311,12 +311,49 @@ typedef void (*BertFn)(BertActs *acts, const int64_t *input_ids, const int64_t *
                        const int64_t *token_type_ids, const BertWeights *w,
                        const BertConfig *cfg);
 
+/* The batch a bert op reads, checked against the model's config: attention_mask and
+ * token_type_ids shaped as input_ids, every id inside its table, and the mask as I64 0 / 1
+ * (whatever dtype the file held) in *mask, NULL without one; the caller frees it. */
+static int bert_batch(OpCall *c, const BertConfig *cfg, int64_t **mask)
+{
+    const Tensor *ids = op_in(c, "input_ids"), *am = op_in(c, "attention_mask");
+    const Tensor *tt = op_in(c, "token_type_ids");
+    const size_t B = ids->shape[0], T = ids->shape[1], want[2] = {B, T};
+    *mask = NULL;
+    if ((am && !op_same_shape(am, 2, want)) || (tt && !op_same_shape(tt, 2, want)))
+        return op_fail(c, "input_ids is [%zu, %zu]; attention_mask and token_type_ids must be too",
+                       B, T);
+    EmbBadId bad;
+    if (embeddings_check_ids(&bad, tensor_i64(ids), NULL, tt ? tensor_i64(tt) : NULL, B, T,
+                             cfg->vocab_size, cfg->max_position_embeddings,
+                             cfg->type_vocab_size) != 0) {
+        char what[256];
+        embeddings_bad_id_str(what, sizeof what, &bad, T);
+        return op_fail(c, "%s (the config's vocab_size, max_position_embeddings, "
+                       "type_vocab_size)", what);
+    }
+    if (!am)
+        return 0;
+    if (!(*mask = malloc(B * T * sizeof **mask + 1)))
+        return op_fail(c, "out of memory");
+    for (size_t i = 0; i < B * T; i++) {
+        (*mask)[i] = am->dtype == TFM_BOOL ? tensor_bool(am)[i] : tensor_i64(am)[i];
+        if ((*mask)[i] != 0 && (*mask)[i] != 1) {
+            op_fail(c, "attention_mask[%zu] is %lld; it must be 1 (attend) or 0 (padding)", i,
+                    (long long)(*mask)[i]);
+            free(*mask);
+            *mask = NULL;
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Hugging Face BertModel(input_ids, attention_mask, token_type_ids): the model from --model DIR
  * or from the golden case itself; attention_mask I64 or BOOL, 1 = attend. */
 int bind_bert(OpCall *c)
 {
-    const Tensor *ids = op_in(c, "input_ids"), *am = op_in(c, "attention_mask");
-    const Tensor *tt = op_in(c, "token_type_ids");
+    const Tensor *ids = op_in(c, "input_ids"), *tt = op_in(c, "token_type_ids");
     const size_t B = ids->shape[0], T = ids->shape[1];
     TfmBert m;
     char msg[TFM_ERR_LEN];
@@ -328,34 +365,8 @@ int bind_bert(OpCall *c)
     int rc = -1;
     int64_t *mask = NULL;
     float *block = NULL;
-    const size_t want[2] = {B, T};
-    if ((am && !op_same_shape(am, 2, want)) || (tt && !op_same_shape(tt, 2, want))) {
-        op_fail(c, "input_ids is [%zu, %zu]; attention_mask and token_type_ids must be too", B, T);
+    if (bert_batch(c, cfg, &mask))
         goto done;
-    }
-    EmbBadId bad;
-    if (embeddings_check_ids(&bad, tensor_i64(ids), NULL, tt ? tensor_i64(tt) : NULL, B, T,
-                             cfg->vocab_size, cfg->max_position_embeddings,
-                             cfg->type_vocab_size) != 0) {
-        char what[256];
-        embeddings_bad_id_str(what, sizeof what, &bad, T);
-        op_fail(c, "%s (the config's vocab_size, max_position_embeddings, type_vocab_size)", what);
-        goto done;
-    }
-    if (am) {   /* as I64 0 / 1, whatever the file held */
-        if (!(mask = malloc(B * T * sizeof *mask + 1))) {
-            op_fail(c, "out of memory");
-            goto done;
-        }
-        for (size_t i = 0; i < B * T; i++) {
-            mask[i] = am->dtype == TFM_BOOL ? tensor_bool(am)[i] : tensor_i64(am)[i];
-            if (mask[i] != 0 && mask[i] != 1) {
-                op_fail(c, "attention_mask[%zu] is %lld; it must be 1 (attend) or 0 (padding)", i,
-                        (long long)mask[i]);
-                goto done;
-            }
-        }
-    }
     const int attentions = (int)op_int(c, "output_attentions");
     const int hidden_states = (int)op_int(c, "output_hidden_states");
     const size_t sh[3] = {B, T, E}, sp[2] = {B, E}, sa[5] = {L, B, H, T, T};
@@ -444,8 +455,7 @@ static const float *layer_grad(const EncoderLayerGrads *g, int k, size_t E, size
  * for every parameter of the model. */
 int bind_bert_backward(OpCall *c)
 {
-    const Tensor *ids = op_in(c, "input_ids"), *am = op_in(c, "attention_mask");
-    const Tensor *tt = op_in(c, "token_type_ids");
+    const Tensor *ids = op_in(c, "input_ids"), *tt = op_in(c, "token_type_ids");
     const Tensor *gl = op_in(c, "grad_last_hidden_state"), *gp = op_in(c, "grad_pooler_output");
     const size_t B = ids->shape[0], T = ids->shape[1];
     TfmBert m;
@@ -461,11 +471,9 @@ int bind_bert_backward(OpCall *c)
     float *block = NULL;
     EncoderActs *la = NULL;
     EncoderLayerGrads *lg = NULL;
-    const size_t want[2] = {B, T}, sh[3] = {B, T, E}, sp[2] = {B, E};
-    if ((am && !op_same_shape(am, 2, want)) || (tt && !op_same_shape(tt, 2, want))) {
-        op_fail(c, "input_ids is [%zu, %zu]; attention_mask and token_type_ids must be too", B, T);
+    const size_t sh[3] = {B, T, E}, sp[2] = {B, E};
+    if (bert_batch(c, cfg, &mask))
         goto done;
-    }
     if (!gl && !gp) {
         op_fail(c, "needs grad_last_hidden_state or grad_pooler_output (or both): the gradient "
                 "of the loss with respect to the model's outputs");
@@ -477,28 +485,6 @@ int bind_bert_backward(OpCall *c)
                               : NULL;
     if ((gl && !dlast) || (gp && !dpooled))
         goto done;
-    EmbBadId bad;
-    if (embeddings_check_ids(&bad, tensor_i64(ids), NULL, tt ? tensor_i64(tt) : NULL, B, T, V,
-                             P, G) != 0) {
-        char what[256];
-        embeddings_bad_id_str(what, sizeof what, &bad, T);
-        op_fail(c, "%s (the config's vocab_size, max_position_embeddings, type_vocab_size)", what);
-        goto done;
-    }
-    if (am) {   /* as I64 0 / 1, whatever the file held */
-        if (!(mask = malloc(B * T * sizeof *mask + 1))) {
-            op_fail(c, "out of memory");
-            goto done;
-        }
-        for (size_t i = 0; i < B * T; i++) {
-            mask[i] = am->dtype == TFM_BOOL ? tensor_bool(am)[i] : tensor_i64(am)[i];
-            if (mask[i] != 0 && mask[i] != 1) {
-                op_fail(c, "attention_mask[%zu] is %lld; it must be 1 (attend) or 0 (padding)", i,
-                        (long long)mask[i]);
-                goto done;
-            }
-        }
-    }
     /* the outputs that need no unpacking are written by the backward directly */
     const size_t sv[2] = {V, E}, spos[2] = {P, E}, sg[2] = {G, E}, se[1] = {E}, see[2] = {E, E};
     BertGrads g;

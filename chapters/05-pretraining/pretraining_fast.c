@@ -106,6 +106,21 @@ void cross_entropy_fast(float *loss, float *token_loss, const float *logits,
     loss[0] = (float)(sum / (double)count);   /* S = 0: NaN, as PyTorch */
 }
 
+/* F1: the labelled rows of hidden and their labels, in row order. */
+static void gather_labelled(float *hs,                 /* [S, E] */
+                            int64_t *ys,               /* [S] */
+                            const float *hidden,       /* [N, E] */
+                            const int64_t *labels,     /* [N] */
+                            size_t N, size_t E)
+{
+    for (size_t n = 0, s = 0; n < N; n++) {
+        if (labels[n] == TFM_IGNORE_INDEX)
+            continue;
+        memcpy(hs + s * E, hidden + n * E, E * sizeof *hs);
+        ys[s++] = labels[n];
+    }
+}
+
 void mlm_forward_fast(float *loss, float *masked_logits, const float *hidden,
                       const int64_t *labels, const MlmHead *head, size_t N, size_t E, size_t V)
 {
@@ -119,13 +134,7 @@ void mlm_forward_fast(float *loss, float *masked_logits, const float *hidden,
                              : tfm_arena_get(TFM_SCRATCH_MLM_LOGITS, S * V, sizeof *z, WHO);
     int64_t *ys = tfm_arena_get(TFM_SCRATCH_MLM_LABELS, S, sizeof *ys, WHO);     /* [S] */
 
-    /* F1: gather, then run the head on S rows instead of N. */
-    for (size_t n = 0, s = 0; n < N; n++) {
-        if (labels[n] == TFM_IGNORE_INDEX)
-            continue;
-        memcpy(hs + s * E, hidden + n * E, E * sizeof *hs);
-        ys[s++] = labels[n];
-    }
+    gather_labelled(hs, ys, hidden, labels, N, E);   /* F1: then the head on S rows, not N */
     linear_fast(a, hs, head->dense_w, head->dense_b, S, E, E);   /* F6 */
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < S * E; i++)
@@ -135,6 +144,19 @@ void mlm_forward_fast(float *loss, float *masked_logits, const float *hidden,
     cross_entropy_fast(loss, NULL, z, ys, S, V);   /* every row labelled: none skipped */
 }
 
+/* The pooler on each sequence's token 0: cls = h[b, 0], pooled = tanh(W_p cls + b_p). */
+static void pool_cls(float *cls,                 /* [B, E] */
+                     float *pooled,              /* [B, E] */
+                     const float *hidden,        /* [B, T, E] */
+                     const NspHead *head, size_t B, size_t T, size_t E)
+{
+    for (size_t b = 0; b < B; b++)
+        memcpy(cls + b * E, hidden + b * T * E, E * sizeof *cls);
+    linear_fast(pooled, cls, head->pooler_w, head->pooler_b, B, E, E);
+    for (size_t i = 0; i < B * E; i++)
+        pooled[i] = tanhf(pooled[i]);
+}
+
 void nsp_forward_fast(float *loss, float *logits, float *pooled_out, const float *hidden,
                       const int64_t *labels, const NspHead *head, size_t B, size_t T, size_t E)
 {
@@ -142,11 +164,7 @@ void nsp_forward_fast(float *loss, float *logits, float *pooled_out, const float
     float *cls = tfm_arena_get(TFM_SCRATCH_NSP_CLS, B * E, sizeof *cls, WHO);
     float *pooled = pooled_out ? pooled_out
                                : tfm_arena_get(TFM_SCRATCH_NSP_POOLED, B * E, sizeof *pooled, WHO);
-    for (size_t b = 0; b < B; b++)
-        memcpy(cls + b * E, hidden + b * T * E, E * sizeof *cls);
-    linear_fast(pooled, cls, head->pooler_w, head->pooler_b, B, E, E);
-    for (size_t i = 0; i < B * E; i++)
-        pooled[i] = tanhf(pooled[i]);
+    pool_cls(cls, pooled, hidden, head, B, T, E);
     linear_fast(logits, pooled, head->cls_w, head->cls_b, B, E, 2);
     cross_entropy_fast(loss, NULL, logits, labels, B, 2);
 }
@@ -169,12 +187,7 @@ void mlm_backward_fast(float *dhidden, const MlmHeadGrads *g, float dloss, const
     float *dt = d, *du = d + S * E, *dh = d + 2 * S * E;                         /* [S, E] */
     float *mean = d + 3 * S * E, *rstd = mean + S;                               /* [S] */
     int64_t *ys = tfm_arena_get(TFM_SCRATCH_MLM_LABELS, S, sizeof *ys, WHO);     /* [S] */
-    for (size_t n = 0, s = 0; n < N; n++) {
-        if (labels[n] == TFM_IGNORE_INDEX)
-            continue;
-        memcpy(hs + s * E, hidden + n * E, E * sizeof *hs);
-        ys[s++] = labels[n];
-    }
+    gather_labelled(hs, ys, hidden, labels, N, E);
     linear_fast(u, hs, head->dense_w, head->dense_b, S, E, E);
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < S * E; i++)
@@ -215,11 +228,7 @@ void nsp_backward_fast(float *dhidden, const NspHeadGrads *g, float dloss, const
     float *pooled = tfm_arena_get(TFM_SCRATCH_NSP_POOLED, B * E, sizeof *pooled, WHO);
     float *d = tfm_arena_get(TFM_SCRATCH_NSP_D, 2 * B * E + 4 * B, sizeof *d, WHO);
     float *dpooled = d, *dcls = d + B * E, *s = d + 2 * B * E, *ds = s + 2 * B;
-    for (size_t b = 0; b < B; b++)
-        memcpy(cls + b * E, hidden + b * T * E, E * sizeof *cls);
-    linear_fast(pooled, cls, head->pooler_w, head->pooler_b, B, E, E);
-    for (size_t i = 0; i < B * E; i++)
-        pooled[i] = tanhf(pooled[i]);
+    pool_cls(cls, pooled, hidden, head, B, T, E);
     linear_fast(s, pooled, head->cls_w, head->cls_b, B, E, 2);
 
     memset(d, 0, 2 * B * E * sizeof *d);

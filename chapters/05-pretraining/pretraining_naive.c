@@ -113,17 +113,24 @@ void mlm_forward_naive(float *loss, float *masked_logits, const float *hidden,
     free(z);
 }
 
+/* The pooler on each sequence's first token: cls = h[b, 0], pooled = tanh(W_p cls + b_p). */
+static void pool_cls(float *cls, float *pooled, const float *hidden, const NspHead *head,
+                     size_t B, size_t T, size_t E)
+{
+    for (size_t b = 0; b < B; b++)                    /* h[b, 0]: the [CLS] token's state */
+        memcpy(cls + b * E, hidden + b * T * E, E * sizeof *cls);
+    linear_naive(pooled, cls, head->pooler_w, head->pooler_b, B, E, E);   /* W_p h + b_p */
+    for (size_t i = 0; i < B * E; i++)
+        pooled[i] = tanhf(pooled[i]);                                      /* p = tanh(.) */
+}
+
 void nsp_forward_naive(float *loss, float *logits, float *pooled_out, const float *hidden,
                        const int64_t *labels, const NspHead *head, size_t B, size_t T, size_t E)
 {
     float *cls = tfm_xcalloc(B * E, sizeof *cls, WHO);
     float *pooled = pooled_out ? pooled_out : tfm_xcalloc(B * E, sizeof *pooled, WHO);
 
-    for (size_t b = 0; b < B; b++)                    /* h[b, 0]: the [CLS] token's state */
-        memcpy(cls + b * E, hidden + b * T * E, E * sizeof *cls);
-    linear_naive(pooled, cls, head->pooler_w, head->pooler_b, B, E, E);   /* W_p h + b_p */
-    for (size_t i = 0; i < B * E; i++)
-        pooled[i] = tanhf(pooled[i]);                                      /* p = tanh(.) */
+    pool_cls(cls, pooled, hidden, head, B, T, E);
     linear_naive(logits, pooled, head->cls_w, head->cls_b, B, E, 2);      /* s = W_s p + b_s */
     cross_entropy_naive(loss, NULL, logits, labels, B, 2);
 
@@ -165,11 +172,7 @@ void nsp_backward_naive(float *dhidden, const NspHeadGrads *g, float dloss, cons
     float *cls = tfm_xcalloc(4 * B * E + 4 * B + 1, sizeof(float), WHO);
     float *pooled = cls + B * E, *dpooled = pooled + B * E, *dcls = dpooled + B * E;
     float *s = dcls + B * E, *ds = s + 2 * B;
-    for (size_t b = 0; b < B; b++)                    /* h[b, 0], as the forward */
-        memcpy(cls + b * E, hidden + b * T * E, E * sizeof *cls);
-    linear_naive(pooled, cls, head->pooler_w, head->pooler_b, B, E, E);
-    for (size_t i = 0; i < B * E; i++)
-        pooled[i] = tanhf(pooled[i]);                 /* p = tanh(W_p h + b_p) */
+    pool_cls(cls, pooled, hidden, head, B, T, E);     /* as the forward */
     linear_naive(s, pooled, head->cls_w, head->cls_b, B, E, 2);
 
     cross_entropy_backward_naive(ds, NULL, &dloss, s, labels, NULL, NULL, TFM_IGNORE_INDEX,
