@@ -4,7 +4,8 @@
 #                        print the oracle table, render the figures into build/figures/
 #   make test            install what is missing, build, run every Check suite (non-zero on failure)
 #   make test-chNN       one chapter's suite (test-ch00, test-ch01, ...); make test-oracle: the reader
-#   make oracle          regenerate oracle/golden/ with PyTorch (Debian's python3-torch)
+#   make oracle          regenerate oracle/golden/ with PyTorch (Debian's python3-torch), and
+#                        oracle/peers/ with tokenizers.js (chapter 08)
 #   make oracle-verify   regenerate into a temporary folder and compare with the committed goldens
 #   make notebooks       execute every notebook headless; fails on any error
 #   make deps            install the Debian packages tfm needs (as root or through sudo)
@@ -38,7 +39,7 @@ FAST_CFLAGS := -O3 -march=native $(VEC512) -ffp-contract=fast -fno-trapping-math
 CHAPTERS := $(sort $(wildcard chapters/*))
 INCLUDES := $(addprefix -I,$(CHAPTERS)) -Ioracle
 ALL_CFLAGS = $(CSTD) $(WARN) $(OPT) -fopenmp $(INCLUDES) $(CFLAGS)
-LDLIBS   := -lcjson -lz -lm -fopenmp
+LDLIBS   := -lcjson -lz -lutf8proc -lm -fopenmp
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -lpthread)
 
 LIB_SRC  := $(wildcard chapters/*/*.c) $(wildcard oracle/*.c)
@@ -48,12 +49,18 @@ TFM      := $(BUILD)/bin/tfm
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 PYTHON    = $(shell tools/find-torch-python)
+# Where make deps puts the vocabulary, the corpora and the npm peers' data (tools/install-data):
+# under the top-level build, also for the instrumented builds that re-invoke make with their own
+# BUILD (they inherit this from the environment), and for every program those builds run.
+TFM_DATA ?= $(abspath $(BUILD))/data
+export TFM_DATA
 
 .PHONY: all deps tour test test-oracle oracle oracle-verify notebooks figures book-figures figures-check clean
 all: $(TFM) $(TEST_BIN)
 
 deps:
 	@tools/install-deps
+	@tools/install-data $(BUILD)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -116,13 +123,23 @@ figures-check:
 # The writer runs on one thread, so that regenerating commits as no change; the check leaves the
 # thread counts (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS) to the environment, since it proves that
 # PyTorch computes the same functions, however it rounds (oracle/verify.py).
+# Chapter 08's goldens come from a peer, not from PyTorch: tokenizers.js under node
+# (oracle/peers/export_08.mjs). Token ids are integers, so its check is equality of the whole file.
+PEER_GOLDEN := oracle/peers/08-tokenizer.safetensors.gz
+PEER_EXPORT  = TFM_ROOT=$(CURDIR) TFM_BUILD=$(BUILD) node oracle/peers/export_08.mjs
+
 oracle: deps
 	$(PYTHON) oracle/export.py --threads 1 --out oracle/golden
+	$(PEER_EXPORT) $(PEER_GOLDEN)
 
 oracle-verify: deps
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	 $(PYTHON) oracle/export.py --threads env --out "$$tmp" && \
-	 $(PYTHON) oracle/verify.py "$$tmp" oracle/golden
+	 $(PYTHON) oracle/verify.py "$$tmp" oracle/golden && \
+	 $(PEER_EXPORT) "$$tmp/peer.safetensors.gz" >/dev/null && \
+	 gzip -dc "$$tmp/peer.safetensors.gz" > "$$tmp/peer.new" && gzip -dc $(PEER_GOLDEN) > "$$tmp/peer.old" && \
+	 if cmp -s "$$tmp/peer.new" "$$tmp/peer.old"; then echo "OK 08-tokenizer: tokenizers.js gives the committed ids, byte for byte"; \
+	 else echo "FAIL 08-tokenizer: tokenizers.js's export differs from $(PEER_GOLDEN) (make oracle rewrites it; tfm inspect shows both)"; exit 1; fi
 
 # Notebooks are committed without outputs (reviewable diffs); this checks that, then executes
 # each one headless into build/notebooks/, failing on the first error.

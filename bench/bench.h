@@ -273,6 +273,20 @@ typedef struct {
     char note[128];
 } BenchRow;
 
+/* Chapter 08's benchmark (bench/ch08_tokenizer.c): not a case of the table (text, not flops). */
+typedef struct {
+    int have;                 /* 1 once measured */
+    size_t bytes, lines, ids; /* the corpus (Austen's six novels) and the ids it gives */
+    BenchStatus status;       /* FAIL: fast's ids differ from naive's */
+    char note[128];
+    BenchTiming naive;        /* one thread */
+    BenchTiming fast[8];      /* [nthreads] of the report */
+    BenchTiming copies[8];    /* [nthreads] that many independent copies at once (threads > 1) */
+    int have_peer;
+    BenchTiming peer;         /* tokenizers.js, one thread, from --peer */
+    char peer_name[96];
+} BenchTokenizer;
+
 #define BENCH_MAX_TORCH 4
 #define BENCH_MAX_MEMORY 8
 
@@ -292,6 +306,7 @@ typedef struct {
     char torch_config[BENCH_MAX_TORCH][32];   /* "shipped", "tuned" */
     char torch_path[BENCH_MAX_TORCH][256];
     void *torch_json[BENCH_MAX_TORCH];        /* parsed files (cJSON *), kept for the report */
+    BenchTokenizer tok;
 } BenchReport;
 
 /* Appends a row (zeroed, case/threads/variant filled in); NULL if out of memory. */
@@ -308,6 +323,12 @@ int bench_write_json(const char *path, const BenchReport *r, const BenchCase *co
 int bench_write_dat(const char *path, const BenchReport *r, const BenchCase *const *cases,
                     size_t ncases, char *err, size_t errlen);
 void bench_report_free(BenchReport *r);
+
+/* Chapter 08: measures r->tok (peer_path: tokenizers_js_bench.mjs's JSON, or NULL); prints its
+ * table; adds its "tokenizer" object to the JSON report's root (a cJSON *). 0 or -1. */
+int bench_tokenizer(BenchReport *r, const char *peer_path, char *err, size_t errlen);
+void bench_tokenizer_print(FILE *f, const BenchReport *r);
+void bench_tokenizer_json(void *root_json, const BenchReport *r);
 
 /* Machine and build, for the report header and the JSON. */
 const char *bench_cpu_model(void);

@@ -446,6 +446,7 @@ int bench_write_json(const char *path, const BenchReport *r, const BenchCase *co
         cJSON_AddItemToArray(torch, meta);
     }
 
+    bench_tokenizer_json(root, r);
     cJSON *rows = cJSON_AddArrayToObject(root, "rows");
     for (size_t i = 0; i < r->nrows; i++) {
         const BenchRow *w = &r->rows[i];

@@ -35,19 +35,24 @@ $(BUILD)/obj/bench/ceilings.o: ALL_CFLAGS += $(if $(findstring clang,$(CC)),-fno
 .PHONY: bench bench-quick
 bench: BENCH_MODE :=
 bench-quick: BENCH_MODE := --quick
+# Chapter 08's peer, tokenizers.js, is timed by node in its own process (bench/tokenizers_js_bench.mjs)
+# when the run includes chapter 08; tfm bench reads its file (--peer).
+BENCH_PEER := $(if $(BENCH_CHAPTER),$(filter 8 08 tokenizer 08-tokenizer,$(BENCH_CHAPTER)),all)
 bench bench-quick: deps
 	@$(MAKE) --no-print-directory $(TFM)
 	@mkdir -p $(BENCH_DIR)
 	$(TFM) bench --list $(BENCH_MODE) $(BENCH_CHAPTER) > $(BENCH_DIR)/cases.json
 	$(BENCH_ENV) $(PYTHON) bench/torch_bench.py --cases $(BENCH_DIR)/cases.json --threads $(BENCH_THREADS) \
 	  $(BENCH_MODE) --out $(BENCH_DIR)
+	$(if $(BENCH_PEER),TFM_BUILD=$(BUILD) node bench/tokenizers_js_bench.mjs $(BENCH_MODE) --out $(BENCH_DIR)/tokenizers-js.json)
 	@rc=0; $(BENCH_ENV) $(TFM) bench $(BENCH_MODE) $(BENCH_CHAPTER) --threads $(BENCH_THREADS) \
 	   --torch $(BENCH_DIR)/torch-shipped.json --torch $(BENCH_DIR)/torch-tuned.json \
+	   $(if $(BENCH_PEER),--peer $(BENCH_DIR)/tokenizers-js.json) \
 	   --json $(BENCH_DIR)/bench.json --dat $(BENCH_DIR)/ratios.dat > $(BENCH_DIR)/bench.txt || rc=$$?; \
 	 cat $(BENCH_DIR)/bench.txt; \
-	 for ext in png svg; do \
+	 if grep -qv '^#' $(BENCH_DIR)/ratios.dat; then for ext in png svg; do \
 	   gnuplot -e "datafile='$(BENCH_DIR)/ratios.dat'; outfile='$(BENCH_DIR)/ratios.$$ext'" \
-	     bench/ratios.gp || rc=1; done; \
+	     bench/ratios.gp || rc=1; done; else echo "no ratio chart: the run has no case rows"; fi; \
 	 tools/bench-summary.py $(BENCH_DIR)/bench.json > $(BENCH_DIR)/summary.md || rc=1; \
 	 echo "written: $(BENCH_DIR)/bench.txt bench.json summary.md ratios.png ratios.svg"; \
 	 exit $$rc

@@ -89,7 +89,8 @@ FUZZ_SRC   := $(sort $(wildcard tests/fuzz/*.c))
 FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/%.c=%)
 # -timeout: one input taking longer is a hang and a failure. -rss_limit_mb: the runners' size
 # guard (cases.h) keeps each input far below it. -max_len: 32 KiB, above every seed (<= 20 KB).
-# The dictionary (header keys, dtypes, tensor names) is written by tests/fuzz/make_corpus.py.
+# The dictionary (header keys, dtypes, tensor names) is written by tests/fuzz/make_corpus.py; a
+# target with its own, tests/fuzz/<target>.dict (the tokenizer's), uses that one instead.
 FUZZ_OPTS  := -timeout=25 -rss_limit_mb=2048 -max_len=32768 -print_final_stats=1
 
 # Linked inside the re-invoked make (BUILD=$(FUZZ_DIR)), where $(LIB) is the instrumented one.
@@ -108,7 +109,8 @@ fuzz: deps
 	@fail=0; for f in $(FUZZ_NAMES); do \
 	   echo "== fuzz $$f for $(FUZZ_SECONDS) s"; \
 	   mkdir -p $(FUZZ_DIR)/corpus/$$f $(FUZZ_DIR)/crashes; \
-	   TFM_ROOT=$(CURDIR) $(FUZZ_DIR)/fuzzers/$$f $(FUZZ_OPTS) -dict=tests/fuzz/safetensors.dict -max_total_time=$(FUZZ_SECONDS) \
+	   dict=tests/fuzz/$$f.dict; [ -f $$dict ] || dict=tests/fuzz/safetensors.dict; \
+	   TFM_ROOT=$(CURDIR) $(FUZZ_DIR)/fuzzers/$$f $(FUZZ_OPTS) -dict=$$dict -max_total_time=$(FUZZ_SECONDS) \
 	     -artifact_prefix=$(FUZZ_DIR)/crashes/$$f- $(FUZZ_DIR)/corpus/$$f tests/fuzz/corpus/$$f \
 	     >$(FUZZ_DIR)/$$f.log 2>&1 || { tail -n 60 $(FUZZ_DIR)/$$f.log; echo "!! fuzz $$f FAILED"; fail=1; }; \
 	   grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)' $(FUZZ_DIR)/$$f.log || true; \

@@ -286,7 +286,7 @@ static int parse_safetensors(GoldenFile *gf, const unsigned char *b, size_t len,
         }
         TfmDType dt;
         if (tfm_dtype_parse(jdt->valuestring, &dt) != 0) {
-            rc = fail(err, errlen, label, "tensor '%s' has unsupported dtype '%s' (tfm reads F32, F64, I64, BOOL)", name, jdt->valuestring);
+            rc = fail(err, errlen, label, "tensor '%s' has unsupported dtype '%s' (tfm reads F32, F64, I64, BOOL, U8)", name, jdt->valuestring);
             goto done;
         }
         int ndim = cJSON_GetArraySize(jsh);

@@ -29,6 +29,7 @@ _TORCH_TO_ST = {
     torch.float64: ("F64", np.dtype("<f8")),
     torch.int64: ("I64", np.dtype("<i8")),
     torch.bool: ("BOOL", np.dtype("u1")),  # one byte per element, 0 or 1
+    torch.uint8: ("U8", np.dtype("u1")),   # bytes: the UTF-8 text of the tokenizer goldens
 }
 _ST_TO_NP = {name: (tdt, ndt) for tdt, (name, ndt) in _TORCH_TO_ST.items()}
 

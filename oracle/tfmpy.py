@@ -75,12 +75,13 @@ _serial = itertools.count()  # numbers the files of successive runs
 
 # ---- the program and its table ---------------------------------------------------------------
 
-def _tfm(args):
-    """Runs tfm with args; returns its stdout, or raises RuntimeError with its stderr."""
+def _tfm(args, stdin=None):
+    """Runs tfm with args (stdin: text for its standard input); returns its stdout, or raises
+    RuntimeError with its stderr."""
     if not os.access(TFM, os.X_OK):
         raise FileNotFoundError(f"build tfm first: make (in {ROOT}; {TFM} does not exist)")
     env = dict(os.environ, TFM_ROOT=ROOT)
-    r = subprocess.run([TFM, *map(str, args)], capture_output=True, text=True, env=env)
+    r = subprocess.run([TFM, *map(str, args)], capture_output=True, text=True, env=env, input=stdin)
     if r.returncode != 0:
         raise RuntimeError(r.stderr.strip() or f"tfm exited with status {r.returncode}")
     return r.stdout
@@ -103,10 +104,11 @@ def ops():
     return copy.deepcopy(_ops())
 
 
-def cli(*args):
+def cli(*args, stdin=None):
     """Runs any tfm command, e.g. cli("check", "01") or cli("slice", f, "probs", out), and returns
-    its stdout; a failure raises RuntimeError with tfm's message."""
-    return _tfm(args)
+    its stdout; a failure raises RuntimeError with tfm's message. stdin: text it reads, e.g.
+    cli("tokenize", "--format", "json", stdin="Hello, world!\n")."""
+    return _tfm(args, stdin)
 
 
 # ---- temporary files --------------------------------------------------------------------------

@@ -23,7 +23,7 @@ static void help(FILE *f)
 {
     fprintf(f,
             "usage: tfm bench [CHAPTER] [--threads N[,M...]] [--quick] [--json FILE] [--dat FILE]\n"
-            "                 [--torch FILE]... [--list]\n"
+            "                 [--torch FILE]... [--peer FILE] [--list]\n"
             "Times every op's naive and fast variant (and OpenBLAS for the matmuls) against the\n"
             "machine's ceilings measured in the same run: FMA peak, STREAM copy and triad.\n"
             "  CHAPTER       only this chapter's cases (0, 01, attention, 01-attention)\n"
@@ -31,6 +31,7 @@ static void help(FILE *f)
             "  --quick       fewer samples, naive timed once on a smaller slice of big shapes,\n"
             "                256 MiB STREAM arrays instead of 1 GiB: a smoke test, not for quoting\n"
             "  --torch FILE  PyTorch timings from bench/torch_bench.py (once per configuration)\n"
+            "  --peer FILE   tokenizers.js's timing from bench/tokenizers_js_bench.mjs (chapter 08)\n"
             "  --json FILE   the full report (rows, ceilings, machine, build) as JSON\n"
             "  --dat FILE    the ratio chart's data, for bench/ratios.gp\n"
             "  --list        print the selected cases as JSON (torch_bench.py's input) and exit\n"
@@ -224,7 +225,7 @@ static void print_header(FILE *f, const BenchReport *r)
 
 int tfm_bench(int argc, char **argv)
 {
-    const char *chapter = NULL, *json = NULL, *dat = NULL, *torch[BENCH_MAX_TORCH];
+    const char *chapter = NULL, *json = NULL, *dat = NULL, *peer = NULL, *torch[BENCH_MAX_TORCH];
     size_t ntorch = 0;
     int list = 0;
     BenchReport r;
@@ -242,7 +243,7 @@ int tfm_bench(int argc, char **argv)
         } else if (strcmp(a, "--list") == 0) {
             list = 1;
         } else if (strcmp(a, "--threads") == 0 || strcmp(a, "--json") == 0 ||
-                   strcmp(a, "--dat") == 0 || strcmp(a, "--torch") == 0) {
+                   strcmp(a, "--dat") == 0 || strcmp(a, "--torch") == 0 || strcmp(a, "--peer") == 0) {
             if (i + 1 >= argc) return usage_error(a, " needs a value");
             const char *v = argv[++i];
             if (strcmp(a, "--threads") == 0) {
@@ -251,6 +252,8 @@ int tfm_bench(int argc, char **argv)
                 json = v;
             } else if (strcmp(a, "--dat") == 0) {
                 dat = v;
+            } else if (strcmp(a, "--peer") == 0) {
+                peer = v;
             } else if (ntorch == BENCH_MAX_TORCH) {
                 return usage_error("too many --torch files at ", v);
             } else {
@@ -272,13 +275,17 @@ int tfm_bench(int argc, char **argv)
     size_t ncases = 0;
     const TfmChapter *only = NULL;
     if (!cases) return 1;
-    if (chapter && !(only = tfm_chapter_find(chapter))) {
+    /* chapter 08 has no golden file of tensors, so it is not in tfm_chapters: its own names */
+    const int tokenizer_only = chapter && (strcmp(chapter, "8") == 0 || strcmp(chapter, "08") == 0 ||
+                                           strcmp(chapter, "tokenizer") == 0 ||
+                                           strcmp(chapter, "08-tokenizer") == 0);
+    if (chapter && !tokenizer_only && !(only = tfm_chapter_find(chapter))) {
         free(cases);
         return usage_error("no chapter ", chapter);
     }
-    for (size_t i = 0; i < nall; i++)
+    for (size_t i = 0; i < nall && !tokenizer_only; i++)
         if (!only || all[i].chapter == only->number) cases[ncases++] = &all[i];
-    if (ncases == 0) {
+    if (ncases == 0 && !tokenizer_only) {
         free(cases);
         return usage_error("no benchmark cases yet for chapter ", chapter);
     }
@@ -306,7 +313,7 @@ int tfm_bench(int argc, char **argv)
     size_t nprobe;
     const BenchMemoryProbe *probes = bench_memory_probes(&nprobe);
     for (size_t p = 0; p < nprobe && r.nmem < BENCH_MAX_MEMORY; p++) {
-        if (only && probes[p].chapter != only->number) continue;
+        if (tokenizer_only || (only && probes[p].chapter != only->number)) continue;
         fprintf(stderr, "bench: peak memory probe, chapter %d\n", probes[p].chapter);
         if (probes[p].run(&r.mem[r.nmem], r.threads[r.nthreads - 1], err, sizeof err) != 0) {
             fprintf(stderr, "tfm bench: %s\n", err);
@@ -317,9 +324,14 @@ int tfm_bench(int argc, char **argv)
     measure_ceilings(&r);
     for (size_t i = 0; i < ncases; i++)
         if (run_case(&r, cases[i], 1000 + 17 * (uint64_t)i) != 0) rc = 1;
+    if ((!only || tokenizer_only) && bench_tokenizer(&r, peer, err, sizeof err) != 0) {
+        fprintf(stderr, "tfm bench: %s\n", err);
+        rc = 1;
+    }
 
     print_header(stdout, &r);
-    bench_print(stdout, &r, cases, ncases);
+    if (ncases) bench_print(stdout, &r, cases, ncases);
+    bench_tokenizer_print(stdout, &r);
     if (json && bench_write_json(json, &r, cases, ncases, err, sizeof err) != 0) {
         fprintf(stderr, "tfm bench: %s\n", err);
         rc = 1;

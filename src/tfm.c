@@ -5,6 +5,7 @@
  *   tfm ops [--json]                                 the op table (oracle/ops.c)
  *   tfm inspect FILE                                 list a safetensors file's tensors and metadata
  *   tfm slice FILE TENSOR [--at I,J] OUT             write a 2-D slice as a gnuplot matrix
+ *   tfm tokenize [OPTIONS] [FILE...], tfm detokenize  BERT's tokenizer on lines (src/tokenize.c)
  *
  * Every error is one line on stderr and a non-zero exit status (2 for usage, 1 otherwise).
  */
@@ -19,6 +20,8 @@
 
 static const char *PROG = "tfm";
 int tfm_bench(int argc, char **argv);   /* src/bench.c */
+int tfm_tokenize(int argc, char **argv);     /* src/tokenize.c */
+int tfm_detokenize(int argc, char **argv);
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -39,9 +42,15 @@ static void usage(FILE *f) {
             "  slice FILE TENSOR [--at I[,J]] OUT.dat\n"
             "      write the last two dimensions of TENSOR (at the leading indices I,J) as a\n"
             "      whitespace matrix for gnuplot's 'matrix' format\n"
+            "  tokenize [--vocab FILE] [--no-special] [--format ids|tokens|json] [--pair]\n"
+            "           [--max-length N] [--truncation S] [--padding S] [FILE...]\n"
+            "      BERT's WordPiece tokenizer (bert-base-uncased) on each line (tfm tokenize --help)\n"
+            "  detokenize [--vocab FILE] [--skip-special] [FILE...]\n"
+            "      ids back to text, as Hugging Face's decode\n"
             "  bench [CHAPTER] [--threads N,M] [--quick] [--json FILE] [--torch FILE]  (tfm bench --help)\n"
             "\n"
-            "environment: TFM_ROOT (where oracle/golden/ is; default .), OMP_NUM_THREADS\n");
+            "environment: TFM_ROOT (where oracle/golden/ is; default .), OMP_NUM_THREADS,\n"
+            "TFM_DATA (the vocabulary and corpora make deps installs; default build/data)\n");
 }
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -388,5 +397,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "inspect") == 0) return cmd_inspect(argc - 2, argv + 2);
     if (strcmp(argv[1], "slice") == 0) return cmd_slice(argc - 2, argv + 2);
     if (strcmp(argv[1], "bench") == 0) return tfm_bench(argc - 2, argv + 2);
+    if (strcmp(argv[1], "tokenize") == 0) return tfm_tokenize(argc - 2, argv + 2);
+    if (strcmp(argv[1], "detokenize") == 0) return tfm_detokenize(argc - 2, argv + 2);
     return usage_error("unknown command '%s'", argv[1]);
 }

@@ -7,6 +7,7 @@
 
 static const struct { TfmDType dt; const char *name; size_t size; } DTYPES[] = {
     {TFM_F32, "F32", 4}, {TFM_F64, "F64", 8}, {TFM_I64, "I64", 8}, {TFM_BOOL, "BOOL", 1},
+    {TFM_U8, "U8", 1},
 };
 #define N_DTYPES (sizeof DTYPES / sizeof DTYPES[0])
 

@@ -7,7 +7,8 @@
  * dtype and shape.
  *
  * Dtypes follow safetensors' names. F32 is the compute dtype; F64 holds PyTorch's float64 "truth";
- * I64 holds token ids and integer parameters; BOOL holds masks (one byte, 0 or 1).
+ * I64 holds token ids and integer parameters; BOOL holds masks (one byte, 0 or 1); U8 holds
+ * bytes (the UTF-8 text of the tokenizer goldens).
  *
  * Offsets are size_t everywhere: a 32-bit int product wraps at 2^31, which the scores of a
  * [16, 12, 2048, 2048] batch (805M elements, 3.2 GB of float32) already pass in bytes, long
@@ -21,7 +22,7 @@
 
 #define TFM_MAX_DIMS 8
 
-typedef enum { TFM_F32, TFM_F64, TFM_I64, TFM_BOOL } TfmDType;
+typedef enum { TFM_F32, TFM_F64, TFM_I64, TFM_BOOL, TFM_U8 } TfmDType;
 
 typedef struct {
     TfmDType dtype;
@@ -34,7 +35,7 @@ typedef struct {
 
 /* Size in bytes of one element; 0 for an unknown dtype. */
 size_t tfm_dtype_size(TfmDType dt);
-/* "F32", "F64", "I64", "BOOL". */
+/* "F32", "F64", "I64", "BOOL", "U8". */
 const char *tfm_dtype_name(TfmDType dt);
 /* Parses a safetensors dtype string; returns 0 on success, -1 if unknown. */
 int tfm_dtype_parse(const char *s, TfmDType *out);
