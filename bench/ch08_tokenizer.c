@@ -244,7 +244,8 @@ void bench_tokenizer_print(FILE *f, const BenchReport *r) {
                 t->peer.median_ms / t->fast[0].median_ms,
                 t->peer.median_ms / t->fast[0].median_ms >= 20.0 ? "met" : "MISSED");
     for (size_t k = 1; k < r->nthreads && t->status == BENCH_ROW_OK; k++) {
-        const double line = r->threads[k] * t->fast[0].median_ms / t->copies[k].median_ms;
+        const double line = t->copies[k].median_ms > 0
+                          ? r->threads[k] * t->fast[0].median_ms / t->copies[k].median_ms : 0.0;
         if (t->copies[k].median_ms > 0)
             fprintf(f, "  the machine's line: %d independent copies run at %.2fx one thread's rate "
                        "(median %.1f ms for %d corpora, [%.1f, %.1f])\n", r->threads[k], line,

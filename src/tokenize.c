@@ -80,7 +80,7 @@ static int input_read(Input *in, const char *cmd, const char *path) {
             in->file = realloc(in->file, in->cap * sizeof *in->file);
             in->lineno = realloc(in->lineno, in->cap * sizeof *in->lineno);
             if (!in->line || !in->len || !in->file || !in->lineno) {
-                fprintf(stderr, "tfm %s: out of memory\n", cmd);
+                fprintf(stderr, "tfm %s: out of memory for %zu lines\n", cmd, in->cap);
                 exit(1);
             }
         }
@@ -119,6 +119,7 @@ static void tokenize_help(void) {
            "--max-length N  the length truncation and max_length padding aim at (default 512,\n"
            "                bert-base-uncased's model_max_length)\n"
            "--vocab FILE    a vocab.txt (default: the one make deps installed)\n"
+           "--variant       naive or fast (default): the two kernels of chapter 08, same ids\n"
            "Invalid UTF-8 is refused with its file, line and byte (exit 1), and nothing is printed.\n");
 }
 
@@ -157,6 +158,7 @@ int tfm_tokenize(int argc, char **argv) {
     TokenizeFn fn = tokenize_fast;
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     size_t n_files = 0;
+    if (!files) { fprintf(stderr, "tfm tokenize: out of memory\n"); return 1; }
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const int has = i + 1 < argc;
@@ -200,6 +202,13 @@ int tfm_tokenize(int argc, char **argv) {
             return uerr("tokenize", "unknown option or missing value: '%s'", a);
         } else files[n_files++] = a;
     }
+    if (o.truncation != TOK_TRUNC_NONE && o.max_length < tok_n_special(&o, pair)) {
+        char m[32];
+        snprintf(m, sizeof m, "%zu", o.max_length);
+        free(files);
+        return uerr("tokenize", pair ? "--max-length %s leaves truncation no room for [CLS] A [SEP] B [SEP]'s three special tokens"
+                                     : "--max-length %s leaves truncation no room for [CLS] and [SEP]", m);
+    }
     Vocab v;
     Input in = {0};
     int rc = 1;
@@ -211,6 +220,10 @@ int tfm_tokenize(int argc, char **argv) {
     const char **b = pair ? malloc((in.n + 1) * sizeof *b) : NULL;
     size_t *nb = pair ? malloc((in.n + 1) * sizeof *nb) : NULL;
     size_t *na = malloc((in.n + 1) * sizeof *na);
+    if (!na || (pair && (!b || !nb))) {
+        fprintf(stderr, "tfm tokenize: out of memory for %zu lines\n", in.n);
+        goto free_pairs;
+    }
     for (size_t i = 0; i < in.n; i++) {
         TokError e;
         if (tok_utf8_check(in.line[i], in.len[i], &e) != 0) {
@@ -278,6 +291,7 @@ int tfm_detokenize(int argc, char **argv) {
     int skip = 0;
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     size_t n_files = 0;
+    if (!files) { fprintf(stderr, "tfm detokenize: out of memory\n"); return 1; }
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("usage: tfm detokenize [--vocab FILE] [--skip-special] [FILE...]\n"
@@ -302,6 +316,7 @@ int tfm_detokenize(int argc, char **argv) {
     char **text = calloc(in.n + 1, sizeof *text);
     int64_t *ids = NULL;
     size_t ids_cap = 0;
+    if (!text) { fprintf(stderr, "tfm detokenize: out of memory for %zu lines\n", in.n); goto done; }
     for (size_t i = 0; i < in.n; i++) {
         size_t n = 0;
         const char *p = in.line[i], *end = in.line[i] + in.len[i];
@@ -322,7 +337,7 @@ int tfm_detokenize(int argc, char **argv) {
             if (n == ids_cap) {
                 ids_cap = ids_cap ? 2 * ids_cap : 256;
                 int64_t *bigger = realloc(ids, ids_cap * sizeof *ids);
-                if (!bigger) goto free_text;
+                if (!bigger) { fprintf(stderr, "tfm detokenize: out of memory\n"); goto free_text; }
                 ids = bigger;
             }
             ids[n++] = x;

@@ -89,6 +89,15 @@ void *tfm_xcalloc(size_t count, size_t size, const char *who) {
     return p;
 }
 
+void *tfm_xrealloc(void *p, size_t count, size_t size, const char *who) {
+    void *q = (count && size && count <= SIZE_MAX / size) ? realloc(p, count * size) : NULL;
+    if (q == NULL) {
+        fprintf(stderr, "%s: out of memory for %zu x %zu bytes\n", who, count, size);
+        abort();
+    }
+    return q;
+}
+
 void tensor_free(Tensor *t) {
     if (t->owns) free(t->data);
     memset(t, 0, sizeof *t);

@@ -51,6 +51,10 @@ void tensor_free(Tensor *t);
  * call one); never returns NULL, never allocates 0 bytes, and count * size cannot overflow. */
 void *tfm_xcalloc(size_t count, size_t size, const char *who);
 
+/* realloc to count elements of size bytes (contents kept), or a message naming `who` on stderr
+ * and abort(), as tfm_xcalloc: for buffers a kernel grows by doubling (chapter 08's). */
+void *tfm_xrealloc(void *p, size_t count, size_t size, const char *who);
+
 /* numel for a shape, or 0 and *overflow = 1 if the product does not fit in size_t. */
 size_t tfm_shape_numel(int ndim, const size_t *shape, int *overflow);
 /* Writes "[2, 3, 4]" into buf. */

@@ -29,8 +29,9 @@ void tok_scratch_free(TokScratch *s) {
 void tok_batch_free(TokBatch *b) {
     free(b->offset); free(b->input_ids); free(b->token_type_ids); free(b->attention_mask);
     free(b->work);
-    for (int t = 0; t < b->n_pieces; t++) tok_ids_free(&b->pieces[t]);
+    for (int t = 0; t < b->n_pieces; t++) { tok_ids_free(&b->pieces[t]); tok_scratch_free(&b->scratch[t]); }
     free(b->pieces);
+    free(b->scratch);
     memset(b, 0, sizeof *b);
 }
 
@@ -52,9 +53,10 @@ void vocab_free(Vocab *v) {
     memset(v, 0, sizeof *v);
 }
 
-static const Vocab *qsort_vocab;   /* qsort has no context argument; the load is single-threaded */
+/* An entry and its id, sorted by the entry's bytes for the naive lookup. */
+typedef struct { const char *token; uint32_t id; } ById;
 static int by_entry(const void *a, const void *b) {
-    return strcmp(qsort_vocab->token[*(const uint32_t *)a], qsort_vocab->token[*(const uint32_t *)b]);
+    return strcmp(((const ById *)a)->token, ((const ById *)b)->token);
 }
 
 int vocab_load_bytes(Vocab *v, const char *bytes, size_t len, const char *label, char *err,
@@ -64,7 +66,7 @@ int vocab_load_bytes(Vocab *v, const char *bytes, size_t len, const char *label,
     for (size_t i = 0; i < len; i++) lines += bytes[i] == '\n';
     if (len > 0 && bytes[len - 1] != '\n') lines++;               /* a last line without '\n' */
     if (lines == 0) return fail(err, errlen, "%s: the vocabulary is empty", label);
-    if (lines > INT32_MAX) return fail(err, errlen, "%s: more than 2^31 entries", label);
+    if (lines > INT32_MAX) return fail(err, errlen, "%s: more than 2^31 - 1 entries", label);
     v->block = malloc(len + 1);
     v->token = calloc(lines, sizeof *v->token);
     v->len = calloc(lines, sizeof *v->len);
@@ -102,7 +104,6 @@ int vocab_load_bytes(Vocab *v, const char *bytes, size_t len, const char *label,
         v->token[id] = line;
         v->len[id] = (uint32_t)n;
         if (n > v->max_len) v->max_len = n;
-        v->sorted[id] = (uint32_t)id;
         uint64_t h = tok_hash(TOK_HASH_INIT, line, n);
         size_t s = (size_t)h & (v->n_slot - 1);
         while (v->slot[s].id1) {
@@ -118,8 +119,12 @@ int vocab_load_bytes(Vocab *v, const char *bytes, size_t len, const char *label,
         v->slot[s] = (VocabSlot){h, (uint32_t)id + 1, (uint32_t)n};
     }
     v->n = lines;
-    qsort_vocab = v;
-    qsort(v->sorted, lines, sizeof *v->sorted, by_entry);
+    ById *order = malloc(lines * sizeof *order);
+    if (!order) { vocab_free(v); return fail(err, errlen, "%s: out of memory", label); }
+    for (size_t id = 0; id < lines; id++) order[id] = (ById){v->token[id], (uint32_t)id};
+    qsort(order, lines, sizeof *order, by_entry);
+    for (size_t k = 0; k < lines; k++) v->sorted[k] = order[k].id;
+    free(order);
     int32_t *ids[5] = {&v->pad_id, &v->unk_id, &v->cls_id, &v->sep_id, &v->mask_id};
     for (int k = 0; k < 5; k++) {
         *ids[k] = vocab_find_fast(v, SPECIALS[k], strlen(SPECIALS[k]));
@@ -142,7 +147,7 @@ int vocab_load(Vocab *v, const char *path, char *err, size_t errlen) {
         if (!buf) { fclose(f); return fail(err, errlen, "%s: out of memory", path); }
         len += fread(buf + len, 1, cap - len, f);
         if (len < cap) break;
-        if (cap > ((size_t)1 << 30)) { free(buf); fclose(f); return fail(err, errlen, "%s: larger than 1 GiB", path); }
+        if (cap >= ((size_t)1 << 31)) { free(buf); fclose(f); return fail(err, errlen, "%s: larger than 2 GiB", path); }
         char *bigger = realloc(buf, cap *= 2);
         if (!bigger) free(buf);
         buf = bigger;
@@ -167,15 +172,17 @@ void tok_data_path(char *buf, size_t buflen, const char *rel) {
     snprintf(buf, buflen, "%s/../data/%s", exe, rel);
 }
 
-/* Binary search: the textbook lookup, O(log V) string comparisons. */
+/* Binary search: the textbook lookup, O(log V) string comparisons. s[0..n) is compared as bytes,
+ * as strcmp orders the entries (byte by byte, unsigned; the shorter first when one is a prefix). */
 int32_t vocab_find_naive(const Vocab *v, const char *s, size_t n) {
     size_t lo = 0, hi = v->n;
     while (lo < hi) {
         const size_t mid = lo + (hi - lo) / 2;
-        const char *t = v->token[v->sorted[mid]];
-        int c = strncmp(t, s, n);
-        if (c == 0) c = t[n] == '\0' ? 0 : 1;           /* s is a proper prefix of t: t > s */
-        if (c == 0) return (int32_t)v->sorted[mid];
+        const uint32_t id = v->sorted[mid];
+        const size_t m = v->len[id];
+        int c = memcmp(v->token[id], s, m < n ? m : n);
+        if (c == 0) c = (m > n) - (m < n);
+        if (c == 0) return (int32_t)id;
         if (c < 0) lo = mid + 1; else hi = mid;
     }
     return -1;
@@ -236,9 +243,10 @@ int tok_is_whitespace(uint32_t c) {
 
 int tok_is_control(uint32_t c) {
     if (c == '\t' || c == '\n' || c == '\r') return 0;
+    /* Cs cannot occur in valid UTF-8; Cn (unassigned) is kept, as Rust and tokenizers.js keep it */
     switch (utf8proc_category((utf8proc_int32_t)c)) {
     case UTF8PROC_CATEGORY_CC: case UTF8PROC_CATEGORY_CF: case UTF8PROC_CATEGORY_CO:
-    case UTF8PROC_CATEGORY_CS: case UTF8PROC_CATEGORY_CN: return 1;
+    case UTF8PROC_CATEGORY_CS: return 1;
     default: return 0;
     }
 }
@@ -264,9 +272,8 @@ static int is_cased(uint32_t c) {
 }
 
 static int is_case_ignorable(uint32_t c) {
-    switch (c) {
-    case 0x27: case 0x2E: case 0x3A: case 0x5E: case 0x60: case 0xA8: case 0xAD: case 0xAF:
-    case 0xB4: case 0xB7: case 0xB8: case 0x387: case 0x5F4: case 0x2018: case 0x2019:
+    switch (c) {          /* Word_Break MidLetter, MidNumLet, Single_Quote (not in a category below) */
+    case 0x27: case 0x2E: case 0x3A: case 0xB7: case 0x387: case 0x5F4: case 0x2018: case 0x2019:
     case 0x2024: case 0x2027: case 0xFE13: case 0xFE52: case 0xFE55: case 0xFF07: case 0xFF0E:
     case 0xFF1A: return 1;
     default: break;
@@ -321,17 +328,18 @@ int tok_parse_padding(const char *s, TokPadding *p) {
     return 0;
 }
 
+size_t tok_n_special(const TokOptions *o, int has_pair) {
+    return o->add_special_tokens ? (has_pair ? 3 : 2) : 0;
+}
+
 static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
 int tok_truncate_lengths(size_t *n1, size_t *n2, int has_pair, size_t budget, TokTruncation t,
                          char *err, size_t errlen) {
     if (!has_pair) *n2 = 0;
-    if (t == TOK_TRUNC_NONE || *n1 + *n2 <= budget) {
-        if (t == TOK_TRUNC_ONLY_SECOND && !has_pair)
-            return fail(err, errlen, "truncation only_second needs a pair (a TAB-separated B)");
-        return 0;
-    }
+    if (t == TOK_TRUNC_NONE || *n1 + *n2 <= budget) return 0;
+    if (budget == 0) { *n1 = *n2 = 0; return 0; }             /* every strategy: nothing fits */
     const size_t remove = *n1 + *n2 - budget;
     if (t == TOK_TRUNC_LONGEST_FIRST) {
         if (!has_pair) { *n1 = budget; return 0; }
@@ -397,11 +405,15 @@ int tok_encode_batch(TokBatch *out, const char *const *a, const size_t *na,
     const int nt = omp_get_max_threads();
     const int has_pair = b != NULL;
     out->n = 0;
+    *bad_index = n;
     if (out->n_pieces < nt) {
         TokIds *p = realloc(out->pieces, (size_t)nt * sizeof *p);
-        if (!p) return fail(err, errlen, "out of memory");
+        if (p) out->pieces = p;
+        TokScratch *q = p ? realloc(out->scratch, (size_t)nt * sizeof *q) : NULL;
+        if (q) out->scratch = q;
+        if (!p || !q) return fail(err, errlen, "out of memory");
         memset(p + out->n_pieces, 0, (size_t)(nt - out->n_pieces) * sizeof *p);
-        out->pieces = p;
+        memset(q + out->n_pieces, 0, (size_t)(nt - out->n_pieces) * sizeof *q);
         out->n_pieces = nt;
     }
     size_t cap_texts = out->cap_texts, cap_off = out->cap_texts;
@@ -414,12 +426,12 @@ int tok_encode_batch(TokBatch *out, const char *const *a, const size_t *na,
     /* 1. word pieces, in parallel: one growing buffer per thread, no allocation per text */
     #pragma omp parallel num_threads(nt)
     {
-        /* the thread's buffer lives on its own stack while it works: buf[] entries share cache
+        /* the thread's buffers live on its own stack while it works: buf[] entries share cache
          * lines, and each piece appended would write one of them */
         const int t = omp_get_thread_num();
         TokIds mine = buf[t];
         mine.len = 0;
-        TokScratch s = {0};
+        TokScratch s = out->scratch[t];
         #pragma omp for schedule(dynamic, 64)
         for (size_t i = 0; i < n; i++) {
             TokError e;
@@ -434,10 +446,10 @@ int tok_encode_batch(TokBatch *out, const char *const *a, const size_t *na,
             p->nb = mine.len - p->b0;
         }
         buf[t] = mine;
-        tok_scratch_free(&s);
+        out->scratch[t] = s;
     }
     /* 2. lengths: truncation, then padding's target; the first refusal ends the batch */
-    const size_t n_special = o->add_special_tokens ? (has_pair ? 3 : 2) : 0;
+    const size_t n_special = tok_n_special(o, has_pair);
     size_t longest = 0, total = 0;
     char why[TFM_TOK_ERR] = "";
     for (size_t i = 0; i < n && !why[0]; i++) {

@@ -2,12 +2,13 @@
  * bert-base-uncased), from UTF-8 text to the input_ids, token_type_ids and attention_mask a model
  * reads, and back.
  *
- * The pipeline, in Hugging Face's order (tokenizer.json's "normalizer", "pre_tokenizer", "model",
- * "post_processor"):
+ * The pipeline, as tokenizer.json's "normalizer", "pre_tokenizer", "model" and "post_processor"
+ * run it (the Rust library strips accents before it lowercases; Python and tokenizers.js the other
+ * way round; the results are the same):
  *
  *   0. special tokens  "[CLS]", "[SEP]", "[MASK]", "[PAD]", "[UNK]" written in the raw text are cut
  *                      out first, before any normalization, and become their own ids;
- *   1. clean           drop U+0000, U+FFFD and control characters (categories Cc, Cf, Co, Cs, Cn,
+ *   1. clean           drop U+0000, U+FFFD and control characters (categories Cc, Cf, Co, Cs,
  *                      except TAB, LF, CR); every whitespace character becomes a space;
  *   2. CJK             put a space on each side of a CJK ideograph, so each is a word;
  *   3. lowercase       full Unicode lowercasing, with Greek capital sigma's final form;
@@ -28,11 +29,14 @@
  * Unicode properties (categories, combining classes, case mappings, canonical decompositions)
  * come from utf8proc, never from tables written here.
  *
- * Where Hugging Face's implementations disagree, tfm follows the Rust `tokenizers` library that
- * BertTokenizerFast and transformers 5's BertTokenizer run: unassigned code points (Cn) are
- * dropped as control characters, and CJK ideographs outside the Basic Multilingual Plane are
- * spaced like the others (tokenizers.js, the peer of the goldens, keeps the first and misses the
- * second; the book lists this).
+ * Where Hugging Face's three implementations disagree -- Python's BertTokenizer (transformers 4,
+ * the articles' code), the Rust `tokenizers` (BertTokenizerFast, transformers 5) and
+ * tokenizers.js (the peer of the goldens) -- tfm does what two of them do: unassigned code points
+ * (Cn) are kept (Python drops them); capital sigma at the end of a word lowercases to final sigma
+ * (Rust maps each character alone); CJK ideographs beyond the Basic Multilingual Plane are spaced
+ * (tokenizers.js looks at UTF-16 units and misses them), from U+2B820 (Rust's table starts that
+ * block at U+2B920); U+2028 and U+2029 are whitespace (Python keeps them inside words). The book
+ * has the table.
  *
  * Errors: invalid UTF-8 (an ill-formed byte, an overlong form, a surrogate, a code point past
  * U+10FFFF, a truncated sequence) is refused with the byte offset of the first bad byte, never
@@ -71,7 +75,8 @@ typedef struct {
 } Vocab;
 
 /* Reads vocab.txt. Returns 0, or -1 with "PATH: line N: what is wrong" in err (not UTF-8, an
- * empty entry, an entry given twice, a special token missing, more than 2^31 entries). */
+ * empty entry, a space or control character in an entry, an entry given twice, a special token
+ * missing, more than 2^31 - 1 entries, a file over 2 GiB). */
 int vocab_load(Vocab *v, const char *path, char *err, size_t errlen);
 /* The same from memory (the bytes of a vocab.txt); `label` names it in messages. */
 int vocab_load_bytes(Vocab *v, const char *bytes, size_t len, const char *label, char *err,
@@ -103,7 +108,7 @@ void tok_data_path(char *buf, size_t buflen, const char *rel);
  * run, never per word; tok_buf_free releases them. */
 typedef struct { int32_t *ids; size_t len, cap; } TokIds;             /* ids [cap], len used */
 typedef struct {
-    uint32_t *cp;  size_t cp_cap;    /* [cp_cap] code points of a normalized segment (naive) */
+    uint32_t *cp;  size_t cp_cap;    /* [cp_cap] code points of a segment, then its NFD (naive) */
     uint32_t *cp2; size_t cp2_cap;   /* [cp2_cap] a second stage buffer (naive) */
     char *word;    size_t word_cap;  /* [word_cap] one word's normalized UTF-8 bytes */
     uint64_t *hash; size_t hash_cap; /* [hash_cap] prefix hashes of a word (fast) */
@@ -159,6 +164,9 @@ typedef struct {
 } TokOptions;
 
 /* Hugging Face's defaults: tokenizer(text) with add_special_tokens=True and nothing else. */
+/* The special tokens step 7 adds: 2 for one text, 3 for a pair, 0 without add_special_tokens.
+ * A max_length below it leaves truncation no room (a usage error: check it before encoding). */
+size_t tok_n_special(const TokOptions *o, int has_pair);
 TokOptions tok_default_options(void);
 /* Parses "longest_first" | "only_first" | "only_second" | "do_not_truncate", and
  * "longest" | "max_length" | "do_not_pad"; returns 0 or -1. */
@@ -179,6 +187,7 @@ typedef struct {
     size_t cap_texts, cap_tokens;  /* room in offset and work (texts), in the three arrays */
     void *work;                /* [cap_texts] where each text's pieces went (tokenizer.c) */
     TokIds *pieces;            /* [n_pieces] each thread's word pieces */
+    TokScratch *scratch;       /* [n_pieces] each thread's scratch */
     int n_pieces;
 } TokBatch;
 void tok_batch_free(TokBatch *b);
@@ -192,12 +201,14 @@ static inline size_t tok_batch_len(const TokBatch *b, size_t i) { return b->offs
 int tok_truncate_lengths(size_t *n1, size_t *n2, int has_pair, size_t budget, TokTruncation t,
                          char *err, size_t errlen);
 
-/* Encodes n texts (pairs when b != NULL; b[i] may then not be NULL) on all OpenMP threads:
+/* Encodes n texts (pairs when b != NULL; no b[i] may then be NULL) on all OpenMP threads:
  * word pieces first, each thread into its own buffer with its own scratch; then truncation and
  * padding, which fix every length; then one allocation for the batch, filled in parallel. Texts
  * are UTF-8 a[i][0..na[i]). `out` is a zeroed TokBatch the first time; given again, its buffers
- * are reused. Returns 0, or -1 with "line I: ..." (I from 1) for the first text refused,
- * *bad_index = i, and out->n = 0. */
+ * (output, per-thread pieces and scratch) are reused, so that a loop of batches allocates nothing
+ * once they have grown. Returns 0, or -1 with out->n = 0 and the reason in err: "line I: ..."
+ * (I from 1) with *bad_index = i for the first text refused, or "out of memory ..." (then
+ * *bad_index = n). */
 int tok_encode_batch(TokBatch *out,
                      const char *const *a, const size_t *na,          /* [n] */
                      const char *const *b, const size_t *nb,          /* [n] or NULL */

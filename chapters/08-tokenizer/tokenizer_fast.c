@@ -14,11 +14,12 @@
  *     longest piece costs the word's length in hashing plus one probe per candidate length.
  *     Candidates longer than the vocabulary's longest entry are never probed.
  *  4. No allocation per word or per text: s->word and s->hash grow to the longest word seen and
- *     stay; `out` grows by doubling.
+ *     stay; `out` grows by doubling; a batch keeps both between calls (TokBatch).
  *  5. Batches use every thread (tok_encode_batch, tokenizer.c), each with its own scratch.
  * Two rare inputs take the naive path for their segment, so that the fast path stays one pass: a
  * capital sigma (whose lowercase depends on the letters around it) and a kept combining mark
- * with a combining class (a spacing mark that NFD may reorder: a few musical symbols).
+ * with a combining class (a spacing mark that NFD may reorder: a few musical symbols and the
+ * spacing viramas of some Brahmic scripts, U+1B44, U+A953, U+A9C0, U+111C0, ...).
  */
 #include "tokenizer.h"
 
@@ -42,11 +43,8 @@ static inline int ascii_class(unsigned char b) {
 
 static void push(TokIds *out, int32_t id) {
     if (out->len == out->cap) {
-        const size_t cap = out->cap ? 2 * out->cap : 256;
-        int32_t *p = realloc(out->ids, cap * sizeof *p);
-        if (!p) tfm_xcalloc((size_t)-1, 2, "tokenizer output");   /* reports and aborts */
-        out->ids = p;
-        out->cap = cap;
+        out->cap = out->cap ? 2 * out->cap : 256;
+        out->ids = tfm_xrealloc(out->ids, out->cap, sizeof *out->ids, "tokenizer output");
     }
     out->ids[out->len++] = id;
 }
@@ -88,11 +86,8 @@ static void wordpiece(TokIds *out, const Vocab *v, const char *w, size_t nb, siz
  * vocabulary's longest entry. */
 static void word_room(TokScratch *s, size_t used) {
     if (used + 4 <= s->word_cap) return;
-    const size_t cap = s->word_cap ? 2 * s->word_cap : 1024;
-    char *p = realloc(s->word, cap);
-    if (!p) tfm_xcalloc((size_t)-1, 2, "tokenizer word");
-    s->word = p;
-    s->word_cap = cap;
+    s->word_cap = s->word_cap ? 2 * s->word_cap : 1024;
+    s->word = tfm_xrealloc(s->word, s->word_cap, 1, "tokenizer word");
 }
 
 /* Steps 1-6 on text[lo..hi). Returns 0, 1 if the segment needs the naive path (nothing appended

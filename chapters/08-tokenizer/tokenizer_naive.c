@@ -12,7 +12,8 @@
 
 #include "tensor.h"
 
-/* Make room for `need` code points in *buf (grown by doubling, kept for the next text). */
+/* Room for `need` code points in *buf, which keeps its size for the next text; its contents are
+ * discarded when it grows (every caller writes it from the start). */
 static uint32_t *reserve(uint32_t **buf, size_t *cap, size_t need) {
     if (need > *cap) {
         size_t c = *cap ? *cap : 256;
@@ -108,8 +109,9 @@ int tokenize_segment_naive(TokIds *out, const Vocab *v, const char *text, size_t
 
     /* 4. strip accents: NFD is canonical decomposition (every character into its base and
      * marks, recursively) then canonical ordering (each run of marks sorted, stably, by
-     * combining class); then every nonspacing mark (Mn) goes. A decomposition has at most 18
-     * code points in Unicode 15; 4 per character is the mean bound reserved, grown on demand. */
+     * combining class); then every nonspacing mark (Mn) goes. A canonical decomposition has at
+     * most 4 code points (Unicode 15), so 4 per character always fits; the check below says so
+     * rather than trusting it. */
     uint32_t *nfd = reserve(&s->cp, &s->cp_cap, 4 * m + 32);
     k = 0;
     for (size_t i = 0; i < m; i++) {
