@@ -74,6 +74,12 @@ MHA_CASES = [  # name, (B, T, E, H), extras
     ("mha_float_mask", (2, 7, 8, 2), lambda c: {"attn_mask": c.randn(7, 7)}),
     ("mha_wide", (1, 80, 192, 3), None),    # past the attention blocks (BQ, BK) and GEMM's KC
 ]
+MHA_CROSS_CASES = [  # name, (B, Tq, Tk, E, H), value: "key" (the same tensor) or "own", extras
+    ("mha_cross_memory", (2, 5, 7, 12, 3), "key",          # a decoder's memory as key and value
+     lambda c: {"key_padding_mask": padding_mask([0, 3], 7)}),
+    ("mha_cross_kv", (2, 6, 4, 8, 2), "own", lambda c: {"attn_mask": c.randn(6, 4)}),
+    ("mha_cross_wide", (1, 40, 90, 64, 2), "key", None),    # past the attention blocks
+]
 ENCODER_CASES = [  # name, (B, T, E, H, I), activation, norm_first, extras
     ("encoder_post_relu", (2, 5, 8, 2, 16), "relu", False, None),
     ("encoder_post_gelu", (2, 7, 12, 3, 20), "gelu", False,
@@ -194,7 +200,8 @@ def build(seed):
         c = Case(seed, name)
         x, g = c.randn(B, T, E), c.randn(B, T, E)
         kw = extras(c) if extras else {}
-        params = {"in_proj_weight": c.randn(3 * E, E) / E ** 0.5, "in_proj_bias": 0.1 * c.randn(3 * E),
+        params = {"in_proj_weight": c.randn(3 * E, E) / E ** 0.5,
+                  "in_proj_bias": 0.1 * c.randn(3 * E),
                   "out_proj_weight": c.randn(E, E) / E ** 0.5, "out_proj_bias": 0.1 * c.randn(E)}
         kpm, am = kw.get("key_padding_mask"), kw.get("attn_mask")
 
@@ -218,6 +225,41 @@ def build(seed):
         emit(out, name, {"query": x, **params, "key_padding_mask": kpm, "attn_mask": am,
                          "grad_attn_output": g}, g32, g64, op="mha-backward",
              params={"num_heads": H})
+
+    for name, (B, Tq, Tk, E, H), vmode, extras in MHA_CROSS_CASES:
+        c = Case(seed, name)
+        q, key, g = c.randn(B, Tq, E), c.randn(B, Tk, E), c.randn(B, Tq, E)
+        value = c.randn(B, Tk, E) if vmode == "own" else None
+        kw = extras(c) if extras else {}
+        params = {"in_proj_weight": c.randn(3 * E, E) / E ** 0.5,
+                  "in_proj_bias": 0.1 * c.randn(3 * E),
+                  "out_proj_weight": c.randn(E, E) / E ** 0.5, "out_proj_bias": 0.1 * c.randn(E)}
+        kpm, am = kw.get("key_padding_mask"), kw.get("attn_mask")
+
+        def cross_grads(dtype):
+            # nn.MultiheadAttention(query, key, value) as a whole; one tensor passed as key and
+            # value gets the sum of both paths, as a decoder's memory does
+            m = torch.nn.MultiheadAttention(E, H, batch_first=True).to(dtype)
+            with torch.no_grad():
+                m.in_proj_weight.copy_(params["in_proj_weight"])
+                m.in_proj_bias.copy_(params["in_proj_bias"])
+                m.out_proj.weight.copy_(params["out_proj_weight"])
+                m.out_proj.bias.copy_(params["out_proj_bias"])
+            qq = q.to(dtype).requires_grad_(True)
+            kk = key.to(dtype).requires_grad_(True)
+            vv = value.to(dtype).requires_grad_(True) if value is not None else kk
+            mask = am.to(dtype) if am is not None and am.is_floating_point() else am
+            y = m(qq, kk, vv, key_padding_mask=kpm, attn_mask=mask, need_weights=False)[0]
+            leaves = [qq, kk] + ([vv] if value is not None else []) + [
+                m.in_proj_weight, m.in_proj_bias, m.out_proj.weight, m.out_proj.bias]
+            names = ["query", "key"] + (["value"] if value is not None else []) + [
+                "in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias"]
+            got = torch.autograd.grad(y, leaves, g.to(dtype))
+            return {f"grad_{k}": d for k, d in zip(names, got)}
+        g32, g64 = cross_grads(torch.float32), cross_grads(torch.float64)
+        emit(out, name, {"query": q, "key": key, "value": value, **params,
+                         "key_padding_mask": kpm, "attn_mask": am, "grad_attn_output": g},
+             g32, g64, op="mha-backward", params={"num_heads": H})
 
     for name, (B, T, E, H, I), act, norm_first, extras in ENCODER_CASES:
         c = Case(seed, name)

@@ -112,24 +112,33 @@ static int mha_params(OpCall *c, size_t E, MhaParams *p)
     return 0;
 }
 
-int bind_mha(OpCall *c)
+/* nn.MultiheadAttention's query, key, value: key absent is the query, value absent is the key.
+ * Checks E > 0 and the shapes; sets *key and *value to the tensors that stand for them. */
+static int mha_qkv(OpCall *c, const Tensor *query, const Tensor **key, const Tensor **value)
 {
-    const Tensor *query = op_in(c, "query");
     const size_t B = query->shape[0], Tq = query->shape[1], E = query->shape[2];
     if (E == 0)
         return op_fail(c, "query is [%zu, %zu, 0]; the model width E must be > 0", B, Tq);
-    const Tensor *key = op_in(c, "key"), *value = op_in(c, "value");
-    if (key && check_kv(c, key, "key", B, E))
+    const Tensor *k = op_in(c, "key"), *v = op_in(c, "value");
+    if (k && check_kv(c, k, "key", B, E))
         return -1;
-    if (!key)
-        key = query;
-    if (value && check_kv(c, value, "value", B, E))
+    if (v && check_kv(c, v, "value", B, E))
         return -1;
-    if (!value)
-        value = key;
+    *key = k ? k : query;
+    *value = v ? v : *key;
+    if ((*value)->shape[1] != (*key)->shape[1])
+        return op_fail(c, "key has Tk = %zu tokens but value has %zu", (*key)->shape[1],
+                       (*value)->shape[1]);
+    return 0;
+}
+
+int bind_mha(OpCall *c)
+{
+    const Tensor *query = op_in(c, "query"), *key, *value;
+    if (mha_qkv(c, query, &key, &value))
+        return -1;
+    const size_t B = query->shape[0], Tq = query->shape[1], E = query->shape[2];
     const size_t Tk = key->shape[1];
-    if (value->shape[1] != Tk)
-        return op_fail(c, "key has Tk = %zu tokens but value has %zu", Tk, value->shape[1]);
 
     size_t H = 0;
     if (mha_heads(c, E, &H))
@@ -185,20 +194,26 @@ int bind_mha(OpCall *c)
     return 0;
 }
 
-typedef void (*MhaTrainFn)(float *out, const MhaActs *acts, const float *x, const MhaParams *p,
-                           const AttnMask *mask, size_t B, size_t H, size_t T, size_t E);
-typedef void (*MhaBackwardFn)(float *dx, const MhaGrads *g, const float *dout, const float *x,
-                              const MhaParams *p, const MhaActs *acts, const AttnMask *mask,
-                              size_t B, size_t H, size_t T, size_t E);
+typedef void (*MhaTrainFn)(float *out, const MhaCrossActs *acts, const float *query,
+                           const float *key, const float *value, const MhaParams *p,
+                           const AttnMask *mask, size_t B, size_t H, size_t Tq, size_t Tk,
+                           size_t E);
+typedef void (*MhaBackwardFn)(float *dquery, float *dkey, float *dvalue, const MhaGrads *g,
+                              const float *dout, const float *query, const float *key,
+                              const float *value, const MhaParams *p, const MhaCrossActs *acts,
+                              const AttnMask *mask, size_t B, size_t H, size_t Tq, size_t Tk,
+                              size_t E);
 
-/* mha-backward (chapter 07): self-attention, query = key = value, as the encoder uses it. The
- * training forward of the same variant saves the activations (scratch), then the backward. */
+/* A tensor that stands for two (or three) of query, key and value gets the sum of their gradients
+ * in its grad_ output, as autograd gives it. */
 int bind_mha_backward(OpCall *c)
 {
-    const Tensor *query = op_in(c, "query");
-    const size_t B = query->shape[0], T = query->shape[1], E = query->shape[2];
-    if (E == 0)
-        return op_fail(c, "query is [%zu, %zu, 0]; the model width E must be > 0", B, T);
+    const Tensor *query = op_in(c, "query"), *key, *value;
+    if (mha_qkv(c, query, &key, &value))
+        return -1;
+    const Tensor *key_t = op_in(c, "key"), *value_t = op_in(c, "value");   /* given, or NULL */
+    const size_t B = query->shape[0], Tq = query->shape[1], E = query->shape[2];
+    const size_t Tk = key->shape[1];
     size_t H = 0;
     if (mha_heads(c, E, &H))
         return -1;
@@ -210,40 +225,43 @@ int bind_mha_backward(OpCall *c)
     AttnMask mask = {NULL, 0, 0, NULL, 0};
     const Tensor *kpm = op_in(c, "key_padding_mask");
     if (kpm) {
-        if (check_shape(c, kpm, "key_padding_mask", 2, B, T, "[B, Tk]"))
+        if (check_shape(c, kpm, "key_padding_mask", 2, B, Tk, "[B, Tk]"))
             return -1;
         mask.key_padding_mask = tensor_bool(kpm);
     }
     float *owned = NULL;
-    if (read_attn_mask(c, &mask, &owned, B, H, T, T))
+    if (read_attn_mask(c, &mask, &owned, B, H, Tq, Tk))
         return -1;
 
     const float *dout = op_grad_in(c, "grad_attn_output", "attn_output", 3, query->shape);
-    float *dx = dout ? op_output(c, "grad_query", 3, query->shape) : NULL;
+    float *dq = dout ? op_output(c, "grad_query", 3, query->shape) : NULL;
+    float *dk = dq && key_t ? op_output(c, "grad_key", 3, key_t->shape) : dq;
+    float *dv = dk && value_t ? op_output(c, "grad_value", 3, value_t->shape) : dk;
     const MhaGrads g = {
-        .in_proj_weight = dx ? op_output(c, "grad_in_proj_weight", 2, w_in->shape) : NULL,
-        .in_proj_bias = dx && b_in ? op_output(c, "grad_in_proj_bias", 1, b_in->shape) : NULL,
-        .out_proj_weight = dx ? op_output(c, "grad_out_proj_weight", 2, w_out->shape) : NULL,
-        .out_proj_bias = dx && b_out ? op_output(c, "grad_out_proj_bias", 1, b_out->shape)
+        .in_proj_weight = dv ? op_output(c, "grad_in_proj_weight", 2, w_in->shape) : NULL,
+        .in_proj_bias = dv && b_in ? op_output(c, "grad_in_proj_bias", 1, b_in->shape) : NULL,
+        .out_proj_weight = dv ? op_output(c, "grad_out_proj_weight", 2, w_out->shape) : NULL,
+        .out_proj_bias = dv && b_out ? op_output(c, "grad_out_proj_bias", 1, b_out->shape)
                                      : NULL};
-    if (!dx || !g.in_proj_weight || !g.out_proj_weight || (b_in && !g.in_proj_bias) ||
+    if (!dq || !dk || !dv || !g.in_proj_weight || !g.out_proj_weight || (b_in && !g.in_proj_bias) ||
         (b_out && !g.out_proj_bias)) {
         free(owned);
         return -1;
     }
-    const size_t n = B * T * E;
-    float *buf = malloc((5 * n + attention_lse_floats(B, H, T)) * sizeof *buf + 1);   /* + 1 */
+    const size_t nq = B * Tq * E, nk = B * Tk * E;
+    float *buf = malloc((2 * nq + 2 * nk + attention_lse_floats(B, H, Tq)) * sizeof *buf + 1);
     if (!buf) {
         free(owned);
         return op_fail(c, "out of memory");
     }
-    const MhaActs acts = {buf, buf + 3 * n, buf + 4 * n};
-    float *out = tfm_xcalloc(n, sizeof *out, c->op->name);
-    const MhaTrainFn forward = c->variant == TFM_FAST ? multihead_self_forward_train_fast
-                                                      : multihead_self_forward_train_naive;
-    const float *x = tensor_f32(query);
-    forward(out, &acts, x, &p, &mask, B, H, T, E);
-    KERNEL(c, MhaBackwardFn)(dx, &g, dout, x, &p, &acts, &mask, B, H, T, E);
+    const MhaCrossActs acts = {buf, buf + nq, buf + nq + nk, buf + nq + 2 * nk,
+                               buf + 2 * nq + 2 * nk};
+    float *out = tfm_xcalloc(nq, sizeof *out, c->op->name);
+    const MhaTrainFn forward = c->variant == TFM_FAST ? multihead_forward_train_fast
+                                                      : multihead_forward_train_naive;
+    const float *xq = tensor_f32(query), *xk = tensor_f32(key), *xv = tensor_f32(value);
+    forward(out, &acts, xq, xk, xv, &p, &mask, B, H, Tq, Tk, E);
+    KERNEL(c, MhaBackwardFn)(dq, dk, dv, &g, dout, xq, xk, xv, &p, &acts, &mask, B, H, Tq, Tk, E);
     free(out);
     free(buf);
     free(owned);

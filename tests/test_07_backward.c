@@ -626,6 +626,154 @@ START_TEST(test_fd_attention)
 }
 END_TEST
 
+/* Multi-head attention in the general case (chapter 02's cross-attention): query [B, Tq, E], key
+ * and value [B, Tk, E], Tq != Tk, with padding on the keys. The FD problem's inputs are query,
+ * key, value, in_proj_weight and out_proj_weight (the biases: the goldens); dims = {B, Tq, Tk, E,
+ * H}; flag bit 0: padding, bit 1: value = key (one buffer for both, as a decoder passes its
+ * memory), whose gradient then sums both paths. */
+static float *halves(size_t n);   /* below: a gradient buffer that starts at 0.5 everywhere */
+
+typedef struct {
+    FdProblem fd;
+    const float *b_in, *b_out;    /* [3E], [E] */
+    const uint8_t *pad;           /* [B, Tk] */
+} MhaProblem;
+
+static double mha_loss(const FdProblem *fp)
+{
+    const MhaProblem *mp = (const MhaProblem *)fp;
+    const size_t B = fp->dims[0], Tq = fp->dims[1], Tk = fp->dims[2], E = fp->dims[3];
+    const size_t H = fp->dims[4], nq = B * Tq * E, nk = B * Tk * E;
+    const MhaParams prm = {fp->in[3], mp->b_in, fp->in[4], mp->b_out};
+    const AttnMask m = {NULL, 0, 0, (fp->flag & 1) ? mp->pad : NULL, 0};
+    float *buf = zeros(2 * nq + 2 * nk + attention_lse_floats(B, H, Tq));
+    const MhaCrossActs acts = {buf, buf + nq, buf + nq + nk, buf + nq + 2 * nk, buf + 2 * nq + 2 * nk};
+    const float *value = (fp->flag & 2) ? fp->in[1] : fp->in[2];
+    multihead_forward_train_naive(fp->y, &acts, fp->in[0], fp->in[1], value, &prm, &m, B, H, Tq,
+                                  Tk, E);
+    free(buf);
+    return dot_g(fp->g, fp->y, nq);
+}
+
+START_TEST(test_fd_mha_cross)
+{
+    static const size_t SHAPES[][5] = {{2, 3, 5, 6, 2}, {1, 4, 2, 4, 1}};   /* B, Tq, Tk, E, H */
+    for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++)
+        for (int flag = 0; flag < 4; flag++) {
+            const size_t B = SHAPES[s][0], Tq = SHAPES[s][1], Tk = SHAPES[s][2], E = SHAPES[s][3];
+            const size_t H = SHAPES[s][4], nq = B * Tq * E, nk = B * Tk * E;
+            TuRng r = {0x07c0 + 4 * s + (uint64_t)flag};
+            float *query = normal(nq, 1.0f, &r), *key = normal(nk, 1.0f, &r);
+            float *value = normal(nk, 1.0f, &r), *g = normal(nq, 1.0f, &r);
+            float *w_in = normal(3 * E * E, 1.0f / sqrtf((float)E), &r);
+            float *w_out = normal(E * E, 1.0f / sqrtf((float)E), &r);
+            float *b_in = normal(3 * E, 0.1f, &r), *b_out = normal(E, 0.1f, &r);
+            uint8_t pad[16] = {0};
+            for (size_t b = 0; b < B; b++)          /* batch row b: its last b keys are padding */
+                for (size_t j = 0; j < Tk; j++)
+                    pad[b * Tk + j] = j >= 1 && j + b >= Tk;
+            MhaProblem mp = {{mha_loss, {query, key, value, w_in, w_out},
+                              {nq, nk, nk, 3 * E * E, E * E}, g, zeros(nq), {B, Tq, Tk, E, H},
+                              flag}, b_in, b_out, pad};
+            const int same = flag & 2;
+            /* the backward, from the naive training forward's acts */
+            float *buf = zeros(2 * nq + 2 * nk + attention_lse_floats(B, H, Tq));
+            const MhaCrossActs acts = {buf, buf + nq, buf + nq + nk, buf + nq + 2 * nk,
+                                       buf + 2 * nq + 2 * nk};
+            const MhaParams prm = {w_in, b_in, w_out, b_out};
+            const AttnMask m = {NULL, 0, 0, (flag & 1) ? pad : NULL, 0};
+            float *dq = zeros(nq), *dk = zeros(nk), *dv = same ? dk : zeros(nk);
+            float *dw_in = zeros(3 * E * E), *db_in = zeros(3 * E), *dw_out = zeros(E * E);
+            float *db_out = zeros(E), *y = zeros(nq);
+            const MhaGrads gr = {dw_in, db_in, dw_out, db_out};
+            multihead_forward_train_naive(y, &acts, query, key, same ? key : value, &prm, &m, B, H,
+                                          Tq, Tk, E);
+            multihead_backward_naive(dq, dk, dv, &gr, g, query, key, same ? key : value, &prm,
+                                     &acts, &m, B, H, Tq, Tk, E);
+            const float *grads[5] = {dq, dk, dv, dw_in, dw_out};
+            static const char *const NAMES[5] = {"query", "key", "value", "in_proj_weight",
+                                                 "out_proj_weight"};
+            char label[128];
+            for (int t = 0; t < 5; t++) {
+                if (same && t == 2)
+                    continue;                     /* value is key: its gradient is key's */
+                snprintf(label, sizeof label, "mha B%zu Tq%zu Tk%zu E%zu H%zu pad %d %s grad_%s",
+                         B, Tq, Tk, E, H, flag & 1, same ? "value=key" : "", NAMES[t]);
+                fd_check(label, &mp.fd, t, grads[t]);
+            }
+            float *arrays[] = {query, key, value, g, w_in, w_out, b_in, b_out, buf, dq, dk, dw_in,
+                               db_in, dw_out, db_out, y, mp.fd.y};
+            for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
+                free(arrays[i]);
+            if (!same)
+                free(dv);
+        }
+}
+END_TEST
+
+/* The general multi-head attention backward, fast against naive, past the GEMM's and attention's
+ * blocks, with padding, a float mask and value = key. */
+START_TEST(test_fast_vs_naive_mha_cross)
+{
+    typedef struct { size_t B, Tq, Tk, E, H; int pad, add, same; } Shape;
+    static const Shape SHAPES[] = {
+        {2, 5, 7, 12, 3, 1, 0, 0}, {1, 33, 70, 64, 2, 0, 1, 1}, {2, 40, 9, 48, 4, 1, 1, 0},
+    };
+    for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++) {
+        const Shape *z = &SHAPES[s];
+        const size_t E = z->E, nq = z->B * z->Tq * E, nk = z->B * z->Tk * E;
+        TuRng r = {0x07d0 + s};
+        float *query = normal(nq, 1.0f, &r), *key = normal(nk, 1.0f, &r);
+        float *value = normal(nk, 1.0f, &r);
+        float *g = normal(nq, 1.0f, &r), *add = normal(z->Tq * z->Tk, 1.0f, &r);
+        float *w_in = normal(3 * E * E, 1.0f / sqrtf((float)E), &r);
+        float *b_in = normal(3 * E, 0.1f, &r);
+        float *w_out = normal(E * E, 1.0f / sqrtf((float)E), &r), *b_out = normal(E, 0.1f, &r);
+        uint8_t *pad = tu_malloc(z->B * z->Tk);
+        for (size_t b = 0; b < z->B; b++)
+            for (size_t j = 0; j < z->Tk; j++)
+                pad[b * z->Tk + j] = z->pad && j >= 1 && j + 3 * b >= z->Tk;
+        const AttnMask m = {z->add ? add : NULL, 0, 0, z->pad ? pad : NULL, 0};
+        const MhaParams prm = {w_in, b_in, w_out, b_out};
+        const float *v_in = z->same ? key : value;
+        float *got[2][7];
+        const size_t n[7] = {nq, nk, nk, 3 * E * E, 3 * E, E * E, E};
+        for (int fast = 0; fast < 2; fast++) {
+            for (int o = 0; o < 7; o++) got[fast][o] = halves(n[o]);
+            float *buf = zeros(2 * nq + 2 * nk + attention_lse_floats(z->B, z->H, z->Tq));
+            const MhaCrossActs acts = {buf, buf + nq, buf + nq + nk, buf + nq + 2 * nk,
+                                       buf + 2 * nq + 2 * nk};
+            float *y = zeros(nq);
+            const MhaGrads gr = {got[fast][3], got[fast][4], got[fast][5], got[fast][6]};
+            float *dv = z->same ? got[fast][1] : got[fast][2];
+            (fast ? multihead_forward_train_fast : multihead_forward_train_naive)(
+                y, &acts, query, key, v_in, &prm, &m, z->B, z->H, z->Tq, z->Tk, E);
+            (fast ? multihead_backward_fast : multihead_backward_naive)(
+                got[fast][0], got[fast][1], dv, &gr, g, query, key, v_in, &prm, &acts, &m, z->B,
+                z->H, z->Tq, z->Tk, E);
+            free(buf), free(y);
+        }
+        static const char *const NAMES[7] = {"grad_query", "grad_key", "grad_value",
+                                             "grad_in_proj_weight", "grad_in_proj_bias",
+                                             "grad_out_proj_weight", "grad_out_proj_bias"};
+        char label[160];
+        for (int o = 0; o < 7; o++) {
+            if (z->same && o == 2)
+                continue;
+            snprintf(label, sizeof label,
+                     "mha B%zu Tq%zu Tk%zu E%zu H%zu p%d a%d same%d %s fast vs naive", z->B,
+                     z->Tq, z->Tk, E, z->H, z->pad, z->add, z->same, NAMES[o]);
+            tu_assert_close_f32(label, got[1][o], got[0][o], 1, &n[o], TOL_07_ATTN_ATOL,
+                                TOL_07_ATTN_RTOL);
+        }
+        for (int f = 0; f < 2; f++)
+            for (int o = 0; o < 7; o++) free(got[f][o]);
+        free(query), free(key), free(value), free(g), free(add), free(w_in), free(b_in);
+        free(w_out), free(b_out), free(pad);
+    }
+}
+END_TEST
+
 /* The encoder layer (and through it multi-head attention, the FFN, LayerNorm, the residuals):
  * every input and parameter, both orders, ReLU and GELU, with padding. The FD problem's inputs
  * are src and the twelve parameters; dims = {B, T, E, H, I}, flag = act | norm_first << 4. */
@@ -1257,6 +1405,7 @@ static Suite *suite(void)
     tcase_add_test(fd, test_fd_pretraining_heads);
     tcase_add_test(fd, test_bert_backward);
     tcase_add_test(fd, test_fd_attention);
+    tcase_add_test(fd, test_fd_mha_cross);
     tcase_add_test(fd, test_fd_encoder_layer);
     suite_add_tcase(s, fd);
     TCase *fast = tcase_create("fast");
@@ -1269,6 +1418,7 @@ static Suite *suite(void)
     tcase_add_test(fast, test_embeddings_backward);
     tcase_add_test(fast, test_fast_vs_naive_pretraining_heads);
     tcase_add_test(fast, test_fast_vs_naive_attention);
+    tcase_add_test(fast, test_fast_vs_naive_mha_cross);
     tcase_add_test(fast, test_fast_vs_naive_encoder_layer);
     tcase_add_test(fast, test_backward_accumulates);
     tcase_add_test(fast, test_fast_thread_independent);

@@ -70,7 +70,8 @@ typedef enum {
     TFM_SCRATCH_MHA_CTX,       /* multihead_fast.c: [nb, Tq, E] the chunk's concatenated heads */
     TFM_SCRATCH_MHA_PROBS,     /* multihead_fast.c: [nb, H, Tq, Tk] per-head weights to average */
     TFM_SCRATCH_MHA_DCTX,      /* multihead_fast.c, backward: [B, T, E] d ctx */
-    TFM_SCRATCH_MHA_DQKV,      /* multihead_fast.c, backward: [B, T, 3E] d of the projections */
+    TFM_SCRATCH_MHA_DQKV,      /* multihead_fast.c, backward: [B, T, 3E] d of the projections
+                                  (the general case: dq [B, Tq, E], dk and dv [B, Tk, E]) */
     TFM_SCRATCH_LN_SUM,        /* layernorm_fast.c, Add & Norm backward: [N, E] x + s */
     TFM_SCRATCH_LN_DROW,       /* layernorm_fast.c, Add & Norm backward, per thread: [E] dy */
     TFM_SCRATCH_PE_FREQ,       /* positional_fast.c: [ceil(E/2)] frequencies w_i (double) */

@@ -108,4 +108,52 @@ void multihead_self_backward_fast(float *dx, const MhaGrads *g, const float *dou
                                   const float *x, const MhaParams *p, const MhaActs *acts,
                                   const AttnMask *mask, size_t B, size_t H, size_t T, size_t E);
 
+/* ---- For training, the general case (chapter 07): query [B, Tq, E], key and value [B, Tk, E],
+ * as nn.MultiheadAttention(query, key, value) computes it with three projections:
+ *   q = query W_q^T + b_q,  k = key W_k^T + b_k,  v = value W_v^T + b_v
+ * (W_q; W_k; W_v the row blocks of in_proj_weight, b_q; b_k; b_v of in_proj_bias), then the heads
+ * and out_proj as above. A decoder's cross-attention passes the encoder's memory as key and value;
+ * self-attention may come this way too (query = key = value), but the encoder uses the packed
+ * functions above, which do it in one product. */
+typedef struct {
+    float *q;      /* [B, Tq, E] the projected queries */
+    float *k;      /* [B, Tk, E] the projected keys */
+    float *v;      /* [B, Tk, E] the projected values */
+    float *ctx;    /* [B, Tq, E] the heads' outputs, concatenated */
+    float *lse;    /* [B, H, Tq, 2] attention's log-sum-exp per query row (attention.h) */
+} MhaCrossActs;
+
+void multihead_forward_train_naive(float *out,                /* [B, Tq, E] */
+                                   const MhaCrossActs *acts,  /* written */
+                                   const float *query,        /* [B, Tq, E] */
+                                   const float *key,          /* [B, Tk, E] */
+                                   const float *value,        /* [B, Tk, E] */
+                                   const MhaParams *p, const AttnMask *mask, size_t B,
+                                   size_t H, size_t Tq, size_t Tk, size_t E);
+void multihead_forward_train_fast(float *out, const MhaCrossActs *acts, const float *query,
+                                  const float *key, const float *value, const MhaParams *p,
+                                  const AttnMask *mask, size_t B, size_t H, size_t Tq, size_t Tk,
+                                  size_t E);
+
+/* Backward of the general case: dquery += the q path, dkey += the k path, dvalue += the v path.
+ * The three may be the same buffer (then the paths sum there, as autograd sums them when one
+ * tensor is passed twice: a decoder's memory as key and value); any may be NULL. The fast one's
+ * d_ctx and d_q, d_k, d_v are scratch-arena buffers. */
+void multihead_backward_naive(float *dquery,              /* [B, Tq, E] or NULL, += */
+                              float *dkey,                /* [B, Tk, E] or NULL, += */
+                              float *dvalue,              /* [B, Tk, E] or NULL, += */
+                              const MhaGrads *g,          /* += */
+                              const float *dout,          /* [B, Tq, E] */
+                              const float *query,         /* [B, Tq, E] */
+                              const float *key,           /* [B, Tk, E] */
+                              const float *value,         /* [B, Tk, E] */
+                              const MhaParams *p, const MhaCrossActs *acts,
+                              const AttnMask *mask, size_t B, size_t H, size_t Tq, size_t Tk,
+                              size_t E);
+void multihead_backward_fast(float *dquery, float *dkey, float *dvalue, const MhaGrads *g,
+                             const float *dout, const float *query, const float *key,
+                             const float *value, const MhaParams *p, const MhaCrossActs *acts,
+                             const AttnMask *mask, size_t B, size_t H, size_t Tq, size_t Tk,
+                             size_t E);
+
 #endif

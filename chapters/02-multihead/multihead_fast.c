@@ -219,3 +219,61 @@ void multihead_self_backward_fast(float *dx, const MhaGrads *g, const float *dou
     linear_backward_fast(dx, g->in_proj_weight, g->in_proj_bias, dqkv, x, p->in_proj_weight,
                          B * T, E, 3 * E);
 }
+
+/* The general case: q, k and v projected apart (three GEMMs, each [B*T, E] x [E, E]), the heads
+ * read in place through strides as above, the backward's scratch from the arena. */
+static AttnLayout cross_layout(size_t Tq, size_t Tk, size_t E, size_t D)
+{
+    const AttnLayout layout = {
+        .q = {Tq * E, D, E},
+        .k = {Tk * E, D, E},
+        .v = {Tk * E, D, E},
+        .out = {Tq * E, D, E},
+    };
+    return layout;
+}
+
+void multihead_forward_train_fast(float *out, const MhaCrossActs *acts, const float *query,
+                                  const float *key, const float *value, const MhaParams *p,
+                                  const AttnMask *mask, size_t B, size_t H, size_t Tq, size_t Tk,
+                                  size_t E)
+{
+    const size_t D = E / H;
+    const float *w = p->in_proj_weight, *b = p->in_proj_bias;
+    linear_fast(acts->q, query, w, b, B * Tq, E, E);
+    linear_fast(acts->k, key, w + E * E, b ? b + E : NULL, B * Tk, E, E);
+    linear_fast(acts->v, value, w + 2 * E * E, b ? b + 2 * E : NULL, B * Tk, E, E);
+    const AttnLayout layout = cross_layout(Tq, Tk, E, D);
+    attention_forward_lse_fast_strided(acts->ctx, acts->lse, acts->q, acts->k, acts->v, mask,
+                                       1.0f / sqrtf((float)D), &layout, B, H, Tq, Tk, D, D);
+    linear_fast(out, acts->ctx, p->out_proj_weight, p->out_proj_bias, B * Tq, E, E);
+}
+
+void multihead_backward_fast(float *dquery, float *dkey, float *dvalue, const MhaGrads *g,
+                             const float *dout, const float *query, const float *key,
+                             const float *value, const MhaParams *p, const MhaCrossActs *acts,
+                             const AttnMask *mask, size_t B, size_t H, size_t Tq, size_t Tk,
+                             size_t E)
+{
+    const size_t D = E / H, nq = B * Tq * E, nk = B * Tk * E;
+    float *dctx = tfm_arena_get(TFM_SCRATCH_MHA_DCTX, nq, sizeof(float),
+                                "multihead_backward_fast");           /* [B, Tq, E] */
+    float *dqkv = tfm_arena_get(TFM_SCRATCH_MHA_DQKV, nq + 2 * nk, sizeof(float),
+                                "multihead_backward_fast");           /* dq, dk, dv */
+    float *dq = dqkv, *dk = dq + nq, *dv = dk + nk;
+    memset(dctx, 0, nq * sizeof(float));    /* the backwards accumulate */
+    memset(dqkv, 0, (nq + 2 * nk) * sizeof(float));
+    linear_backward_fast(dctx, g->out_proj_weight, g->out_proj_bias, dout, acts->ctx,
+                         p->out_proj_weight, B * Tq, E, E);
+    const AttnLayout layout = cross_layout(Tq, Tk, E, D);
+    attention_backward_fast_strided(dq, dk, dv, dctx, acts->q, acts->k, acts->v, acts->ctx,
+                                    acts->lse, mask, 1.0f / sqrtf((float)D), &layout, B, H, Tq,
+                                    Tk, D, D);
+    const float *w = p->in_proj_weight;
+    float *dw = g->in_proj_weight, *db = g->in_proj_bias;
+    linear_backward_fast(dquery, dw, db, dq, query, w, B * Tq, E, E);
+    linear_backward_fast(dkey, dw ? dw + E * E : NULL, db ? db + E : NULL, dk, key, w + E * E,
+                         B * Tk, E, E);
+    linear_backward_fast(dvalue, dw ? dw + 2 * E * E : NULL, db ? db + 2 * E : NULL, dv, value,
+                         w + 2 * E * E, B * Tk, E, E);
+}

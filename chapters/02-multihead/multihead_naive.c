@@ -197,3 +197,72 @@ void multihead_self_backward_naive(float *dx, const MhaGrads *g, const float *do
                           B * T, E, 3 * E);
     free(buf);
 }
+
+/* The projection of block j (0 q, 1 k, 2 v) of the packed parameters and of their gradients. */
+static const float *w_block(const MhaParams *p, size_t j, size_t E)
+{
+    return p->in_proj_weight + j * E * E;                    /* [E, E] */
+}
+static const float *b_block(const MhaParams *p, size_t j, size_t E)
+{
+    return p->in_proj_bias ? p->in_proj_bias + j * E : NULL; /* [E] */
+}
+
+void multihead_forward_train_naive(float *out, const MhaCrossActs *acts, const float *query,
+                                   const float *key, const float *value, const MhaParams *p,
+                                   const AttnMask *mask, size_t B, size_t H, size_t Tq, size_t Tk,
+                                   size_t E)
+{
+    const size_t D = E / H, nq = B * Tq * E, nk = B * Tk * E;
+    /* 1. the three projections */
+    linear_naive(acts->q, query, w_block(p, 0, E), b_block(p, 0, E), B * Tq, E, E);
+    linear_naive(acts->k, key, w_block(p, 1, E), b_block(p, 1, E), B * Tk, E, E);
+    linear_naive(acts->v, value, w_block(p, 2, E), b_block(p, 2, E), B * Tk, E, E);
+    float *heads = tfm_xcalloc(2 * nq + 2 * nk, sizeof(float), "multihead_forward_train_naive");
+    float *qh = heads, *ctxh = qh + nq, *kh = ctxh + nq, *vh = kh + nk;
+    split_cols(qh, acts->q, E, 0, B, H, Tq, D);                       /* 2. split */
+    split_cols(kh, acts->k, E, 0, B, H, Tk, D);
+    split_cols(vh, acts->v, E, 0, B, H, Tk, D);
+    attention_forward_lse_naive(ctxh, acts->lse, qh, kh, vh, mask, 1.0f / sqrtf((float)D), B, H,
+                                Tq, Tk, D, D);                        /* 3. attend */
+    merge_cols(acts->ctx, E, 0, ctxh, B, H, Tq, D);                   /* 4. concat */
+    linear_naive(out, acts->ctx, p->out_proj_weight, p->out_proj_bias, B * Tq, E, E);   /* 5. */
+    free(heads);
+}
+
+void multihead_backward_naive(float *dquery, float *dkey, float *dvalue, const MhaGrads *g,
+                              const float *dout, const float *query, const float *key,
+                              const float *value, const MhaParams *p, const MhaCrossActs *acts,
+                              const AttnMask *mask, size_t B, size_t H, size_t Tq, size_t Tk,
+                              size_t E)
+{
+    const size_t D = E / H, nq = B * Tq * E, nk = B * Tk * E;
+    float *buf = tfm_xcalloc(6 * nq + 6 * nk, sizeof(float), "multihead_backward_naive");
+    float *dctx = buf, *dq = dctx + nq, *qh = dq + nq, *ctxh = qh + nq, *dctxh = ctxh + nq;
+    float *dqh = dctxh + nq;                                  /* [B, Tq, E] or [B, H, Tq, D] */
+    float *dk = dqh + nq, *dv = dk + nk, *kh = dv + nk, *vh = kh + nk, *dkh = vh + nk,
+          *dvh = dkh + nk;                                    /* [B, Tk, E] or [B, H, Tk, D] */
+
+    /* 5. out = ctx W_o^T + b_o */
+    linear_backward_naive(dctx, g->out_proj_weight, g->out_proj_bias, dout, acts->ctx,
+                          p->out_proj_weight, B * Tq, E, E);
+    /* 4.-2. the heads: split what the forward saved, attention's backward, merge */
+    split_cols(qh, acts->q, E, 0, B, H, Tq, D);
+    split_cols(kh, acts->k, E, 0, B, H, Tk, D);
+    split_cols(vh, acts->v, E, 0, B, H, Tk, D);
+    split_cols(ctxh, acts->ctx, E, 0, B, H, Tq, D);
+    split_cols(dctxh, dctx, E, 0, B, H, Tq, D);
+    attention_backward_naive(dqh, dkh, dvh, dctxh, qh, kh, vh, ctxh, acts->lse, mask,
+                             1.0f / sqrtf((float)D), B, H, Tq, Tk, D, D);
+    merge_cols(dq, E, 0, dqh, B, H, Tq, D);
+    merge_cols(dk, E, 0, dkh, B, H, Tk, D);
+    merge_cols(dv, E, 0, dvh, B, H, Tk, D);
+    /* 1. each projection's backward; a buffer given twice (key = value) collects both paths */
+    float *dw = g->in_proj_weight, *db = g->in_proj_bias;
+    linear_backward_naive(dquery, dw, db, dq, query, w_block(p, 0, E), B * Tq, E, E);
+    linear_backward_naive(dkey, dw ? dw + E * E : NULL, db ? db + E : NULL, dk, key,
+                          w_block(p, 1, E), B * Tk, E, E);
+    linear_backward_naive(dvalue, dw ? dw + 2 * E * E : NULL, db ? db + 2 * E : NULL, dv, value,
+                          w_block(p, 2, E), B * Tk, E, E);
+    free(buf);
+}
