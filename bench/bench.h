@@ -40,6 +40,9 @@
  *   encoder-layer [B, T, E, H, I]    nn.TransformerEncoderLayer(E, H, I, gelu, post-LN) on [B,T,E]
  *   encoder-layer-backward [B, T, E, H, I]   the same layer's forward and backward, one step
  *   mlm-loss  [N, V, keep_percent]   cross entropy of logits [N,V], keep_percent% of labels kept
+ *   pretrain-steps [B, T, L, E, H, I]  one optimizer step of BertForPreTraining (V 30522, P 512,
+ *                                    15% of the tokens masked): forward, both losses, backward,
+ *                                    clipping, AdamW
  */
 #ifndef TFM_BENCH_H
 #define TFM_BENCH_H
@@ -335,5 +338,11 @@ const char *bench_cpu_model(void);
 const char *bench_compiler(void);
 const char *bench_cflags(void);
 const char *bench_fast_cflags(void);
+
+int bench_pretrain_setup(BenchInstance *in, const BenchCase *c, uint64_t seed, double budget,
+                         char *err, size_t errlen);
+void bench_pretrain_naive(void *state);
+void bench_pretrain_fast(void *state);
+void bench_pretrain_teardown(void *state);
 
 #endif

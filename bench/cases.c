@@ -123,6 +123,20 @@
      .bound = BENCH_COMPUTE, .big = 1, .setup = bench_bert_setup,                                \
      .run_naive = bench_bert_naive, .run_fast = bench_bert_fast, .teardown = bench_bert_teardown}
 
+/* A training step of BertForPreTraining (chapter 09): the encoder's forward and backward
+ * (three times the forward's flops), the MLM head on the 15% masked rows (tfm scores only
+ * those; Hugging Face's head scores every row, 6.7 times the work) and AdamW (memory). */
+#define PRETRAIN(B, T, L, E, H, I)                                                               \
+    {.chapter = 9, .op = "pretrain-steps",                                                       \
+     .shape = "B" #B " T" #T " L" #L " E" #E " H" #H " I" #I " step", .dims = {B, T, L, E, H, I}, \
+     .flops = 3.0 * ((L) * (2.0 * (B) * (T) * (4.0 * (double)(E) * (E) + 2.0 * (double)(E) * (I)) + \
+                            4.0 * (B) * (double)(T) * (T) * (E)) +                                \
+                     2.0 * 0.15 * (B) * (T) * ((double)(E) * (E) + 30522.0 * (E))),              \
+     .bytes = 28.0 * ((30522.0 + 512) * (E) + (L) * (4.0 * (double)(E) * (E) + 2.0 * (E) * (I))), \
+     .bound = BENCH_COMPUTE, .big = 1, .setup = bench_pretrain_setup,                            \
+     .run_naive = bench_pretrain_naive, .run_fast = bench_pretrain_fast,                         \
+     .teardown = bench_pretrain_teardown}
+
 static const BenchCase CASES[] = {
     /* chapter 00: a BERT-base Linear (512 tokens, 768 -> 768), and a square 2048^3 */
     LINEAR(512, 768, 768, 0),
@@ -157,6 +171,8 @@ static const BenchCase CASES[] = {
     ENCODER_TRAIN(32, 128, 256, 4, 1024, 1),
     /* chapter 06: bert-base's 12 layers on one sequence of 128 tokens (latency) */
     BERT(1, 128, 12, 768, 12, 3072),
+    /* chapter 09: a training step of the tiny preset, the throughput case */
+    PRETRAIN(32, 128, 4, 256, 4, 1024),
 };
 
 const BenchCase *bench_cases(size_t *n)

@@ -21,7 +21,7 @@ OPENBLAS_NUM_THREADS=t and OMP_NUM_THREADS=t: a "1 thread" row is one thread, no
 plus OpenBLAS on all.
 
 Method, the same as the C harness's (bench/bench.h): random inputs uniform in [-1, 1), under
-torch.inference_mode() (the OP-backward ops, which need autograd, outside it); warm-up calls, then one call per sample, timed with a monotonic clock,
+torch.inference_mode() (the OP-backward ops and pretrain-steps, which need autograd, outside it); warm-up calls, then one call per sample, timed with a monotonic clock,
 until a minimum count and a minimum time are reached; median, min and max in milliseconds.
 There is no two-core probe on this side: a row's PyTorch numbers come from a machine in the
 same state as the C rows only if the machine was quiet.
@@ -35,7 +35,8 @@ same state as the C rows only if the machine was quiet.
 Ops and their dims (bench/bench.h): matmul [M,K,N], linear [M,K,N], attention [B,H,T,D,causal],
 attention-backward [B,H,T,D,0], mha [B,T,E,H], pe [T,E], layernorm [N,E], mlm-loss
 [N,V,keep_percent], encoder-layer [B,T,E,H,I], encoder-layer-backward [B,T,E,H,I] (a training
-step: forward and backward).
+step: forward and backward), pretrain-steps [B,T,L,E,H,I] (an optimizer step of
+BertForPreTraining).
 """
 import argparse
 import json
@@ -166,6 +167,32 @@ def make_op(torch, op, dims, gen):
             num_hidden_layers=L, hidden_size=E, num_attention_heads=H, intermediate_size=I)).eval()
         ids = torch.randint(0, 30522, (B, T), generator=gen)
         return lambda: model(ids)["last_hidden_state"]
+    if op == "pretrain-steps":
+        # one optimizer step of Hugging Face's BertForPreTraining (ref/ch09: its MLM head scores
+        # every token, as transformers' does), AdamW with the Trainer's groups, clipping
+        B, T, L, E, H, I = dims[:6]
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ref"))
+        import ch09_pretraining as ref9
+        V = 30522
+        model = ref9.BertForPreTrainingRef(ref9.pretraining_config(
+            num_hidden_layers=L, hidden_size=E, num_attention_heads=H, intermediate_size=I))
+        ref9.hf_init(model, gen)
+        model.train()
+        ids = torch.randint(1000, V, (B, T), generator=gen)
+        ids[:, 0], ids[:, T // 2], ids[:, T - 1] = 101, 102, 102
+        types = (torch.arange(T) > T // 2).long().expand(B, T).contiguous()
+        mask = torch.ones(B, T, dtype=torch.long)
+        labels = torch.where(torch.rand(B, T, generator=gen) < 0.15, ids, torch.full_like(ids, -100))
+        nsp = torch.arange(B) % 2
+        opt = torch.optim.AdamW(ref9.param_groups(model, 0.01), lr=1e-4)   # torch's default path
+
+        def step():
+            model.zero_grad(set_to_none=True)
+            loss = model(ids, mask, types, labels, nsp)[0]
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        return step
     if op == "mlm-loss":
         N, V, keep = dims[:3]
         logits = rand(N, V) * 4
@@ -176,6 +203,11 @@ def make_op(torch, op, dims, gen):
                 labels[n] = -100
         return lambda: F.cross_entropy(logits, labels, ignore_index=-100)
     return None
+
+
+def TRAINS(op):
+    """The ops that need autograd: the backwards and the training steps."""
+    return op.endswith("-backward") or op == "pretrain-steps"
 
 
 def time_op(fn, quick):
@@ -215,7 +247,7 @@ def run_config(args):
     }
     torch.set_num_threads(t)
     for c in cases:
-        with torch.inference_mode(not c["op"].endswith("-backward")):
+        with torch.inference_mode(not TRAINS(c["op"])):
             gen = torch.Generator().manual_seed(1234)
             fn = make_op(torch, c["op"], c["dims"], gen)
             res = out["results"].setdefault(c["key"], {})

@@ -42,4 +42,5 @@ int bind_feedforward_backward(OpCall *c);
 int bind_bert(OpCall *c);
 int bind_bert_backward(OpCall *c);
 
+int bind_pretrain_steps(OpCall *c);      /* ops_09_pretraining.c */
 #endif

@@ -17,6 +17,7 @@ static const TfmChapter CHAPTERS[] = {
     {5, "05-pretraining", TOL_05_ATOL, TOL_05_RTOL},
     {6, "06-encoder", TOL_06_ATOL, TOL_06_RTOL},
     {7, "07-backward", TOL_07_ATOL, TOL_07_RTOL},
+    {9, "09-pretraining", TOL_09_ATOL, TOL_09_RTOL},
 };
 
 const TfmChapter *tfm_chapters(size_t *n)

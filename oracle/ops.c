@@ -19,6 +19,7 @@
 #include "matmul.h"
 #include "multihead.h"
 #include "positional.h"
+#include "pretrain.h"
 #include "pretraining.h"
 #include "tolerances.h"
 
@@ -117,6 +118,38 @@
 #define GELU_PARAMS \
     WORD("approximate", "none", "none|tanh", "none: the erf form; tanh: GPT-2's")
 
+/* The parameters of BertForPreTraining after a training step, by Hugging Face's keys without
+ * "bert.", each layer's stacked over a first dimension L (as bert-backward's gradients). */
+#define PRETRAIN_SNAPSHOT(s) \
+    {s ".embeddings.word_embeddings.weight", "[V, E]"}, \
+    {s ".embeddings.position_embeddings.weight", "[P, E]"}, \
+    {s ".embeddings.token_type_embeddings.weight", "[G, E]"}, \
+    {s ".embeddings.LayerNorm.weight", "[E]"}, {s ".embeddings.LayerNorm.bias", "[E]"}, \
+    {s ".encoder.layer.attention.self.query.weight", "[L, E, E]"}, \
+    {s ".encoder.layer.attention.self.key.weight", "[L, E, E]"}, \
+    {s ".encoder.layer.attention.self.value.weight", "[L, E, E]"}, \
+    {s ".encoder.layer.attention.self.query.bias", "[L, E]"}, \
+    {s ".encoder.layer.attention.self.key.bias", "[L, E]"}, \
+    {s ".encoder.layer.attention.self.value.bias", "[L, E]"}, \
+    {s ".encoder.layer.attention.output.dense.weight", "[L, E, E]"}, \
+    {s ".encoder.layer.attention.output.dense.bias", "[L, E]"}, \
+    {s ".encoder.layer.attention.output.LayerNorm.weight", "[L, E]"}, \
+    {s ".encoder.layer.attention.output.LayerNorm.bias", "[L, E]"}, \
+    {s ".encoder.layer.intermediate.dense.weight", "[L, I, E]"}, \
+    {s ".encoder.layer.intermediate.dense.bias", "[L, I]"}, \
+    {s ".encoder.layer.output.dense.weight", "[L, E, I]"}, \
+    {s ".encoder.layer.output.dense.bias", "[L, E]"}, \
+    {s ".encoder.layer.output.LayerNorm.weight", "[L, E]"}, \
+    {s ".encoder.layer.output.LayerNorm.bias", "[L, E]"}, \
+    {s ".pooler.dense.weight", "[E, E]"}, {s ".pooler.dense.bias", "[E]"}, \
+    {s ".cls.predictions.transform.dense.weight", "[E, E]"}, \
+    {s ".cls.predictions.transform.dense.bias", "[E]"}, \
+    {s ".cls.predictions.transform.LayerNorm.weight", "[E]"}, \
+    {s ".cls.predictions.transform.LayerNorm.bias", "[E]"}, \
+    {s ".cls.predictions.bias", "[V]"}, {s ".cls.seq_relationship.weight", "[2, E]"}, \
+    {s ".cls.seq_relationship.bias", "[2]"}
+
+/* The op table. */
 static const TfmOp OPS[] = {
     /* ---------------------------------------------------------------- chapter 00 */
     {.name = "matmul", .chapter = 0,
@@ -474,6 +507,29 @@ static const TfmOp OPS[] = {
                  {"grad_linear2.bias", "[E], with the bias"}},
      TFM_KERNELS(feedforward_backward_naive, feedforward_backward_fast), TOL(07_LAYER),
      .bind = bind_feedforward_backward},
+    {.name = "pretrain-steps", .chapter = 9,
+     .summary = "optimizer steps of BertForPreTraining (MLM + NSP, AdamW, warm-up, clipping) "
+                "as Hugging Face's Trainer takes them, the model from --model DIR",
+     .inputs = {IN("input_ids", I64, 3, 3, "[S, B, T], S = steps * grad_accum micro-batches"),
+                IN("attention_mask", I64, 3, 3, "[S, B, T], 1 = attend"),
+                IN("token_type_ids", I64, 3, 3, "[S, B, T]"),
+                IN("labels", I64, 3, 3, "[S, B, T], the MLM labels: -100 or the token's id"),
+                IN("next_sentence_label", I64, 2, 2, "[S, B], 0 = B follows A, 1 = random")},
+     .params = {INT("steps", "2", 2, 1e9, "optimizer steps (the schedule's length)"),
+                INT("grad_accum", "1", 1, 1e6, "micro-batches per optimizer step"),
+                FLOAT("lr", "1e-4", 0, 1, "the peak learning rate"),
+                INT("warmup", "0", 0, 1e9, "steps of linear warm-up, then linear decay to 0"),
+                FLOAT("weight_decay", "0.01", 0, 1,
+                      "AdamW's decoupled decay; none on biases and LayerNorm weights"),
+                FLOAT("adam_eps", "1e-8", 0, 1, "AdamW's eps (betas 0.9, 0.999)"),
+                FLOAT("max_grad_norm", "1", 0, 1e30, "clip_grad_norm_'s bound; 0: none")},
+     .outputs = {{"loss", "[steps] mlm_loss + nsp_loss, mean over the micro-batches"},
+                 {"mlm_loss", "[steps]"}, {"nsp_loss", "[steps]"},
+                 {"learning_rate", "[steps] the learning rate each step used"},
+                 {"grad_norm", "[steps] the gradients' norm before clipping"},
+                 PRETRAIN_SNAPSHOT("step2"), PRETRAIN_SNAPSHOT("last")},
+     TFM_KERNELS(bert_pretrain_step_naive, bert_pretrain_step_fast), TOL(09),
+     .bind = bind_pretrain_steps, .model = 1},
 };
 
 const TfmOp *tfm_ops(size_t *n)

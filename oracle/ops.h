@@ -38,7 +38,7 @@ const char *tfm_variant_name(TfmVariant v);
 
 #define TFM_OP_MAX_INPUTS 20
 #define TFM_OP_MAX_PARAMS 8
-#define TFM_MAX_OUTPUTS 24
+#define TFM_MAX_OUTPUTS 72
 /* Bytes of an output name, its NUL included (52 characters in
  * "grad_encoder.layer.attention.output.LayerNorm.weight"). */
 #define TFM_MAX_NAME 64

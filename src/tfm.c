@@ -22,6 +22,9 @@ static const char *PROG = "tfm";
 int tfm_bench(int argc, char **argv);   /* src/bench.c */
 int tfm_tokenize(int argc, char **argv);     /* src/tokenize.c */
 int tfm_detokenize(int argc, char **argv);
+int tfm_pretrain(int argc, char **argv);
+int tfm_evaluate(int argc, char **argv);
+int tfm_fill_mask(int argc, char **argv);
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -399,5 +402,8 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "bench") == 0) return tfm_bench(argc - 2, argv + 2);
     if (strcmp(argv[1], "tokenize") == 0) return tfm_tokenize(argc - 2, argv + 2);
     if (strcmp(argv[1], "detokenize") == 0) return tfm_detokenize(argc - 2, argv + 2);
+    if (strcmp(argv[1], "pretrain") == 0) return tfm_pretrain(argc - 2, argv + 2);
+    if (strcmp(argv[1], "evaluate") == 0) return tfm_evaluate(argc - 2, argv + 2);
+    if (strcmp(argv[1], "fill-mask") == 0) return tfm_fill_mask(argc - 2, argv + 2);
     return usage_error("unknown command '%s'", argv[1]);
 }

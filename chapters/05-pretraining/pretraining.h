@@ -128,6 +128,18 @@ void mlm_backward_fast(float *dhidden, const MlmHeadGrads *g, float dloss, const
                        const int64_t *labels, const MlmHead *head, size_t N, size_t E,
                        size_t V);
 
+/* A training step's MLM head: the loss as mlm_forward_* computes it and the gradients as
+ * mlm_backward_* accumulates them. Naive calls the two; fast runs the head once for both (the
+ * backward needs the scores the loss is made of), where the two calls would run it twice. */
+void mlm_forward_backward_naive(float *loss,              /* [1] */
+                                float *dhidden,           /* [N, E] or NULL, += */
+                                const MlmHeadGrads *g,    /* += */
+                                float dloss, const float *hidden, const int64_t *labels,
+                                const MlmHead *head, size_t N, size_t E, size_t V);
+void mlm_forward_backward_fast(float *loss, float *dhidden, const MlmHeadGrads *g, float dloss,
+                               const float *hidden, const int64_t *labels, const MlmHead *head,
+                               size_t N, size_t E, size_t V);
+
 /* d nsp_loss, times dloss: the cross-entropy's gradient, seq_relationship's, tanh's
  * (1 - p^2) and the pooler's, into row 0 of each sequence of dhidden (only those rows). */
 void nsp_backward_naive(float *dhidden,            /* [B, T, E] or NULL, += */

@@ -43,6 +43,10 @@
  *  F8 backward (chapter 07): F1's gather again, so the [S, V] logits and their gradient are the
  *     only vocabulary-wide buffers, S = 15% of N in BERT's masking (naive's are [N, V]); the
  *     steps are the fast backwards of chapters 00, 04 and 05, in the arena (F7).
+ *  F9 a training step (chapter 09) takes the loss from the backward's own run of the head
+ *     (mlm_forward_backward_fast): the backward must compute the scores anyway, and a forward
+ *     before it would compute them a second time, a third of the head's work (the decoder's
+ *     [S, E] x [E, V] product is 2 S E V flops, its backward twice that).
  *
  * The NSP head works on B rows of width E; beyond F6 there is nothing in it worth optimizing.
  *
@@ -169,12 +173,17 @@ void nsp_forward_fast(float *loss, float *logits, float *pooled_out, const float
     cross_entropy_fast(loss, NULL, logits, labels, B, 2);
 }
 
-void mlm_backward_fast(float *dhidden, const MlmHeadGrads *g, float dloss, const float *hidden,
-                       const int64_t *labels, const MlmHead *head, size_t N, size_t E, size_t V)
+/* The backward, and with loss given the loss too, from the one run of the head (F9). */
+static void mlm_train_fast(float *loss, float *dhidden, const MlmHeadGrads *g, float dloss,
+                           const float *hidden, const int64_t *labels, const MlmHead *head,
+                           size_t N, size_t E, size_t V)
 {
     const size_t S = mlm_count_selected(labels, N);
-    if (S == 0)   /* no labelled row: nothing reaches anything */
+    if (S == 0) {   /* no labelled row: nothing reaches anything; the loss is 0/0 */
+        if (loss)
+            *loss = NAN;
         return;
+    }
     /* F8: the S labelled rows gathered, the head run on them only; the forward's arena
      * buffers plus the backward's, each written whole before it is read. */
     float *hs = tfm_arena_get(TFM_SCRATCH_MLM_HIDDEN, S * E, sizeof *hs, WHO);   /* [S, E] */
@@ -194,6 +203,8 @@ void mlm_backward_fast(float *dhidden, const MlmHeadGrads *g, float dloss, const
         a[i] = gelu_erf(u[i]);
     layernorm_forward_fast(t, mean, rstd, a, head->ln_gamma, head->ln_beta, head->ln_eps, S, E);
     linear_fast(z, t, head->decoder_w, head->decoder_b, S, E, V);
+    if (loss)
+        cross_entropy_fast(loss, NULL, z, ys, S, V);
 
     memset(dz, 0, S * V * sizeof *dz);
     memset(d, 0, 3 * S * E * sizeof *d);
@@ -217,6 +228,19 @@ void mlm_backward_fast(float *dhidden, const MlmHeadGrads *g, float dloss, const
             for (size_t e = 0; e < E; e++)
                 dst[e] += src[e];
         }
+}
+
+void mlm_backward_fast(float *dhidden, const MlmHeadGrads *g, float dloss, const float *hidden,
+                       const int64_t *labels, const MlmHead *head, size_t N, size_t E, size_t V)
+{
+    mlm_train_fast(NULL, dhidden, g, dloss, hidden, labels, head, N, E, V);
+}
+
+void mlm_forward_backward_fast(float *loss, float *dhidden, const MlmHeadGrads *g, float dloss,
+                               const float *hidden, const int64_t *labels, const MlmHead *head,
+                               size_t N, size_t E, size_t V)
+{
+    mlm_train_fast(loss, dhidden, g, dloss, hidden, labels, head, N, E, V);
 }
 
 void nsp_backward_fast(float *dhidden, const NspHeadGrads *g, float dloss, const float *hidden,

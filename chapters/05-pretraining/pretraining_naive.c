@@ -166,6 +166,14 @@ void mlm_backward_naive(float *dhidden, const MlmHeadGrads *g, float dloss, cons
     free(u);
 }
 
+void mlm_forward_backward_naive(float *loss, float *dhidden, const MlmHeadGrads *g, float dloss,
+                                const float *hidden, const int64_t *labels, const MlmHead *head,
+                                size_t N, size_t E, size_t V)
+{
+    mlm_forward_naive(loss, NULL, hidden, labels, head, N, E, V);
+    mlm_backward_naive(dhidden, g, dloss, hidden, labels, head, N, E, V);
+}
+
 void nsp_backward_naive(float *dhidden, const NspHeadGrads *g, float dloss, const float *hidden,
                         const int64_t *labels, const NspHead *head, size_t B, size_t T, size_t E)
 {
