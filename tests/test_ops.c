@@ -289,6 +289,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("ops");
     TCase *tc = tcase_create("op table");
+    tcase_set_timeout(tc, 600);    /* every golden case once, naive: chapter 09 trains 26 steps */
     tcase_add_test(tc, test_run_runs_exactly_the_op);
     tcase_add_test(tc, test_softmax_dim);
     tcase_add_test(tc, test_params_from_every_source);
