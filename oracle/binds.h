@@ -43,4 +43,8 @@ int bind_bert(OpCall *c);
 int bind_bert_backward(OpCall *c);
 
 int bind_pretrain_steps(OpCall *c);      /* ops_09_pretraining.c */
+
+/* What several binds check (ops_05_pretraining.c): every one of the N labels is -100 (ignored)
+ * or a class in [0, V); 0, or op_fail's -1 naming the tensor `name` and the element. */
+int bind_check_labels(OpCall *c, const char *name, const int64_t *labels, size_t N, size_t V);
 #endif

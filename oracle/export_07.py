@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import ch01_attention
+import ch02_multihead
 import ch05_pretraining
 import export_06
 import ch07_backward
@@ -149,6 +150,12 @@ def _both(forward, inputs, grad_out):
     return g32, g64
 
 
+def _mha_params(c, E):
+    """nn.MultiheadAttention's parameters, drawn from the case's generator in this order."""
+    return {"in_proj_weight": c.randn(3 * E, E) / E ** 0.5, "in_proj_bias": 0.1 * c.randn(3 * E),
+            "out_proj_weight": c.randn(E, E) / E ** 0.5, "out_proj_bias": 0.1 * c.randn(E)}
+
+
 def build(seed):
     out = Golden()
     for name, sa, sb in MATMUL_CASES:
@@ -200,19 +207,12 @@ def build(seed):
         c = Case(seed, name)
         x, g = c.randn(B, T, E), c.randn(B, T, E)
         kw = extras(c) if extras else {}
-        params = {"in_proj_weight": c.randn(3 * E, E) / E ** 0.5,
-                  "in_proj_bias": 0.1 * c.randn(3 * E),
-                  "out_proj_weight": c.randn(E, E) / E ** 0.5, "out_proj_bias": 0.1 * c.randn(E)}
+        params = _mha_params(c, E)
         kpm, am = kw.get("key_padding_mask"), kw.get("attn_mask")
 
         def mha_grads(dtype):
             # nn.MultiheadAttention called as a whole, with these parameters, in this precision
-            m = torch.nn.MultiheadAttention(E, H, batch_first=True).to(dtype)
-            with torch.no_grad():
-                m.in_proj_weight.copy_(params["in_proj_weight"])
-                m.in_proj_bias.copy_(params["in_proj_bias"])
-                m.out_proj.weight.copy_(params["out_proj_weight"])
-                m.out_proj.bias.copy_(params["out_proj_bias"])
+            m = ch02_multihead.module(E, H, params, dtype)
             xx = x.to(dtype).requires_grad_(True)
             mask = am.to(dtype) if am is not None and am.is_floating_point() else am
             y = m(xx, xx, xx, key_padding_mask=kpm, attn_mask=mask, need_weights=False)[0]
@@ -231,20 +231,13 @@ def build(seed):
         q, key, g = c.randn(B, Tq, E), c.randn(B, Tk, E), c.randn(B, Tq, E)
         value = c.randn(B, Tk, E) if vmode == "own" else None
         kw = extras(c) if extras else {}
-        params = {"in_proj_weight": c.randn(3 * E, E) / E ** 0.5,
-                  "in_proj_bias": 0.1 * c.randn(3 * E),
-                  "out_proj_weight": c.randn(E, E) / E ** 0.5, "out_proj_bias": 0.1 * c.randn(E)}
+        params = _mha_params(c, E)
         kpm, am = kw.get("key_padding_mask"), kw.get("attn_mask")
 
         def cross_grads(dtype):
             # nn.MultiheadAttention(query, key, value) as a whole; one tensor passed as key and
             # value gets the sum of both paths, as a decoder's memory does
-            m = torch.nn.MultiheadAttention(E, H, batch_first=True).to(dtype)
-            with torch.no_grad():
-                m.in_proj_weight.copy_(params["in_proj_weight"])
-                m.in_proj_bias.copy_(params["in_proj_bias"])
-                m.out_proj.weight.copy_(params["out_proj_weight"])
-                m.out_proj.bias.copy_(params["out_proj_bias"])
+            m = ch02_multihead.module(E, H, params, dtype)
             qq = q.to(dtype).requires_grad_(True)
             kk = key.to(dtype).requires_grad_(True)
             vv = value.to(dtype).requires_grad_(True) if value is not None else kk

@@ -24,8 +24,7 @@ typedef void (*CrossEntropyFn)(float *loss, float *token_loss, const float *logi
 typedef void (*MlmFn)(float *loss, float *masked_logits, const float *hidden,
                       const int64_t *labels, const MlmHead *head, size_t N, size_t E, size_t V);
 
-/* Every label is -100 or a class in [0, V). */
-static int check_labels(OpCall *c, const char *name, const int64_t *labels, size_t N, size_t V)
+int bind_check_labels(OpCall *c, const char *name, const int64_t *labels, size_t N, size_t V)
 {
     for (size_t n = 0; n < N; n++) {
         const int64_t y = labels[n];
@@ -91,7 +90,7 @@ static int loss(OpCall *c, const char *lname, const char *yname, int nsp)
     const size_t N = y->numel;
     if (V == 0 && N > 0)
         return op_fail(c, "%s is %s: no classes", lname, zs);
-    if (check_labels(c, yname, tensor_i64(y), N, V))
+    if (bind_check_labels(c, yname, tensor_i64(y), N, V))
         return -1;
     float *l = op_output(c, "loss", 0, NULL);
     float *token_loss = NULL;
@@ -165,8 +164,8 @@ static int heads_setup(OpCall *c, HeadsCall *hc)
                        "next_sentence_label [%zu]: they must be [B, T, E], [B, T] and [B]", B, T,
                        E, y->shape[0], y->shape[1], ns->shape[0]);
     const int64_t *labels = tensor_i64(y);
-    if (check_labels(c, "labels", labels, B * T, V) ||
-        check_labels(c, "next_sentence_label", tensor_i64(ns), B, 2))
+    if (bind_check_labels(c, "labels", labels, B * T, V) ||
+        bind_check_labels(c, "next_sentence_label", tensor_i64(ns), B, 2))
         return -1;
     *hc = (HeadsCall){B, T, E, V, mh, nh, labels, tensor_i64(ns)};
     return 0;

@@ -86,20 +86,16 @@ static int check_batches(OpCall *c, const BertConfig *cfg, size_t S)
         return op_fail(c, "%s (the config's vocab_size, max_position_embeddings, "
                        "type_vocab_size)", what);
     }
-    const int64_t *am = tensor_i64(op_in(c, "attention_mask")), *y = tensor_i64(op_in(c, "labels"));
-    const int64_t *ns = tensor_i64(op_in(c, "next_sentence_label"));
-    for (size_t i = 0; i < S * B * T; i++) {
+    const int64_t *am = tensor_i64(op_in(c, "attention_mask"));
+    for (size_t i = 0; i < S * B * T; i++)
         if (am[i] != 0 && am[i] != 1)
             return op_fail(c, "attention_mask[%zu] is %lld; it must be 1 (attend) or 0", i,
                            (long long)am[i]);
-        if (y[i] != TFM_IGNORE_INDEX && (y[i] < 0 || (uint64_t)y[i] >= cfg->vocab_size))
-            return op_fail(c, "labels[%zu] is %lld; it must be -100 or in [0, %zu)", i,
-                           (long long)y[i], cfg->vocab_size);
-    }
-    for (size_t i = 0; i < S * B; i++)
-        if (ns[i] != 0 && ns[i] != 1 && ns[i] != TFM_IGNORE_INDEX)
-            return op_fail(c, "next_sentence_label[%zu] is %lld; it must be 0, 1 or -100", i,
-                           (long long)ns[i]);
+    if (bind_check_labels(c, "labels", tensor_i64(op_in(c, "labels")), S * B * T,
+                          cfg->vocab_size) ||
+        bind_check_labels(c, "next_sentence_label", tensor_i64(op_in(c, "next_sentence_label")),
+                          S * B, 2))
+        return -1;
     return 0;
 }
 

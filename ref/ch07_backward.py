@@ -156,26 +156,23 @@ def crosscheck():
             close(got, want[name], f"attention d{name} causal={causal}")
         _gradcheck(attn, {"q": q, "k": k, "v": v}, f"attention causal={causal}")
 
-    # nn.MultiheadAttention's self-attention, through its functional form (the module's own
-    # forward), with every parameter an input: gradcheck in float64
+    # nn.MultiheadAttention through its functional form (the module's own forward), with every
+    # parameter an input: gradcheck in float64, self-attention (query = key = value = x) and
+    # cross-attention (query [B, Tq, E] against key, value [B, Tk, E], Tq != Tk)
     E, H = 6, 2
 
-    def mha(x, w_in, b_in, w_out, b_out):
-        xt = x.transpose(0, 1)
-        return F.multi_head_attention_forward(xt, xt, xt, E, H, w_in, b_in, None, None, False,
-                                              0.0, w_out, b_out, training=False,
-                                              need_weights=False)[0].transpose(0, 1)
-    _gradcheck(mha, {"x": randn(2, 4, E), "w_in": randn(3 * E, E), "b_in": randn(3 * E),
-                     "w_out": randn(E, E), "b_out": randn(E)}, "multi-head attention")
-
-    # and its cross-attention: query [B, Tq, E] against key, value [B, Tk, E], Tq != Tk
-    def mha_cross(q, k, v, w_in, b_in, w_out, b_out):
+    def mha(q, k, v, w_in, b_in, w_out, b_out):
         return F.multi_head_attention_forward(
             q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), E, H, w_in, b_in, None, None,
             False, 0.0, w_out, b_out, training=False, need_weights=False)[0].transpose(0, 1)
-    _gradcheck(mha_cross, {"q": randn(2, 3, E), "k": randn(2, 5, E), "v": randn(2, 5, E),
-                           "w_in": randn(3 * E, E), "b_in": randn(3 * E), "w_out": randn(E, E),
-                           "b_out": randn(E)}, "multi-head cross-attention")
+
+    def mha_self(x, w_in, b_in, w_out, b_out):
+        return mha(x, x, x, w_in, b_in, w_out, b_out)
+    _gradcheck(mha_self, {"x": randn(2, 4, E), "w_in": randn(3 * E, E), "b_in": randn(3 * E),
+                          "w_out": randn(E, E), "b_out": randn(E)}, "multi-head attention")
+    _gradcheck(mha, {"q": randn(2, 3, E), "k": randn(2, 5, E), "v": randn(2, 5, E),
+                     "w_in": randn(3 * E, E), "b_in": randn(3 * E), "w_out": randn(E, E),
+                     "b_out": randn(E)}, "multi-head cross-attention")
 
     for shape, nd, affine in (((4, 6), 1, True), ((2, 3, 4, 5), 2, True), ((5, 7), 1, False)):
         x, g = randn(*shape), randn(*shape)

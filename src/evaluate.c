@@ -11,13 +11,12 @@
  * chapters ($TFM_DATA/austen/pretrain-eval.txt), with a fixed seed for the instances and for
  * the masking, so two models are scored on the same masked tokens.
  */
-#include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "pretrain.h"
 #include "pretrain_data.h"
 #include "pretrain_model.h"
@@ -27,37 +26,6 @@
 
 int tfm_evaluate(int argc, char **argv);
 int tfm_fill_mask(int argc, char **argv);
-
-static int fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "tfm %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return 1;
-}
-
-static int usage(const char *cmd, const char *fmt, const char *arg)
-{
-    fprintf(stderr, "tfm %s: ", cmd);
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (tfm %s --help)\n", cmd);
-    return 2;
-}
-
-static int parse_size(size_t *out, const char *s, size_t lo)
-{
-    char *end;
-    errno = 0;
-    const unsigned long long v = strtoull(s, &end, 10);
-    if (!*s || *end || errno || v < lo || s[0] == '-')
-        return -1;
-    *out = (size_t)v;
-    return 0;
-}
 
 /* s as a JSON string (quotes, backslashes and control characters escaped). */
 static void put_json(const char *s)
@@ -91,18 +59,18 @@ static int load(Loaded *l, const char *cmd, const char *model, const char *vocab
     if (!vocab)
         tok_data_path(vpath, sizeof vpath, TOK_DEFAULT_VOCAB);
     if (vocab_load(&l->vocab, vocab ? vocab : vpath, err, sizeof err) != 0)
-        return fail(cmd, "%s%s", err, vocab ? "" : " (make deps installs it)");
+        return cli_fail(cmd, "%s%s", err, vocab ? "" : " (make deps installs it)");
     l->vocab_loaded = 1;
     if (pretrain_load_dir(&l->lay, &l->params, model, err, sizeof err) != 0)
-        return fail(cmd, "%s", err);
+        return cli_fail(cmd, "%s", err);
     if (l->lay.cfg.vocab_size != l->vocab.n)
-        return fail(cmd, "%s: vocab_size %zu, but the vocabulary has %zu entries", model,
+        return cli_fail(cmd, "%s: vocab_size %zu, but the vocabulary has %zu entries", model,
                     l->lay.cfg.vocab_size, l->vocab.n);
     if (T > l->lay.cfg.max_position_embeddings)
-        return fail(cmd, "%zu tokens: the model has max_position_embeddings %zu", T,
+        return cli_fail(cmd, "%zu tokens: the model has max_position_embeddings %zu", T,
                     l->lay.cfg.max_position_embeddings);
     if (bert_pretrain_run_init(&l->run, &l->lay, l->params, B, T, err, sizeof err) != 0)
-        return fail(cmd, "%s", err);
+        return cli_fail(cmd, "%s", err);
     return 0;
 }
 
@@ -138,7 +106,7 @@ int tfm_evaluate(int argc, char **argv)
             return 0;
         }
         if (i + 1 >= argc)
-            return usage("evaluate", "'%s' needs a value, or is not an option", a);
+            return cli_usage("evaluate", "'%s' needs a value, or is not an option", a);
         const char *v = argv[++i];
         int bad = 0;
         if (strcmp(a, "--model") == 0) model = v;
@@ -146,18 +114,18 @@ int tfm_evaluate(int argc, char **argv)
         else if (strcmp(a, "--train-corpus") == 0) train = v;
         else if (strcmp(a, "--vocab") == 0) vocab = v;
         else if (strcmp(a, "--format") == 0) format = v;
-        else if (strcmp(a, "--seq-len") == 0) bad = parse_size(&T, v, 5);
-        else if (strcmp(a, "--batch-size") == 0) bad = parse_size(&B, v, 1);
-        else if (strcmp(a, "--max-batches") == 0) bad = parse_size(&max_batches, v, 0);
-        else if (strcmp(a, "--seed") == 0) bad = parse_size(&seed, v, 0);
-        else return usage("evaluate", "unknown option '%s'", a);
+        else if (strcmp(a, "--seq-len") == 0) bad = cli_size(&T, "evaluate", a, v, 5);
+        else if (strcmp(a, "--batch-size") == 0) bad = cli_size(&B, "evaluate", a, v, 1);
+        else if (strcmp(a, "--max-batches") == 0) bad = cli_size(&max_batches, "evaluate", a, v, 0);
+        else if (strcmp(a, "--seed") == 0) bad = cli_size(&seed, "evaluate", a, v, 0);
+        else return cli_usage("evaluate", "unknown option '%s'", a);
         if (bad)
-            return usage("evaluate", "bad value '%s'", v);
+            return bad;
     }
     if (!model)
-        return usage("evaluate", "needs --model DIR%s", "");
+        return cli_usage("evaluate", "needs --model DIR");
     if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0)
-        return usage("evaluate", "--format is text or json, not '%s'", format);
+        return cli_usage("evaluate", "--format is text or json, not '%s'", format);
     char err[TFM_ERR_LEN + 512], epath[4096] = "", tpath[4096] = "";
     if (!corpus)
         tok_data_path(epath, sizeof epath, "austen/pretrain-eval.txt");
@@ -175,12 +143,12 @@ int tfm_evaluate(int argc, char **argv)
     const size_t V = l.vocab.n, BT = B * T;
     if (pretrain_corpus_load(&ec, corpus ? corpus : epath, &l.vocab, err, sizeof err) != 0 ||
         pretrain_corpus_load(&tc, train ? train : tpath, &l.vocab, err, sizeof err) != 0) {
-        fail("evaluate", "%s", err);
+        cli_fail("evaluate", "%s", err);
         goto done;
     }
     const PretrainSpecials sp = pretrain_specials(&l.vocab);
     if (pretrain_instances_build(&in, &ec, T, 0.1, 1, seed, &sp, err, sizeof err) != 0) {
-        fail("evaluate", "%s", err);
+        cli_fail("evaluate", "%s", err);
         goto done;
     }
     /* the baselines: unigram counts of the training corpus, add-one smoothed */
@@ -188,7 +156,7 @@ int tfm_evaluate(int argc, char **argv)
     buf = calloc(6 * BT + B + 1, sizeof *buf);
     size_t logits_rows = 0;                     /* grown to the largest batch's S */
     if (!unigram || !buf) {
-        fail("evaluate", "out of memory");
+        cli_fail("evaluate", "out of memory");
         goto done;
     }
     const size_t n_ids = tc.sent_offset[tc.n_sent];
@@ -209,13 +177,13 @@ int tfm_evaluate(int argc, char **argv)
     if (max_batches && max_batches < n_batches)
         n_batches = max_batches;
     if (n_batches == 0) {
-        fail("evaluate", "%zu held-out instances: fewer than one batch of %zu", in.n, B);
+        cli_fail("evaluate", "%zu held-out instances: fewer than one batch of %zu", in.n, B);
         goto done;
     }
     for (size_t bi = 0; bi < n_batches; bi++) {
         if (pretrain_batch_fill(ids, types, mask, nsp, &in, NULL, bi * B, B, T, sp.pad, err,
                                 sizeof err) != 0) {
-            fail("evaluate", "%s", err);
+            cli_fail("evaluate", "%s", err);
             goto done;
         }
         const MlmMaskConfig mc = {0.15, 0.8, 0.1, sp.mask, V, special, 3,
@@ -225,7 +193,7 @@ int tfm_evaluate(int argc, char **argv)
         if (S > logits_rows) {
             float *grown = realloc(logits, S * V * sizeof *logits);
             if (!grown) {
-                fail("evaluate", "out of memory for %zu x %zu scores", S, V);
+                cli_fail("evaluate", "out of memory for %zu x %zu scores", S, V);
                 goto done;
             }
             logits = grown, logits_rows = S;
@@ -323,18 +291,18 @@ static int fill_one(Loaded *l, const char *text, size_t top_k, int json, TokIds 
     const Vocab *v = &l->vocab;
     tk->len = 0;
     if (tokenize_fast(tk, v, text, strlen(text), sc, &te) != 0)
-        return fail("fill-mask", "invalid UTF-8 at byte %zu of \"%s\"", te.offset, text);
+        return cli_fail("fill-mask", "invalid UTF-8 at byte %zu of \"%s\"", te.offset, text);
     const size_t T = tk->len + 2;
     if (T > l->lay.cfg.max_position_embeddings)
-        return fail("fill-mask", "\"%s\" is %zu tokens; the model takes %zu", text, T,
+        return cli_fail("fill-mask", "\"%s\" is %zu tokens; the model takes %zu", text, T,
                     l->lay.cfg.max_position_embeddings);
     char err[TFM_ERR_LEN];
     bert_pretrain_run_free(&l->run);
     if (bert_pretrain_run_init(&l->run, &l->lay, l->params, 1, T, err, sizeof err) != 0)
-        return fail("fill-mask", "%s", err);
+        return cli_fail("fill-mask", "%s", err);
     int64_t *buf = calloc(4 * T + 1, sizeof *buf);
     if (!buf)
-        return fail("fill-mask", "out of memory");
+        return cli_fail("fill-mask", "out of memory");
     int64_t *ids = buf, *mask = ids + T, *types = mask + T, *labels = types + T, nsp = 0;
     size_t n_mask = 0;
     ids[0] = v->cls_id, ids[T - 1] = v->sep_id;
@@ -347,7 +315,7 @@ static int fill_one(Loaded *l, const char *text, size_t top_k, int json, TokIds 
     }
     if (n_mask == 0) {
         free(buf);
-        return fail("fill-mask", "no [MASK] in \"%s\"", text);
+        return cli_fail("fill-mask", "no [MASK] in \"%s\"", text);
     }
     float lm, ln;
     bert_pretrain_forward(&l->run, TFM_PRETRAIN_FAST, &lm, &ln, logits, ids, mask, types, labels,
@@ -409,20 +377,20 @@ int tfm_fill_mask(int argc, char **argv)
             break;
         }
         if (i + 1 >= argc)
-            return usage("fill-mask", "'%s' needs a value", a);
+            return cli_usage("fill-mask", "'%s' needs a value", a);
         const char *v = argv[++i];
         if (strcmp(a, "--model") == 0) model = v;
         else if (strcmp(a, "--format") == 0) format = v;
         else if (strcmp(a, "--vocab") == 0) vocab = v;
         else if (strcmp(a, "--top-k") == 0) {
-            if (parse_size(&top_k, v, 1))
-                return usage("fill-mask", "--top-k needs a positive integer, not '%s'", v);
-        } else return usage("fill-mask", "unknown option '%s'", a);
+            if (cli_size(&top_k, "fill-mask", a, v, 1))
+                return 2;
+        } else return cli_usage("fill-mask", "unknown option '%s'", a);
     }
     if (!model)
-        return usage("fill-mask", "needs --model DIR%s", "");
+        return cli_usage("fill-mask", "needs --model DIR");
     if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0)
-        return usage("fill-mask", "--format is text or json, not '%s'", format);
+        return cli_usage("fill-mask", "--format is text or json, not '%s'", format);
     Loaded l;
     if (load(&l, "fill-mask", model, vocab, 1, 2) != 0) {
         unload(&l);
@@ -435,7 +403,7 @@ int tfm_fill_mask(int argc, char **argv)
     TokScratch sc = {0};
     int status = 0;
     if (!sorted || !logits) {
-        status = fail("fill-mask", "out of memory");
+        status = cli_fail("fill-mask", "out of memory");
     } else if (first_text < argc) {
         for (int i = first_text; i < argc && status == 0; i++)
             status = fill_one(&l, argv[i], top_k, format[0] == 'j', &tk, &sc, sorted, logits);
@@ -454,7 +422,7 @@ int tfm_fill_mask(int argc, char **argv)
         }
         free(line);
         if (!any && status == 0)
-            status = fail("fill-mask", "no text: give TEXT arguments or lines on stdin");
+            status = cli_fail("fill-mask", "no text: give TEXT arguments or lines on stdin");
     }
     free(sorted);
     free(logits);

@@ -25,7 +25,6 @@
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +33,7 @@
 #include <unistd.h>
 
 #include "bert_model.h"
+#include "cli.h"
 #include "pretrain.h"
 #include "pretrain_data.h"
 #include "pretrain_model.h"
@@ -70,18 +70,6 @@ typedef struct {
     int naive;
 } Options;
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, CMD ": ");
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (tfm pretrain --help)\n");
-    return 2;
-}
-
 static void help(void)
 {
     printf(
@@ -103,35 +91,14 @@ static void help(void)
         "--log FILE appends one JSON object per step. Dropout is not implemented: only 0.\n");
 }
 
-static int parse_i64(int64_t *out, const char *opt, const char *s, int64_t lo)
-{
-    char *end;
-    errno = 0;
-    const long long v = strtoll(s, &end, 10);
-    if (!*s || *end || errno || v < lo)
-        return usage_error("%s needs an integer >= %lld, not '%s'", opt, (long long)lo, s);
-    *out = v;
-    return 0;
-}
-
-static int parse_f64(double *out, const char *opt, const char *s, double lo, double hi)
-{
-    char *end;
-    errno = 0;
-    const double v = strtod(s, &end);
-    if (!*s || *end || errno || !(v >= lo && v <= hi))
-        return usage_error("%s needs a number in [%g, %g], not '%s'", opt, lo, hi, s);
-    *out = v;
-    return 0;
-}
-
 static int parse_options(Options *o, int argc, char **argv)
 {
     memset(o, 0, sizeof *o);
     o->objective = "mlm+nsp";
     /* -1 (and lr < 0): not given. A new run takes the defaults (options_defaults); a resumed
      * one the settings of the run it continues. */
-    o->steps = 1000, o->batch = -1, o->warmup = -1, o->grad_accum = -1, o->print_every = 10;
+    o->steps = 1000, o->batch = -1, o->seq_len = -1, o->warmup = -1, o->grad_accum = -1;
+    o->print_every = 10;
     o->seed_given = 0, o->seed = 42, o->lr = -1, o->weight_decay = 0.01, o->max_grad_norm = 1.0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -140,13 +107,13 @@ static int parse_options(Options *o, int argc, char **argv)
             return 1;
         }
         if (a[0] != '-' || a[1] != '-')
-            return usage_error("unexpected argument '%s'", a);
+            return cli_usage("pretrain", "unexpected argument '%s'", a);
         if (strcmp(a, "--naive") == 0) {      /* the naive kernels, for the tests */
             o->naive = 1;
             continue;
         }
         if (i + 1 >= argc)
-            return usage_error("%s needs a value", a);
+            return cli_usage("pretrain", "%s needs a value", a);
         const char *v = argv[++i];
         int64_t seed;
         int rc = 0;
@@ -160,37 +127,37 @@ static int parse_options(Options *o, int argc, char **argv)
         else if (strcmp(a, "--vocab") == 0) o->vocab = v;
         else if (strcmp(a, "--variant") == 0) {
             if (strcmp(v, "naive") != 0 && strcmp(v, "fast") != 0)
-                return usage_error("--variant is naive or fast, not '%s'", v);
+                return cli_usage("pretrain", "--variant is naive or fast, not '%s'", v);
             o->naive = strcmp(v, "naive") == 0;
         }
-        else if (strcmp(a, "--steps") == 0) rc = parse_i64(&o->steps, a, v, 1);
-        else if (strcmp(a, "--batch-size") == 0) rc = parse_i64(&o->batch, a, v, 1);
-        else if (strcmp(a, "--seq-len") == 0) rc = parse_i64(&o->seq_len, a, v, 5);
-        else if (strcmp(a, "--warmup") == 0) rc = parse_i64(&o->warmup, a, v, 0);
-        else if (strcmp(a, "--grad-accum") == 0) rc = parse_i64(&o->grad_accum, a, v, 1);
-        else if (strcmp(a, "--save-every") == 0) rc = parse_i64(&o->save_every, a, v, 0);
-        else if (strcmp(a, "--print-every") == 0) rc = parse_i64(&o->print_every, a, v, 1);
-        else if (strcmp(a, "--threads") == 0) rc = parse_i64(&o->threads, a, v, 1);
+        else if (strcmp(a, "--steps") == 0) rc = cli_int(&o->steps, "pretrain", a, v, 1);
+        else if (strcmp(a, "--batch-size") == 0) rc = cli_int(&o->batch, "pretrain", a, v, 1);
+        else if (strcmp(a, "--seq-len") == 0) rc = cli_int(&o->seq_len, "pretrain", a, v, 5);
+        else if (strcmp(a, "--warmup") == 0) rc = cli_int(&o->warmup, "pretrain", a, v, 0);
+        else if (strcmp(a, "--grad-accum") == 0) rc = cli_int(&o->grad_accum, "pretrain", a, v, 1);
+        else if (strcmp(a, "--save-every") == 0) rc = cli_int(&o->save_every, "pretrain", a, v, 0);
+        else if (strcmp(a, "--print-every") == 0) rc = cli_int(&o->print_every, "pretrain", a, v, 1);
+        else if (strcmp(a, "--threads") == 0) rc = cli_int(&o->threads, "pretrain", a, v, 1);
         else if (strcmp(a, "--seed") == 0) {
-            rc = parse_i64(&seed, a, v, 0);
+            rc = cli_int(&seed, "pretrain", a, v, 0);
             o->seed = (uint64_t)seed;
             o->seed_given = 1;
         }
-        else if (strcmp(a, "--lr") == 0) rc = parse_f64(&o->lr, a, v, 0, 1);
-        else if (strcmp(a, "--dropout") == 0) rc = parse_f64(&o->dropout, a, v, 0, 1);
-        else if (strcmp(a, "--weight-decay") == 0) rc = parse_f64(&o->weight_decay, a, v, 0, 1);
-        else if (strcmp(a, "--max-grad-norm") == 0) rc = parse_f64(&o->max_grad_norm, a, v, 0, 1e30);
-        else return usage_error("unknown option '%s'", a);
+        else if (strcmp(a, "--lr") == 0) rc = cli_float(&o->lr, "pretrain", a, v, 0, 1);
+        else if (strcmp(a, "--dropout") == 0) rc = cli_float(&o->dropout, "pretrain", a, v, 0, 1);
+        else if (strcmp(a, "--weight-decay") == 0) rc = cli_float(&o->weight_decay, "pretrain", a, v, 0, 1);
+        else if (strcmp(a, "--max-grad-norm") == 0) rc = cli_float(&o->max_grad_norm, "pretrain", a, v, 0, 1e30);
+        else return cli_usage("pretrain", "unknown option '%s'", a);
         if (rc)
             return rc;
     }
     if (o->config && o->config_file)
-        return usage_error("--config and --config-file: give one");
+        return cli_usage("pretrain", "--config and --config-file: give one");
     if (strcmp(o->objective, "mlm+nsp") != 0)
-        return usage_error("--objective: only mlm+nsp (BERT's) is implemented, not '%s'",
+        return cli_usage("pretrain", "--objective: only mlm+nsp (BERT's) is implemented, not '%s'",
                            o->objective);
     if (o->dropout != 0.0)
-        return usage_error("--dropout %g: dropout is not implemented; tfm trains with 0",
+        return cli_usage("pretrain", "--dropout %g: dropout is not implemented; tfm trains with 0",
                            o->dropout);
     return 0;
 }
@@ -202,7 +169,7 @@ static int options_from_state(Options *o, const GoldenFile *gf)
     static const char *const K[] = {"batch_size", "seq_len", "grad_accum", "warmup"};
     for (int i = 0; i < 4; i++) {
         const char *v = golden_meta(gf, K[i]);
-        if (v && *I[i] <= 0 && !(i == 3 && *I[i] == 0))
+        if (v && *I[i] < 0)
             *I[i] = strtoll(v, NULL, 10);
     }
     const char *seed = golden_meta(gf, "seed"), *lr = golden_meta(gf, "lr");
@@ -396,19 +363,7 @@ static int preset_config(BertConfig *cfg, size_t *T, const Options *o, size_t V)
             *T = p->T;
             return 0;
         }
-    return usage_error("--config: no preset '%s' (micro, tiny, small, base)", name);
-}
-
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, CMD ": ");
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return 1;
+    return cli_usage("pretrain", "--config: no preset '%s' (micro, tiny, small, base)", name);
 }
 
 int tfm_pretrain(int argc, char **argv)
@@ -435,7 +390,7 @@ int tfm_pretrain(int argc, char **argv)
     if (!o.vocab)
         tok_data_path(vpath, sizeof vpath, TOK_DEFAULT_VOCAB);
     if (vocab_load(&vocab, o.vocab ? o.vocab : vpath, err, sizeof err) != 0) {
-        fail("%s%s", err, o.vocab ? "" : " (make deps installs it)");
+        cli_fail("pretrain", "%s%s", err, o.vocab ? "" : " (make deps installs it)");
         goto done;
     }
     vocab_loaded = 1;
@@ -443,7 +398,7 @@ int tfm_pretrain(int argc, char **argv)
         tok_data_path(path, sizeof path, "austen/pretrain-train.txt");
     const char *corpus_path = o.corpus ? o.corpus : path;
     if (pretrain_corpus_load(&corpus, corpus_path, &vocab, err, sizeof err) != 0) {
-        fail("%s%s", err, o.corpus ? "" : " (make deps writes it)");
+        cli_fail("pretrain", "%s%s", err, o.corpus ? "" : " (make deps writes it)");
         goto done;
     }
 
@@ -452,13 +407,13 @@ int tfm_pretrain(int argc, char **argv)
     size_t T = 128;
     if (o.resume) {
         if (o.config || o.config_file) {
-            fail("--resume takes the model from the checkpoint: leave out --config");
+            cli_fail("pretrain", "--resume takes the model from the checkpoint: leave out --config");
             status = 2;
             goto done;
         }
         if (pretrain_load_state(&state, o.resume, err, sizeof err) != 0 ||
             pretrain_load_dir(&lay, &params, o.resume, err, sizeof err) != 0) {
-            fail("%s", err);
+            cli_fail("pretrain", "%s", err);
             goto done;
         }
         options_from_state(&o, &state);
@@ -469,57 +424,57 @@ int tfm_pretrain(int argc, char **argv)
         if (golden_read_text(o.config_file, &json, err, sizeof err) != 0 ||
             tfm_bert_parse_config(&cfg, json, o.config_file, err, sizeof err) != 0) {
             free(json);
-            fail("%s", err);
+            cli_fail("pretrain", "%s", err);
             goto done;
         }
         free(json);
-        T = o.seq_len ? (size_t)o.seq_len : 128;
+        T = o.seq_len > 0 ? (size_t)o.seq_len : 128;
     } else {
         if ((rc = preset_config(&cfg, &T, &o, vocab.n)) != 0) {
             status = rc;
             goto done;
         }
-        if (o.seq_len)
+        if (o.seq_len > 0)
             T = (size_t)o.seq_len;
     }
     options_defaults(&o);
     if (cfg.vocab_size != vocab.n) {
-        fail("the model's vocab_size is %zu; the vocabulary has %zu entries", cfg.vocab_size,
+        cli_fail("pretrain", "the model's vocab_size is %zu; the vocabulary has %zu entries", cfg.vocab_size,
              vocab.n);
         goto done;
     }
     if (T > cfg.max_position_embeddings) {
-        fail("--seq-len %zu is longer than the model's max_position_embeddings %zu", T,
+        cli_fail("pretrain", "--seq-len %zu is longer than the model's max_position_embeddings %zu", T,
              cfg.max_position_embeddings);
         goto done;
     }
     const PretrainSpecials sp = pretrain_specials(&vocab);
     if (pretrain_instances_build(&inst, &corpus, T, 0.1, 1, o.seed, &sp, err, sizeof err) != 0) {
-        fail("%s: %s", corpus_path, err);
+        cli_fail("pretrain", "%s: %s", corpus_path, err);
         goto done;
     }
     if (!o.resume) {
         if (bert_pretrain_layout(&lay, &cfg, err, sizeof err) != 0 ||
             !(params = malloc(lay.n_params * sizeof(float) + 1))) {
-            fail("%s", params ? err : "out of memory for the parameters");
+            cli_fail("pretrain", "%s", params ? err : "out of memory for the parameters");
             goto done;
         }
         bert_pretrain_init(params, &lay, 0.02, o.seed);
     }
     const size_t B = (size_t)o.batch, BT = B * T;
     if (bert_pretrain_run_init(&run, &lay, params, B, T, err, sizeof err) != 0) {
-        fail("%s", err);
+        cli_fail("pretrain", "%s", err);
         goto done;
     }
     int64_t start = 0;
     if (o.resume) {
         if (pretrain_state_moments(run.m, run.v, &state, &lay, err, sizeof err) != 0 ||
             check_meta(&state, &o, T, inst.n, &start, err, sizeof err) != 0) {
-            fail("%s", err);
+            cli_fail("pretrain", "%s", err);
             goto done;
         }
         if (start >= o.steps) {
-            fail("%s is at step %lld; --steps %lld leaves nothing to do", o.resume,
+            cli_fail("pretrain", "%s is at step %lld; --steps %lld leaves nothing to do", o.resume,
                  (long long)start, (long long)o.steps);
             goto done;
         }
@@ -539,7 +494,7 @@ int tfm_pretrain(int argc, char **argv)
         out = outbuf;
     }
     if (o.log && !(log = fopen(o.log, o.resume ? "a" : "w"))) {
-        fail("%s: cannot open for writing: %s", o.log, strerror(errno));
+        cli_fail("pretrain", "%s: cannot open for writing: %s", o.log, strerror(errno));
         goto done;
     }
 
@@ -550,7 +505,7 @@ int tfm_pretrain(int argc, char **argv)
     PretrainBatch *mb = calloc(k_acc, sizeof *mb);
     if (!batch || !order || !mb) {
         free(mb);
-        fail("out of memory for the batches");
+        cli_fail("pretrain", "out of memory for the batches");
         goto done;
     }
     Stream stream = {&inst, o.seed, -1, order};
@@ -572,7 +527,7 @@ int tfm_pretrain(int argc, char **argv)
             if (stream_batch(&stream, g, ids, types, mask, nsp, B, T, sp.pad, err,
                              sizeof err) != 0) {
                 free(mb);
-                fail("%s", err);
+                cli_fail("pretrain", "%s", err);
                 goto done;
             }
             const MlmMaskConfig mc = {0.15, 0.8, 0.1, sp.mask, vocab.n, special, 3,
@@ -587,7 +542,7 @@ int tfm_pretrain(int argc, char **argv)
             if (tty)
                 fputc('\n', stderr);
             free(mb);
-            fail("step %lld: the loss is %g (mlm %g, nsp %g), the gradient norm %g: stopped; "
+            cli_fail("pretrain", "step %lld: the loss is %g (mlm %g, nsp %g), the gradient norm %g: stopped; "
                  "the last checkpoint is kept", (long long)s + 1, st.loss, st.mlm_loss,
                  st.nsp_loss, st.grad_norm);
             goto done;
@@ -614,7 +569,7 @@ int tfm_pretrain(int argc, char **argv)
         if (o.save_every && step % o.save_every == 0 && step < o.steps &&
             save_checkpoint(out, step, &lay, &run, &o, T, inst.n, err, sizeof err) != 0) {
             free(mb);
-            fail("%s", err);
+            cli_fail("pretrain", "%s", err);
             goto done;
         }
     }
@@ -622,7 +577,7 @@ int tfm_pretrain(int argc, char **argv)
     if (tty)
         fputc('\n', stderr);
     if (pretrain_save_dir(out, &lay, params, err, sizeof err) != 0) {
-        fail("%s", err);
+        cli_fail("pretrain", "%s", err);
         goto done;
     }
     fprintf(stderr, CMD ": wrote %s (%.1f s)\n", out, now() - t0);

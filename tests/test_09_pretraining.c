@@ -1077,18 +1077,12 @@ static int run_tfm(char *const argv[], const char *errfile, const char *kill_whe
     return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? -WTERMSIG(st) : -1000;
 }
 
+/* A whole text file (golden_read_text), or the test fails naming it. */
 static char *slurp(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "%s: cannot open", path);
-    fseek(f, 0, SEEK_END);
-    const long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = tu_malloc((size_t)n + 1);
-    ck_assert(fread(s, 1, (size_t)n, f) == (size_t)n);
-    s[n] = '\0';
-    fclose(f);
-    return s;
+    char *text = NULL, err[TFM_ERR_LEN];
+    ck_assert_msg(golden_read_text(path, &text, err, sizeof err) == 0, "%s", err);
+    return text;
 }
 
 /* The JSON log without its tokens_per_s (a timing), one line per step. */

@@ -104,88 +104,68 @@ const BertPretrainTensor *bert_pretrain_find(const BertPretrainLayout *lay, cons
 
 /* ------------------------------------------------------------------ views */
 
-/* The table's tensors in block order, read off one after another (the order add() wrote). */
-typedef struct {
-    float *block;
-    const BertPretrainLayout *lay;
-    size_t i;
-} Cursor;
+/* Where each tensor sits in the table (add()'s order): five embedding tensors, then 16 per
+ * layer, then the pooler's two and the heads' seven. A layer's 16: q k v weights (together
+ * in_proj_weight, at QW), q k v biases (in_proj_bias, at QB), out dense w b, LN1 w b,
+ * intermediate w b, output w b, LN2 w b. */
+enum { WORD, POS, TYPE, ELN_W, ELN_B, LAYER0 };
+enum { QW = 0, QB = 3, OW = 6, OB, N1W, N1B, IW, IB, O2W, O2B, N2W, N2B, PER_LAYER };
+enum { POOL_W, POOL_B, T_W, T_B, T_LN_W, T_LN_B, DEC_B, S_W, S_B };   /* after the layers */
 
-static float *next(Cursor *c) { return c->block + c->lay->tensors[c->i++].offset; }
-
-/* Both view kinds walk the same order; the gradient views are the parameter views of another
- * block with const dropped, so one walk fills either. */
-typedef struct {
-    float *word, *pos, *type, *eln_w, *eln_b;
-    float *pool_w, *pool_b;
-    float *t_w, *t_b, *t_ln_w, *t_ln_b, *dec_b, *s_w, *s_b;
-} Singles;
-
-static void walk(Singles *s, float **layer /* [L][16] */, float *block,
-                 const BertPretrainLayout *lay)
+/* Tensor k of the table in block; layer(l, j) and tail(j) name the other two groups. */
+static float *at(float *block, const BertPretrainLayout *lay, size_t k)
 {
-    Cursor c = {block, lay, 0};
-    s->word = next(&c), s->pos = next(&c), s->type = next(&c);
-    s->eln_w = next(&c), s->eln_b = next(&c);
-    for (size_t l = 0; l < lay->cfg.num_hidden_layers; l++)
-        for (int k = 0; k < 16; k++)
-            layer[l * 16 + k] = next(&c);
-    s->pool_w = next(&c), s->pool_b = next(&c);
-    s->t_w = next(&c), s->t_b = next(&c), s->t_ln_w = next(&c), s->t_ln_b = next(&c);
-    s->dec_b = next(&c), s->s_w = next(&c), s->s_b = next(&c);
+    return block + lay->tensors[k].offset;
 }
-
-/* a layer's 16 tensors: q k v weights (= in_proj_weight at [0]), q k v biases (= in_proj_bias
- * at [3]), out dense w b, LN1 w b, intermediate w b, output w b, LN2 w b */
-enum { QW = 0, QB = 3, OW = 6, OB, N1W, N1B, IW, IB, O2W, O2B, N2W, N2B };
+#define LAYER(l, j) at(block, lay, LAYER0 + (l) * PER_LAYER + (j))
+#define TAIL(j) at(block, lay, LAYER0 + lay->cfg.num_hidden_layers * PER_LAYER + (j))
 
 void bert_pretrain_views(BertPretrainViews *v, EncoderLayerParams *layers, float *block,
                          const BertPretrainLayout *lay)
 {
-    const size_t L = lay->cfg.num_hidden_layers;
-    float **ly = tfm_xcalloc(16 * L + 1, sizeof *ly, "bert_pretrain_views");
-    Singles s;
-    walk(&s, ly, block, lay);
-    for (size_t l = 0; l < L; l++) {
-        float **t = ly + 16 * l;
-        EncoderLayerParams p = {
-            .self_attn = {t[QW], t[QB], t[OW], t[OB]},
-            .ffn = {t[IW], t[IB], t[O2W], t[O2B]},
-            .norm1_w = t[N1W], .norm1_b = t[N1B], .norm2_w = t[N2W], .norm2_b = t[N2B],
+    for (size_t l = 0; l < lay->cfg.num_hidden_layers; l++) {
+        const EncoderLayerParams p = {
+            .self_attn = {LAYER(l, QW), LAYER(l, QB), LAYER(l, OW), LAYER(l, OB)},
+            .ffn = {LAYER(l, IW), LAYER(l, IB), LAYER(l, O2W), LAYER(l, O2B)},
+            .norm1_w = LAYER(l, N1W), .norm1_b = LAYER(l, N1B),
+            .norm2_w = LAYER(l, N2W), .norm2_b = LAYER(l, N2B),
         };
         layers[l] = p;
     }
-    free(ly);
-    BertWeights w = {s.word, s.pos, s.type, s.eln_w, s.eln_b, layers, s.pool_w, s.pool_b};
-    MlmHead mlm = {s.t_w, s.t_b, s.t_ln_w, s.t_ln_b, s.word, s.dec_b, lay->cfg.layer_norm_eps};
-    NspHead nsp = {s.pool_w, s.pool_b, s.s_w, s.s_b};
+    float *word = at(block, lay, WORD);
+    const BertWeights w = {word, at(block, lay, POS), at(block, lay, TYPE),
+                           at(block, lay, ELN_W), at(block, lay, ELN_B), layers, TAIL(POOL_W),
+                           TAIL(POOL_B)};
+    const MlmHead mlm = {TAIL(T_W), TAIL(T_B), TAIL(T_LN_W), TAIL(T_LN_B), word, TAIL(DEC_B),
+                         lay->cfg.layer_norm_eps};
+    const NspHead nsp = {TAIL(POOL_W), TAIL(POOL_B), TAIL(S_W), TAIL(S_B)};
     v->bert = w, v->layers = layers, v->mlm = mlm, v->nsp = nsp;
 }
 
 void bert_pretrain_grad_views(BertPretrainGradViews *v, EncoderLayerGrads *layers, float *block,
                               const BertPretrainLayout *lay)
 {
-    const size_t L = lay->cfg.num_hidden_layers;
-    float **ly = tfm_xcalloc(16 * L + 1, sizeof *ly, "bert_pretrain_grad_views");
-    Singles s;
-    walk(&s, ly, block, lay);
-    for (size_t l = 0; l < L; l++) {
-        float **t = ly + 16 * l;
-        EncoderLayerGrads g = {
-            .self_attn = {t[QW], t[QB], t[OW], t[OB]},
-            .ffn = {t[IW], t[IB], t[O2W], t[O2B]},
-            .norm1_w = t[N1W], .norm1_b = t[N1B], .norm2_w = t[N2W], .norm2_b = t[N2B],
+    for (size_t l = 0; l < lay->cfg.num_hidden_layers; l++) {
+        const EncoderLayerGrads g = {
+            .self_attn = {LAYER(l, QW), LAYER(l, QB), LAYER(l, OW), LAYER(l, OB)},
+            .ffn = {LAYER(l, IW), LAYER(l, IB), LAYER(l, O2W), LAYER(l, O2B)},
+            .norm1_w = LAYER(l, N1W), .norm1_b = LAYER(l, N1B),
+            .norm2_w = LAYER(l, N2W), .norm2_b = LAYER(l, N2B),
         };
         layers[l] = g;
     }
-    free(ly);
+    float *word = at(block, lay, WORD);
     /* the pooler's gradient comes through the NSP head (nsp_backward_*), which owns the
      * pooler's path; BertGrads' pooler entries stay NULL so bert_backward_* adds nothing */
-    BertGrads g = {s.word, s.pos, s.type, s.eln_w, s.eln_b, layers, NULL, NULL};
-    MlmHeadGrads mlm = {s.t_w, s.t_b, s.t_ln_w, s.t_ln_b, s.word, s.dec_b};
-    NspHeadGrads nsp = {s.pool_w, s.pool_b, s.s_w, s.s_b};
+    const BertGrads g = {word, at(block, lay, POS), at(block, lay, TYPE), at(block, lay, ELN_W),
+                         at(block, lay, ELN_B), layers, NULL, NULL};
+    const MlmHeadGrads mlm = {TAIL(T_W), TAIL(T_B), TAIL(T_LN_W), TAIL(T_LN_B), word,
+                              TAIL(DEC_B)};
+    const NspHeadGrads nsp = {TAIL(POOL_W), TAIL(POOL_B), TAIL(S_W), TAIL(S_B)};
     v->bert = g, v->layers = layers, v->mlm = mlm, v->nsp = nsp;
 }
+#undef LAYER
+#undef TAIL
 
 /* ------------------------------------------------------------------ initialization */
 
