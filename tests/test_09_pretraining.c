@@ -1251,13 +1251,21 @@ END_TEST
 
 static Suite *pretraining_suite(void) {
     Suite *s = suite_create("09-pretraining");
+    /* The whole corpus (Austen's six novels, two sequence lengths): tagged "corpus" so that
+     * make valgrind, where it would take minutes, leaves it out (CK_EXCLUDE_TAGS, mk/hardening.mk);
+     * every other run, ASan's included, has it. Its code paths are the small corpora's below. */
+    TCase *austen = tcase_create("austen");
+    tcase_set_tags(austen, "corpus");
+    tcase_add_checked_fixture(austen, data_setup, data_teardown);
+    tcase_set_timeout(austen, 300);
+    tcase_add_test(austen, test_austen_corpus);
+    tcase_add_loop_test(austen, test_austen_instances, 0, 2);
+    tcase_add_loop_test(austen, test_austen_isnext_is_continuation, 0, 2);
+    tcase_add_test(austen, test_austen_seeds);
+    suite_add_tcase(s, austen);
+
     TCase *data = tcase_create("data");
     tcase_add_checked_fixture(data, data_setup, data_teardown);
-    tcase_set_timeout(data, 300);
-    tcase_add_test(data, test_austen_corpus);
-    tcase_add_loop_test(data, test_austen_instances, 0, 2);
-    tcase_add_loop_test(data, test_austen_isnext_is_continuation, 0, 2);
-    tcase_add_test(data, test_austen_seeds);
     tcase_add_test(data, test_small_corpus_reader);
     tcase_add_test(data, test_small_corpus_instances);
     tcase_add_test(data, test_tiling);
