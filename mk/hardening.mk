@@ -64,14 +64,15 @@ VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full \
             --errors-for-leak-kinds=definite,reachable --show-leak-kinds=definite,possible,reachable \
             --suppressions=$(CURDIR)/tests/valgrind.supp $(VALGRIND_EXTRA)
 
-# Two things are left to the other runs, because valgrind's 50-fold slow-down would make them
-# most of CI's time and they reach no code the rest does not: test_determinism, which runs every
-# golden case five times (naive twice, fast on 1, 2 and 3 threads) to compare bits, while
-# `tfm check` below runs each case in both variants under valgrind (and ASan runs the suite
-# itself); and the TCases tagged "corpus", which process the whole Austen corpus (test_09: the
-# small corpora's tests take the same paths).
+# Three things are left to the other runs, because valgrind's 50-fold slow-down would make them
+# most of CI's time and they reach no code the rest does not. The suites' golden walks (the
+# TCases tagged "goldens": each chapter's naive and fast walk, test_ops' naive one): `tfm check`
+# below walks every case in both variants under valgrind, once. test_determinism, which runs
+# every golden case five more times (naive twice, fast on 1, 2 and 3 threads) to compare bits.
+# And the TCases tagged "corpus", which process the whole Austen corpus (test_09: the small
+# corpora's tests take the same paths). ASan + UBSan (make sanitize) runs all three.
 VG_SKIP  := test_determinism
-VG_ENV   := CK_EXCLUDE_TAGS=corpus
+VG_ENV   := CK_EXCLUDE_TAGS="goldens corpus"
 
 valgrind: deps
 	@$(MAKE) --no-print-directory BUILD=$(VG_DIR) OPT="$(VG_OPT)" FAST_CFLAGS="$(VG_FAST)" all

@@ -540,6 +540,7 @@ static Suite *attention_suite(void)
 {
     Suite *s = suite_create("01-attention");
     TCase *golden = tcase_create("goldens");
+    tcase_set_tags(golden, "goldens");    /* make valgrind leaves these to `tfm check` */
     tcase_add_test(golden, test_naive_vs_goldens);
     tcase_add_test(golden, test_fast_vs_goldens);
     suite_add_tcase(s, golden);

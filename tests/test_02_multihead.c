@@ -661,6 +661,7 @@ static Suite *multihead_suite(void)
 {
     Suite *s = suite_create("02-multihead");
     TCase *golden = tcase_create("goldens");
+    tcase_set_tags(golden, "goldens");    /* make valgrind leaves these to `tfm check` */
     tcase_add_test(golden, test_naive_vs_goldens);
     tcase_add_test(golden, test_fast_vs_goldens);
     tcase_set_timeout(golden, 60);

@@ -714,6 +714,7 @@ static Suite *positional_suite(void)
 {
     Suite *s = suite_create(CH);
     TCase *golden_tc = tcase_create("goldens");
+    tcase_set_tags(golden_tc, "goldens");    /* make valgrind leaves these to `tfm check` */
     tcase_add_test(golden_tc, test_naive_vs_goldens);
     tcase_add_test(golden_tc, test_fast_vs_goldens);
     tcase_add_test(golden_tc, test_pe_error_by_position);

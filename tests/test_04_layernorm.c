@@ -800,6 +800,7 @@ static Suite *layernorm_suite(void)
 {
     Suite *s = suite_create(CH);
     TCase *gold = tcase_create("goldens");
+    tcase_set_tags(gold, "goldens");    /* make valgrind leaves these to `tfm check` */
     tcase_add_test(gold, test_naive_vs_goldens);
     tcase_add_test(gold, test_fast_vs_goldens);
     suite_add_tcase(s, gold);
