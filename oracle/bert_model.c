@@ -3,20 +3,9 @@
 #include "bert_model.h"
 
 #include <cjson/cJSON.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* A positive whole number field; absent: `def` (0: required). */
 static int size_field(size_t *out, const cJSON *root, const char *name, size_t def,
@@ -25,13 +14,13 @@ static int size_field(size_t *out, const cJSON *root, const char *name, size_t d
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
     if (!v) {
         if (!def)
-            return fail(err, errlen, "%s: config has no \"%s\" (BertConfig's field)", label, name);
+            return tfm_fail(err, errlen, "%s: config has no \"%s\" (BertConfig's field)", label, name);
         *out = def;
         return 0;
     }
     const double d = cJSON_IsNumber(v) ? v->valuedouble : -1.0;
     if (!(d >= 1.0 && d <= 1e9) || d != (double)(size_t)d)
-        return fail(err, errlen, "%s: config field \"%s\" must be a positive whole number", label,
+        return tfm_fail(err, errlen, "%s: config field \"%s\" must be a positive whole number", label,
                     name);
     *out = (size_t)d;
     return 0;
@@ -44,12 +33,12 @@ int tfm_bert_parse_config(BertConfig *cfg, const char *json, const char *label, 
     cJSON *root = cJSON_Parse(json);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return fail(err, errlen, "%s: not a JSON object", label);
+        return tfm_fail(err, errlen, "%s: not a JSON object", label);
     }
     int rc = -1;
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
     if (mt && (!cJSON_IsString(mt) || strcmp(mt->valuestring, "bert") != 0)) {
-        fail(err, errlen, "%s: model_type is %s; tfm reads BERT (\"bert\")", label,
+        tfm_fail(err, errlen, "%s: model_type is %s; tfm reads BERT (\"bert\")", label,
              cJSON_IsString(mt) ? mt->valuestring : "not a string");
         goto done;
     }
@@ -64,7 +53,7 @@ int tfm_bert_parse_config(BertConfig *cfg, const char *json, const char *label, 
         size_field(&cfg->type_vocab_size, root, "type_vocab_size", 2, label, err, errlen))
         goto done;
     if (cfg->hidden_size % cfg->num_attention_heads != 0) {
-        fail(err, errlen, "%s: hidden_size %zu is not a multiple of num_attention_heads %zu",
+        tfm_fail(err, errlen, "%s: hidden_size %zu is not a multiple of num_attention_heads %zu",
              label, cfg->hidden_size, cfg->num_attention_heads);
         goto done;
     }
@@ -72,7 +61,7 @@ int tfm_bert_parse_config(BertConfig *cfg, const char *json, const char *label, 
     cfg->layer_norm_eps = 1e-12f;   /* BertConfig's default */
     if (eps) {
         if (!cJSON_IsNumber(eps) || !(eps->valuedouble >= 0.0 && eps->valuedouble <= 1.0)) {
-            fail(err, errlen, "%s: layer_norm_eps must be a number in [0, 1]", label);
+            tfm_fail(err, errlen, "%s: layer_norm_eps must be a number in [0, 1]", label);
             goto done;
         }
         cfg->layer_norm_eps = (float)eps->valuedouble;
@@ -86,7 +75,7 @@ int tfm_bert_parse_config(BertConfig *cfg, const char *json, const char *label, 
     else if (strcmp(a, "relu") == 0)
         cfg->hidden_act = TFM_ACT_RELU;
     else {
-        fail(err, errlen, "%s: hidden_act \"%s\" is not one tfm has (gelu, gelu_new, relu)", label,
+        tfm_fail(err, errlen, "%s: hidden_act \"%s\" is not one tfm has (gelu, gelu_new, relu)", label,
              a);
         goto done;
     }
@@ -95,7 +84,7 @@ int tfm_bert_parse_config(BertConfig *cfg, const char *json, const char *label, 
     if (pad && !cJSON_IsNull(pad)) {
         if (!cJSON_IsNumber(pad) || pad->valuedouble != (double)(int64_t)pad->valuedouble ||
             pad->valuedouble < 0 || pad->valuedouble >= (double)cfg->vocab_size) {
-            fail(err, errlen, "%s: pad_token_id must be an integer in [0, vocab_size) or null",
+            tfm_fail(err, errlen, "%s: pad_token_id must be an integer in [0, vocab_size) or null",
                  label);
             goto done;
         }
@@ -105,7 +94,7 @@ int tfm_bert_parse_config(BertConfig *cfg, const char *json, const char *label, 
     }
     const cJSON *pet = cJSON_GetObjectItemCaseSensitive(root, "position_embedding_type");
     if (pet && (!cJSON_IsString(pet) || strcmp(pet->valuestring, "absolute") != 0)) {
-        fail(err, errlen, "%s: position_embedding_type must be \"absolute\" (learned positions)",
+        tfm_fail(err, errlen, "%s: position_embedding_type must be \"absolute\" (learned positions)",
              label);
         goto done;
     }
@@ -151,7 +140,7 @@ static const float *get(Lookup *lk, const char *name, int nd, size_t d0, size_t 
             char got[96], exp[96];
             tfm_shape_str(got, sizeof got, x->ndim, x->shape);
             tfm_shape_str(exp, sizeof exp, nd, want);
-            fail(lk->err, lk->errlen, "%s: tensor '%s' is %s %s; the config says F32 %s",
+            tfm_fail(lk->err, lk->errlen, "%s: tensor '%s' is %s %s; the config says F32 %s",
                  lk->gf->path ? lk->gf->path : "(model)", full, tfm_dtype_name(x->dtype), got,
                  exp);
             return NULL;
@@ -159,7 +148,7 @@ static const float *get(Lookup *lk, const char *name, int nd, size_t d0, size_t 
         lk->used[t] = 1;
         return tensor_f32(x);
     }
-    fail(lk->err, lk->errlen, "%s: tensor '%s' is missing (a BERT with this config has it)",
+    tfm_fail(lk->err, lk->errlen, "%s: tensor '%s' is missing (a BERT with this config has it)",
          lk->gf->path ? lk->gf->path : "(model)", full);
     return NULL;
 }
@@ -182,7 +171,7 @@ int tfm_bert_from_tensors(TfmBert *m, const GoldenFile *gf, const char *prefix,
     if (!lk.used || !m->layers || !m->packed) {
         free(lk.used);
         tfm_bert_free(m);
-        return fail(err, errlen, "out of memory for a model of %zu layers", L);
+        return tfm_fail(err, errlen, "out of memory for a model of %zu layers", L);
     }
     BertWeights *w = &m->w;
     int ok = (w->word_embeddings = get(&lk, "embeddings.word_embeddings.weight", 2, c->vocab_size, E)) &&
@@ -237,7 +226,7 @@ int tfm_bert_from_tensors(TfmBert *m, const GoldenFile *gf, const char *prefix,
         const char *rest = name + strlen(lk.ns);
         if (strcmp(rest, "embeddings.position_ids") == 0)
             continue;   /* a buffer older transformers save: 0..P-1 */
-        fail(err, errlen, "%s: tensor '%s' is not a parameter of a BERT with this config (%zu "
+        tfm_fail(err, errlen, "%s: tensor '%s' is not a parameter of a BERT with this config (%zu "
              "layers)", gf->path ? gf->path : "(model)", gf->names[t], L);
         ok = 0;
     }

@@ -3,7 +3,6 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,17 +10,6 @@
 #include <unistd.h>
 
 #include "bert_model.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* The tied copies a file may hold: each must equal the tensor it is tied to. */
 static const char *const TIED[][2] = {
@@ -41,7 +29,7 @@ int pretrain_params_from_tensors(float *params, const BertPretrainLayout *lay,
         snprintf(name, sizeof name, "%s%s%s", prefix, plen ? "/" : "", t->name);
         const Tensor *x = golden_find(gf, name);
         if (!x)
-            return fail(err, errlen, "%s: tensor '%s' is missing (a BertForPreTraining "
+            return tfm_fail(err, errlen, "%s: tensor '%s' is missing (a BertForPreTraining "
                         "checkpoint has the heads' cls.* tensors too)", gf->path, t->name);
         const size_t want = t->shape[0] * t->shape[1];
         if (x->dtype != TFM_F32 || x->ndim != t->ndim || x->numel != want ||
@@ -49,7 +37,7 @@ int pretrain_params_from_tensors(float *params, const BertPretrainLayout *lay,
             char got[96], exp[96];
             tfm_shape_str(got, sizeof got, x->ndim, x->shape);
             tfm_shape_str(exp, sizeof exp, t->ndim, t->shape);
-            return fail(err, errlen, "%s: tensor '%s' is %s %s; the config makes it F32 %s",
+            return tfm_fail(err, errlen, "%s: tensor '%s' is %s %s; the config makes it F32 %s",
                         gf->path, t->name, tfm_dtype_name(x->dtype), got, exp);
         }
         memcpy(params + t->offset, x->data, want * sizeof(float));
@@ -70,13 +58,13 @@ int pretrain_params_from_tensors(float *params, const BertPretrainLayout *lay,
                 const Tensor *x = &gf->tensors[i];
                 if (x->dtype != TFM_F32 || x->numel != t->shape[0] * t->shape[1] ||
                     memcmp(x->data, params + t->offset, x->numel * sizeof(float)) != 0)
-                    return fail(err, errlen, "%s: '%s' differs from '%s'; BERT ties the two "
+                    return tfm_fail(err, errlen, "%s: '%s' differs from '%s'; BERT ties the two "
                                 "(the MLM decoder is the word embeddings)", gf->path, n,
                                 TIED[j][1]);
                 tied = 1;
             }
         if (!tied)
-            return fail(err, errlen, "%s: tensor '%s' is not one of BertForPreTraining's",
+            return tfm_fail(err, errlen, "%s: tensor '%s' is not one of BertForPreTraining's",
                         gf->path, n);
     }
     return 0;
@@ -86,7 +74,7 @@ static int join(char *buf, size_t len, const char *dir, const char *file, char *
                 size_t errlen)
 {
     if ((size_t)snprintf(buf, len, "%s/%s", dir, file) >= len)
-        return fail(err, errlen, "%s: path too long", dir);
+        return tfm_fail(err, errlen, "%s: path too long", dir);
     return 0;
 }
 
@@ -111,7 +99,7 @@ int pretrain_load_dir(BertPretrainLayout *lay, float **params, const char *dir, 
         goto fail;
     *params = malloc(lay->n_params * sizeof(float) + 1);
     if (!*params) {
-        fail(err, errlen, "%s: out of memory for %zu parameters", path, lay->n_params);
+        tfm_fail(err, errlen, "%s: out of memory for %zu parameters", path, lay->n_params);
         goto fail;
     }
     if (pretrain_params_from_tensors(*params, lay, &gf, "", err, errlen))
@@ -130,17 +118,17 @@ static int make_dir(const char *dir, char *err, size_t errlen)
 {
     char buf[4096];
     if (strlen(dir) >= sizeof buf)
-        return fail(err, errlen, "%s: path too long", dir);
+        return tfm_fail(err, errlen, "%s: path too long", dir);
     strcpy(buf, dir);
     for (char *p = buf + 1; *p; p++)         /* mkdir -p */
         if (*p == '/') {
             *p = '\0';
             if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return fail(err, errlen, "%s: cannot create: %s", buf, strerror(errno));
+                return tfm_fail(err, errlen, "%s: cannot create: %s", buf, strerror(errno));
             *p = '/';
         }
     if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return fail(err, errlen, "%s: cannot create: %s", buf, strerror(errno));
+        return tfm_fail(err, errlen, "%s: cannot create: %s", buf, strerror(errno));
     return 0;
 }
 
@@ -192,13 +180,13 @@ static int write_text_atomic(const char *path, const char *text, char *err, size
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "w");
     if (!f)
-        return fail(err, errlen, "%s: cannot write: %s", tmp, strerror(errno));
+        return tfm_fail(err, errlen, "%s: cannot write: %s", tmp, strerror(errno));
     const size_t n = strlen(text);
     int ok = fwrite(text, 1, n, f) == n && fputc('\n', f) != EOF && fflush(f) == 0 &&
              fsync(fileno(f)) == 0;
     ok = fclose(f) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {
-        fail(err, errlen, "%s: cannot write: %s", path, strerror(errno));
+        tfm_fail(err, errlen, "%s: cannot write: %s", path, strerror(errno));
         remove(tmp);
         return -1;
     }
@@ -217,7 +205,7 @@ static int save_block(const char *path, const BertPretrainLayout *lay, const flo
     char *store = calloc(n + 1, 2 * TFM_PRETRAIN_NAME);
     int rc = -1;
     if (!ts || !names || !store) {
-        fail(err, errlen, "%s: out of memory", path);
+        tfm_fail(err, errlen, "%s: out of memory", path);
         goto done;
     }
     for (size_t b = 0; b < n_blocks; b++)
@@ -250,7 +238,7 @@ int pretrain_save_dir(const char *dir, const BertPretrainLayout *lay, const floa
         return -1;
     char *json = pretrain_config_json(&lay->cfg);
     if (!json)
-        return fail(err, errlen, "%s: out of memory", dir);
+        return tfm_fail(err, errlen, "%s: out of memory", dir);
     int rc = join(path, sizeof path, dir, "config.json", err, errlen) ||
              write_text_atomic(path, json, err, errlen);
     free(json);
@@ -284,7 +272,7 @@ int pretrain_state_moments(float *m, float *v, const GoldenFile *gf,
 {
     char name[2 * TFM_PRETRAIN_NAME];
     if (gf->n != 2 * lay->n_tensors)
-        return fail(err, errlen, "%s: %zu tensors; a checkpoint of this model has %zu",
+        return tfm_fail(err, errlen, "%s: %zu tensors; a checkpoint of this model has %zu",
                     gf->path, gf->n, 2 * lay->n_tensors);
     for (int b = 0; b < 2; b++)
         for (size_t k = 0; k < lay->n_tensors; k++) {
@@ -292,7 +280,7 @@ int pretrain_state_moments(float *m, float *v, const GoldenFile *gf,
             snprintf(name, sizeof name, "%s%s", b ? "exp_avg_sq." : "exp_avg.", t->name);
             const Tensor *x = golden_find(gf, name);
             if (!x || x->dtype != TFM_F32 || x->numel != t->shape[0] * t->shape[1])
-                return fail(err, errlen, "%s: '%s' is missing or misshapen for this model",
+                return tfm_fail(err, errlen, "%s: '%s' is missing or misshapen for this model",
                             gf->path, name);
             memcpy((b ? v : m) + t->offset, x->data, x->numel * sizeof(float));
         }

@@ -1,6 +1,7 @@
 /* tensor.c — allocation, shapes and dtypes of the one tensor type. */
 #include "tensor.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,4 +123,15 @@ void tfm_index_str(char *buf, size_t buflen, int ndim, const size_t *shape, size
         i /= s;
     }
     tfm_shape_str(buf, buflen, ndim, idx);
+}
+
+int tfm_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
 }

@@ -55,6 +55,11 @@ void *tfm_xcalloc(size_t count, size_t size, const char *who);
  * and abort(), as tfm_xcalloc: for buffers a kernel grows by doubling (chapter 08's). */
 void *tfm_xrealloc(void *p, size_t count, size_t size, const char *who);
 
+/* The error path of every loader and parser: the message formatted into err (errlen bytes; err
+ * may be NULL), and -1, the value such a function returns, so that `return tfm_fail(...)` reads
+ * as what it does. */
+int tfm_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* numel for a shape, or 0 and *overflow = 1 if the product does not fit in size_t. */
 size_t tfm_shape_numel(int ndim, const size_t *shape, int *overflow);
 /* Writes "[2, 3, 4]" into buf. */

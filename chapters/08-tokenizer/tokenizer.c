@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <omp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,14 +36,6 @@ void tok_batch_free(TokBatch *b) {
 
 /* ---------------------------------------------------------------- the vocabulary */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 static const char *const SPECIALS[5] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
 
 void vocab_free(Vocab *v) {
@@ -65,8 +56,8 @@ int vocab_load_bytes(Vocab *v, const char *bytes, size_t len, const char *label,
     size_t lines = 0;
     for (size_t i = 0; i < len; i++) lines += bytes[i] == '\n';
     if (len > 0 && bytes[len - 1] != '\n') lines++;               /* a last line without '\n' */
-    if (lines == 0) return fail(err, errlen, "%s: the vocabulary is empty", label);
-    if (lines > INT32_MAX) return fail(err, errlen, "%s: more than 2^31 - 1 entries", label);
+    if (lines == 0) return tfm_fail(err, errlen, "%s: the vocabulary is empty", label);
+    if (lines > INT32_MAX) return tfm_fail(err, errlen, "%s: more than 2^31 - 1 entries", label);
     v->block = malloc(len + 1);
     v->token = calloc(lines, sizeof *v->token);
     v->len = calloc(lines, sizeof *v->len);
@@ -76,7 +67,7 @@ int vocab_load_bytes(Vocab *v, const char *bytes, size_t len, const char *label,
     v->slot = calloc(v->n_slot, sizeof *v->slot);
     if (!v->block || !v->token || !v->len || !v->sorted || !v->slot) {
         vocab_free(v);
-        return fail(err, errlen, "%s: out of memory for %zu entries", label, lines);
+        return tfm_fail(err, errlen, "%s: out of memory for %zu entries", label, lines);
     }
     memcpy(v->block, bytes, len);
     v->block[len] = '\0';
@@ -89,16 +80,16 @@ int vocab_load_bytes(Vocab *v, const char *bytes, size_t len, const char *label,
         if (n > 0 && line[n - 1] == '\r') n--;                    /* a CRLF file */
         line[n] = '\0';
         TokError e;
-        if (n == 0) { vocab_free(v); return fail(err, errlen, "%s: line %zu: empty entry", label, id + 1); }
+        if (n == 0) { vocab_free(v); return tfm_fail(err, errlen, "%s: line %zu: empty entry", label, id + 1); }
         if (tok_utf8_check(line, n, &e) != 0) {
             vocab_free(v);
-            return fail(err, errlen, "%s: line %zu: not UTF-8 (%s at byte %zu of the line)", label,
+            return tfm_fail(err, errlen, "%s: line %zu: not UTF-8 (%s at byte %zu of the line)", label,
                         id + 1, e.what, e.offset);
         }
         for (size_t k = 0; k < n; k++)
             if ((unsigned char)line[k] <= ' ' || line[k] == 0x7f) {
                 vocab_free(v);
-                return fail(err, errlen, "%s: line %zu: entry contains a space or control "
+                return tfm_fail(err, errlen, "%s: line %zu: entry contains a space or control "
                             "character (byte %zu)", label, id + 1, k);
             }
         v->token[id] = line;
@@ -111,7 +102,7 @@ int vocab_load_bytes(Vocab *v, const char *bytes, size_t len, const char *label,
             if (v->slot[s].hash == h && strcmp(v->token[other], line) == 0) {
                 const size_t first = other + 1;
                 vocab_free(v);
-                return fail(err, errlen, "%s: line %zu: entry already on line %zu", label, id + 1,
+                return tfm_fail(err, errlen, "%s: line %zu: entry already on line %zu", label, id + 1,
                             first);
             }
             s = (s + 1) & (v->n_slot - 1);
@@ -120,7 +111,7 @@ int vocab_load_bytes(Vocab *v, const char *bytes, size_t len, const char *label,
     }
     v->n = lines;
     ById *order = malloc(lines * sizeof *order);
-    if (!order) { vocab_free(v); return fail(err, errlen, "%s: out of memory", label); }
+    if (!order) { vocab_free(v); return tfm_fail(err, errlen, "%s: out of memory", label); }
     for (size_t id = 0; id < lines; id++) order[id] = (ById){v->token[id], (uint32_t)id};
     qsort(order, lines, sizeof *order, by_entry);
     for (size_t k = 0; k < lines; k++) v->sorted[k] = order[k].id;
@@ -130,7 +121,7 @@ int vocab_load_bytes(Vocab *v, const char *bytes, size_t len, const char *label,
         *ids[k] = vocab_find_fast(v, SPECIALS[k], strlen(SPECIALS[k]));
         if (*ids[k] < 0) {
             vocab_free(v);
-            return fail(err, errlen, "%s: no %s entry (BERT's special tokens are [PAD], [UNK], "
+            return tfm_fail(err, errlen, "%s: no %s entry (BERT's special tokens are [PAD], [UNK], "
                         "[CLS], [SEP], [MASK])", label, SPECIALS[k]);
         }
     }
@@ -140,21 +131,21 @@ int vocab_load_bytes(Vocab *v, const char *bytes, size_t len, const char *label,
 int vocab_load(Vocab *v, const char *path, char *err, size_t errlen) {
     memset(v, 0, sizeof *v);
     FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, errlen, "%s: %s", path, strerror(errno));
+    if (!f) return tfm_fail(err, errlen, "%s: %s", path, strerror(errno));
     size_t cap = 1 << 20, len = 0;
     char *buf = malloc(cap);
     for (;;) {
-        if (!buf) { fclose(f); return fail(err, errlen, "%s: out of memory", path); }
+        if (!buf) { fclose(f); return tfm_fail(err, errlen, "%s: out of memory", path); }
         len += fread(buf + len, 1, cap - len, f);
         if (len < cap) break;
-        if (cap >= ((size_t)1 << 31)) { free(buf); fclose(f); return fail(err, errlen, "%s: larger than 2 GiB", path); }
+        if (cap >= ((size_t)1 << 31)) { free(buf); fclose(f); return tfm_fail(err, errlen, "%s: larger than 2 GiB", path); }
         char *bigger = realloc(buf, cap *= 2);
         if (!bigger) free(buf);
         buf = bigger;
     }
     const int bad = ferror(f);
     fclose(f);
-    if (bad) { free(buf); return fail(err, errlen, "%s: read error", path); }
+    if (bad) { free(buf); return tfm_fail(err, errlen, "%s: read error", path); }
     const int rc = vocab_load_bytes(v, buf, len, path, err, errlen);
     free(buf);
     return rc;
@@ -356,10 +347,10 @@ int tok_truncate_lengths(size_t *n1, size_t *n2, int has_pair, size_t budget, To
         return 0;
     }
     if (t == TOK_TRUNC_ONLY_SECOND && !has_pair)
-        return fail(err, errlen, "truncation only_second needs a pair (a TAB-separated B)");
+        return tfm_fail(err, errlen, "truncation only_second needs a pair (a TAB-separated B)");
     size_t *target = t == TOK_TRUNC_ONLY_FIRST ? n1 : n2;
     if (*target <= remove)
-        return fail(err, errlen, "the %s sequence has %zu tokens, too few to cut %zu and fit "
+        return tfm_fail(err, errlen, "the %s sequence has %zu tokens, too few to cut %zu and fit "
                     "max_length (truncation %s)", t == TOK_TRUNC_ONLY_FIRST ? "first" : "second",
                     *target, remove, t == TOK_TRUNC_ONLY_FIRST ? "only_first" : "only_second");
     *target -= remove;
@@ -411,7 +402,7 @@ int tok_encode_batch(TokBatch *out, const char *const *a, const size_t *na,
         if (p) out->pieces = p;
         TokScratch *q = p ? realloc(out->scratch, (size_t)nt * sizeof *q) : NULL;
         if (q) out->scratch = q;
-        if (!p || !q) return fail(err, errlen, "out of memory");
+        if (!p || !q) return tfm_fail(err, errlen, "out of memory");
         memset(p + out->n_pieces, 0, (size_t)(nt - out->n_pieces) * sizeof *p);
         memset(q + out->n_pieces, 0, (size_t)(nt - out->n_pieces) * sizeof *q);
         out->n_pieces = nt;
@@ -419,7 +410,7 @@ int tok_encode_batch(TokBatch *out, const char *const *a, const size_t *na,
     size_t cap_texts = out->cap_texts, cap_off = out->cap_texts;
     if (grow(&out->work, &cap_texts, n + 1, sizeof(Piece)) != 0 ||
         grow((void **)&out->offset, &cap_off, n + 1, sizeof *out->offset) != 0)
-        return fail(err, errlen, "out of memory for %zu texts", n);
+        return tfm_fail(err, errlen, "out of memory for %zu texts", n);
     out->cap_texts = cap_texts;
     Piece *pc = out->work;                                 /* [n] */
     TokIds *buf = out->pieces;                             /* [nt] */
@@ -470,7 +461,7 @@ int tok_encode_batch(TokBatch *out, const char *const *a, const size_t *na,
         longest = max_sz(longest, L);
         out->offset[i] = L;                                /* lengths for now */
     }
-    if (why[0]) return fail(err, errlen, "line %zu: %s", *bad_index + 1, why);
+    if (why[0]) return tfm_fail(err, errlen, "line %zu: %s", *bad_index + 1, why);
     const size_t target = o->padding == TOK_PAD_LONGEST ? longest
                         : o->padding == TOK_PAD_MAX_LENGTH ? o->max_length : 0;
     for (size_t i = 0; i < n; i++) {
@@ -484,7 +475,7 @@ int tok_encode_batch(TokBatch *out, const char *const *a, const size_t *na,
         int64_t **arrays[3] = {&out->input_ids, &out->token_type_ids, &out->attention_mask};
         for (int k = 0; k < 3; k++) {
             int64_t *p = realloc(*arrays[k], (total + 1) * sizeof *p);
-            if (!p) return fail(err, errlen, "out of memory for %zu tokens", total);
+            if (!p) return tfm_fail(err, errlen, "out of memory for %zu tokens", total);
             *arrays[k] = p;
         }
         out->cap_tokens = total + 1;
@@ -520,14 +511,14 @@ char *tok_decode(const Vocab *v, const int64_t *ids, size_t n, int skip_special,
     size_t cap = 1;
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0 || (uint64_t)ids[i] >= v->n) {
-            fail(err, errlen, "id %lld at position %zu is not in the vocabulary (%zu entries)",
+            tfm_fail(err, errlen, "id %lld at position %zu is not in the vocabulary (%zu entries)",
                  (long long)ids[i], i + 1, v->n);
             return NULL;
         }
         cap += v->len[ids[i]] + 1;
     }
     char *s = malloc(cap), *w = s;
-    if (!s) { fail(err, errlen, "out of memory"); return NULL; }
+    if (!s) { tfm_fail(err, errlen, "out of memory"); return NULL; }
     int first = 1;
     for (size_t i = 0; i < n; i++) {
         const int32_t id = (int32_t)ids[i];

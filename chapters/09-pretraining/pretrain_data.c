@@ -6,20 +6,12 @@
 #include "pretrain_data.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "rng.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
+#include "tensor.h"
 
 /* Grows *p (of *cap elements of `size` bytes) to hold at least `need`, doubling. Returns 0, or -1
  * when the memory is not there (the loaders report it; they do not abort as the kernels do). */
@@ -43,7 +35,7 @@ static int grow(void **p, size_t *cap, size_t need, size_t size) {
 static char *read_all(const char *path, size_t *len, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        tfm_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     char *buf = NULL;
@@ -58,8 +50,8 @@ static char *read_all(const char *path, size_t *len, char *err, size_t errlen) {
     const int bad = ferror(f) != 0;
     fclose(f);
     if (oom || bad) {
-        if (oom) fail(err, errlen, "%s: out of memory reading the file", path);
-        else fail(err, errlen, "%s: read error", path);
+        if (oom) tfm_fail(err, errlen, "%s: out of memory reading the file", path);
+        else tfm_fail(err, errlen, "%s: read error", path);
         free(buf);
         return NULL;
     }
@@ -96,7 +88,7 @@ int pretrain_corpus_load(PretrainCorpus *c, const char *path, const Vocab *v, ch
     /* sent_offset[0] = 0 and doc_offset[0] = 0 before the first line. */
     if (grow((void **)&c->sent_offset, &cap_sent, 1, sizeof(size_t)) != 0 ||
         grow((void **)&c->doc_offset, &cap_doc, 1, sizeof(size_t)) != 0) {
-        rc = fail(err, errlen, "%s: out of memory", path);
+        rc = tfm_fail(err, errlen, "%s: out of memory", path);
         goto done;
     }
     c->sent_offset[0] = c->doc_offset[0] = 0;
@@ -113,7 +105,7 @@ int pretrain_corpus_load(PretrainCorpus *c, const char *path, const Vocab *v, ch
         if (is_blank(line, n)) {
             if (c->n_sent > c->doc_offset[c->n_docs]) {
                 if (grow((void **)&c->doc_offset, &cap_doc, c->n_docs + 2, sizeof(size_t)) != 0) {
-                    rc = fail(err, errlen, "%s: out of memory", path);
+                    rc = tfm_fail(err, errlen, "%s: out of memory", path);
                     goto done;
                 }
                 c->doc_offset[++c->n_docs] = c->n_sent;
@@ -122,26 +114,26 @@ int pretrain_corpus_load(PretrainCorpus *c, const char *path, const Vocab *v, ch
         }
         TokError e;
         if (tokenize_fast(&tok, v, line, n, &scratch, &e) != 0) {
-            rc = fail(err, errlen, "%s: line %zu: %s at byte %zu of the line", path, lineno,
+            rc = tfm_fail(err, errlen, "%s: line %zu: %s at byte %zu of the line", path, lineno,
                       e.what, e.offset);
             goto done;
         }
         if (tok.len == c->sent_offset[c->n_sent]) continue;   /* no word piece: no sentence */
         if (grow((void **)&c->sent_offset, &cap_sent, c->n_sent + 2, sizeof(size_t)) != 0) {
-            rc = fail(err, errlen, "%s: out of memory", path);
+            rc = tfm_fail(err, errlen, "%s: out of memory", path);
             goto done;
         }
         c->sent_offset[++c->n_sent] = tok.len;
     }
     if (c->n_sent > c->doc_offset[c->n_docs]) {                 /* the last document */
         if (grow((void **)&c->doc_offset, &cap_doc, c->n_docs + 2, sizeof(size_t)) != 0) {
-            rc = fail(err, errlen, "%s: out of memory", path);
+            rc = tfm_fail(err, errlen, "%s: out of memory", path);
             goto done;
         }
         c->doc_offset[++c->n_docs] = c->n_sent;
     }
     if (c->n_sent == 0)
-        rc = fail(err, errlen, "%s: no sentence in %zu lines (a corpus is one sentence per line, "
+        rc = tfm_fail(err, errlen, "%s: no sentence in %zu lines (a corpus is one sentence per line, "
                   "a blank line between documents)", path, lineno);
 done:
     free(buf);
@@ -270,14 +262,14 @@ int pretrain_instances_build(PretrainInstances *out, const PretrainCorpus *c, si
                              const PretrainSpecials *sp, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     if (T < 5)
-        return fail(err, errlen, "T = %zu: an instance [CLS] A [SEP] B [SEP] needs T >= 5 "
+        return tfm_fail(err, errlen, "T = %zu: an instance [CLS] A [SEP] B [SEP] needs T >= 5 "
                     "(a token each for A and B)", T);
     if (!(short_seq_prob >= 0.0 && short_seq_prob <= 1.0))
-        return fail(err, errlen, "short_seq_prob = %g is not a probability in [0, 1]",
+        return tfm_fail(err, errlen, "short_seq_prob = %g is not a probability in [0, 1]",
                     short_seq_prob);
-    if (dupe_factor == 0) return fail(err, errlen, "dupe_factor = 0: no pass over the corpus");
+    if (dupe_factor == 0) return tfm_fail(err, errlen, "dupe_factor = 0: no pass over the corpus");
     if (!c || c->n_docs == 0 || c->n_sent == 0)
-        return fail(err, errlen, "the corpus has no document");
+        return tfm_fail(err, errlen, "the corpus has no document");
     Builder b = {0};
     size_t *perm = NULL;
     uint64_t state = seed;
@@ -288,7 +280,7 @@ int pretrain_instances_build(PretrainInstances *out, const PretrainCorpus *c, si
             if (from_document(&b, c, d, T - 3, short_seq_prob, &state, sp) != 0) goto oom;
     if (b.in.n == 0) {
         pretrain_instances_free(&b.in);
-        return fail(err, errlen, "no instance: %zu pairs had an empty segment (a corpus of one "
+        return tfm_fail(err, errlen, "no instance: %zu pairs had an empty segment (a corpus of one "
                     "document needs chunks of two sentences)", b.in.n_skipped);
     }
     /* rng.shuffle(instances): Fisher-Yates from the same stream, then the instances copied in
@@ -324,7 +316,7 @@ oom:
     free(perm);
     pretrain_instances_free(&b.in);
     pretrain_instances_free(out);
-    return fail(err, errlen, "out of memory building the pretraining instances");
+    return tfm_fail(err, errlen, "out of memory building the pretraining instances");
 }
 
 /* ---------------------------------------------------------------- batches */
@@ -333,17 +325,17 @@ int pretrain_batch_fill(int64_t *input_ids, int64_t *token_type_ids, int64_t *at
                         int64_t *nsp_label, const PretrainInstances *in, const size_t *order,
                         size_t first, size_t B, size_t T, int64_t pad_id, char *err,
                         size_t errlen) {
-    if (!in || in->n == 0) return fail(err, errlen, "batch: no instance to take");
-    if (B == 0 || T == 0) return fail(err, errlen, "batch: B = %zu, T = %zu", B, T);
+    if (!in || in->n == 0) return tfm_fail(err, errlen, "batch: no instance to take");
+    if (B == 0 || T == 0) return tfm_fail(err, errlen, "batch: B = %zu, T = %zu", B, T);
     for (size_t r = 0; r < B; r++) {
         const size_t pos = (first % in->n + r) % in->n;
         const size_t k = order ? order[pos] : pos;
         if (k >= in->n)
-            return fail(err, errlen, "batch: order[%zu] = %zu, past the %zu instances", pos, k,
+            return tfm_fail(err, errlen, "batch: order[%zu] = %zu, past the %zu instances", pos, k,
                         in->n);
         const size_t lo = in->offset[k], len = in->offset[k + 1] - lo;
         if (len > T)
-            return fail(err, errlen, "batch: instance %zu has %zu tokens, more than T = %zu", k,
+            return tfm_fail(err, errlen, "batch: instance %zu has %zu tokens, more than T = %zu", k,
                         len, T);
         int64_t *ids = input_ids + r * T, *type = token_type_ids + r * T;
         int64_t *mask = attention_mask + r * T;
