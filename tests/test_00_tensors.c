@@ -663,7 +663,6 @@ static Suite *suite(void) {
     suite_add_tcase(s, runner);
 
     TCase *golden = tcase_create("goldens");
-
     tcase_set_tags(golden, "goldens");    /* make valgrind leaves these to `tfm check` */
     tcase_set_timeout(golden, 60);
     tcase_add_test(golden, test_naive_vs_goldens);
